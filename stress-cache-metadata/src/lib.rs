@@ -1,0 +1,13 @@
+//! Serde types shared by `cargo stress-cache` and the `stress-tests` suite, in the manner of
+//! `nextest-metadata`: the target declaration ([`TargetSpec`], read from
+//! `[package.metadata.stress-cache]` or a `--spec` file) and the per-scenario JSON record
+//! ([`ScenarioRecord`]) the suite writes and the CLI aggregates.
+
+mod record;
+mod target;
+
+pub use record::{Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioRecord};
+pub use target::{
+    CompiledCache, EnvNames, ExitCodes, Features, FilePatterns, Failpoints, Fixtures, LockKind, MetadataFile,
+    Mutants, ServerLayout, SpecError, TargetSpec,
+};

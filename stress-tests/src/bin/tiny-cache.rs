@@ -1,0 +1,167 @@
+//! `tiny-cache`: a second, deliberately different stress target, written for the suite's own tests.
+//!
+//! It proves the suite drives *any* program through its declaration (`stress-tests/targets/tiny-cache.toml`)
+//! and not beaker's shape: inputs come as arguments instead of environment variables, the cache has
+//! subdirectories (`objects/`, `tmp/`, `locks/`), there is no checksum option, no failpoints, no mutants
+//! and no metadata file. It is still a correct cache: one flock per object, a unique temp file in the same
+//! file system, Content-Length check, fsync, rename, fsync of the directory.
+//!
+//! Usage: `tiny-cache get --from URL --store DIR --out FILE`
+//! Exit codes: 0 ok, 1 network, 2 local I/O, 64 usage.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Attempts per download; every loop in this program is bounded.
+const ATTEMPTS: u32 = 3;
+
+enum Failure {
+    Usage(String),
+    Network(String),
+    Io(String, io::Error),
+}
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("tiny-cache: usage: {m}");
+            ExitCode::from(64)
+        }
+        Err(Failure::Network(m)) => {
+            eprintln!("tiny-cache: network: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Io(what, e)) => {
+            eprintln!("tiny-cache: {what}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<(), Failure> {
+    let (mut url, mut store, mut out) = (None, None, None);
+    let mut it = args.iter();
+    if it.next().map(String::as_str) != Some("get") {
+        return Err(Failure::Usage("tiny-cache get --from URL --store DIR --out FILE".into()));
+    }
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+        match flag.as_str() {
+            "--from" => url = Some(value.clone()),
+            "--store" => store = Some(PathBuf::from(value)),
+            "--out" => out = Some(PathBuf::from(value)),
+            other => return Err(Failure::Usage(format!("unknown flag {other}"))),
+        }
+    }
+    let (url, store, out) = match (url, store, out) {
+        (Some(u), Some(s), Some(o)) => (u, s, o),
+        _ => return Err(Failure::Usage("--from, --store and --out are required".into())),
+    };
+    let key = fnv1a_hex(url.as_bytes());
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e| Failure::Io(what, e)
+    };
+    for sub in ["objects", "tmp", "locks"] {
+        fs::create_dir_all(store.join(sub)).map_err(io("create store"))?;
+    }
+    let object = store.join("objects").join(format!("{key}.bin"));
+    let lock_path = store.join("locks").join(format!("{key}.lock"));
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io("open lock"))?;
+    // One writer per object; the kernel releases the lock if this process dies.
+    lock.lock().map_err(io("lock"))?;
+    if !object.exists() {
+        // Anything in tmp/ for this key is a dead writer's: we hold the lock.
+        if let Ok(entries) = fs::read_dir(store.join("tmp")) {
+            for entry in entries.flatten().take(10_000) {
+                if entry.file_name().to_string_lossy().starts_with(&format!("{key}.")) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        let tmp = store.join("tmp").join(format!("{key}.{}.part", std::process::id()));
+        let result = download_with_retries(&url, &tmp);
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, &object).map_err(io("publish"))?;
+        File::open(store.join("objects")).and_then(|d| d.sync_all()).map_err(io("sync store"))?;
+    }
+    drop(lock);
+    if let Some(parent) = out.parent() {
+        fs::create_dir_all(parent).map_err(io("create output dir"))?;
+    }
+    fs::copy(&object, &out).map_err(io("copy to output"))?;
+    Ok(())
+}
+
+fn download_with_retries(url: &str, tmp: &Path) -> Result<(), Failure> {
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        match download_once(url, tmp) {
+            Ok(()) => return Ok(()),
+            Err(DownloadError::Io(e)) => return Err(Failure::Io("write temp file".into(), e)),
+            Err(DownloadError::Net(m)) => last = m,
+        }
+    }
+    Err(Failure::Network(format!("{url}: {last} (after {ATTEMPTS} attempts)")))
+}
+
+enum DownloadError {
+    Net(String),
+    Io(io::Error),
+}
+
+/// One plain HTTP/1.1 GET (loopback test servers only; no TLS), following one redirect level is not
+/// needed by the scenarios this target runs.
+fn download_once(url: &str, tmp: &Path) -> Result<(), DownloadError> {
+    let net = |e: io::Error| DownloadError::Net(e.to_string());
+    let rest = url.strip_prefix("http://").ok_or_else(|| DownloadError::Net(format!("not http: {url}")))?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = TcpStream::connect(host).map_err(net)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(net)?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(net)?;
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).map_err(net)?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(DownloadError::Net(format!("status {}", status.trim())));
+    }
+    let mut length = None;
+    for _ in 0..100 {
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(net)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse::<u64>().ok();
+        }
+    }
+    let length = length.ok_or_else(|| DownloadError::Net("no Content-Length".into()))?;
+    let mut file = File::create(tmp).map_err(DownloadError::Io)?;
+    let copied = io::copy(&mut reader.by_ref().take(length), &mut file).map_err(net)?;
+    if copied != length {
+        return Err(DownloadError::Net(format!("short body: {copied} of {length} bytes")));
+    }
+    file.sync_all().map_err(DownloadError::Io)?;
+    Ok(())
+}
+
+fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,208 @@
+//! The command line, as clap derive types. Invoked by cargo as `cargo-stress-cache stress-cache ...`,
+//! hence the outer `cargo` command with a single `stress-cache` subcommand (the nextest pattern).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `cargo` as seen by a cargo subcommand.
+#[derive(Debug, Parser)]
+#[command(bin_name = "cargo", version, styles = clap::builder::Styles::plain())]
+pub enum CargoCli {
+    /// Stress a program's model cache with many processes, crashes and faults.
+    StressCache(StressCache),
+}
+
+/// `cargo stress-cache`.
+#[derive(Debug, Args)]
+#[command(
+    version,
+    about = "Build a target with failpoints, run the stress tiers through nextest, report invariants, \
+             benchmarks and flakes",
+    args_conflicts_with_subcommands = true
+)]
+pub struct StressCache {
+    /// Options that apply to every subcommand.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// Which program to stress.
+    #[command(flatten)]
+    pub target: TargetOpts,
+    /// Options of a tier run (the default command).
+    #[command(flatten)]
+    pub run: RunOpts,
+    /// A subcommand; without one, a tier is run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands besides the default tier run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the scenarios of the suite (via `cargo nextest list`).
+    List {
+        /// Nextest filtersets selecting scenarios.
+        #[arg(short = 'E', long = "filterset", value_name = "EXPR")]
+        filtersets: Vec<String>,
+    },
+    /// Re-aggregate saved run directories (merging partitions run on several machines).
+    Report {
+        /// Run directories (`target/stress-cache/<run-id>`), or any directory holding records and JUnit files.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Prove the suite catches bugs: run the tier clean and once per seeded mutant.
+    Mutants {
+        /// Which program to stress.
+        #[command(flatten)]
+        target: TargetOpts,
+        /// Tier, filtersets, partition, run directory.
+        #[command(flatten)]
+        tier: TierOpts,
+        /// Only these mutants (default: every declared one).
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
+    },
+}
+
+/// Options that apply to every subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalOpts {
+    /// Path to the workspace's Cargo.toml.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// Cargo target directory (default: the workspace's).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+    /// When to use colours.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    /// More output (commands run, per-file details).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Less output (only warnings, errors and the tables).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Format of the tables on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// A previous `report.json` to compare the benchmarks with.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Relative change (percent) beyond which a benchmark counts as regressed.
+    #[arg(long, global = true, default_value_t = 20.0, value_name = "PERCENT")]
+    pub threshold: f64,
+    /// Exit 1 when a benchmark regressed against `--baseline` (default: only flag it).
+    #[arg(long, global = true)]
+    pub fail_on_regression: bool,
+}
+
+/// Which program to stress.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TargetOpts {
+    /// The workspace package to stress (default: `[workspace.metadata.stress-cache] target`, else the
+    /// one package declaring `[package.metadata.stress-cache]`).
+    #[arg(short, long, value_name = "SPEC", conflicts_with = "spec")]
+    pub package: Option<String>,
+    /// A standalone target declaration (same schema plus `command`) for a program outside the workspace.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+}
+
+/// Options shared by tier runs and the mutants matrix.
+#[derive(Debug, Args, Clone)]
+pub struct TierOpts {
+    /// Tier: `pr` (minutes) or `nightly` (longer, more processes).
+    #[arg(long, value_enum, default_value_t = Tier::Pr)]
+    pub tier: Tier,
+    /// Nextest filtersets selecting scenarios (repeatable).
+    #[arg(short = 'E', long = "filterset", value_name = "EXPR")]
+    pub filtersets: Vec<String>,
+    /// Nextest partition, e.g. `hash:1/2` (merge the run dirs later with `report`).
+    #[arg(long, value_name = "PARTITION")]
+    pub partition: Option<String>,
+    /// Run directory (default: `<target dir>/stress-cache/<run-id>`).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Seed for the suite (`STRESS_SEED`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Cap on processes per scenario (`STRESS_PROCESSES`).
+    #[arg(long, value_name = "N")]
+    pub processes: Option<usize>,
+}
+
+/// Options of a tier run.
+#[derive(Debug, Args, Clone)]
+pub struct RunOpts {
+    /// Tier, filtersets, partition, run directory.
+    #[command(flatten)]
+    pub tier: TierOpts,
+    /// Run the tier N times (flake detection across repeats).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// Run every process with this seeded bug (needs the target's mutants feature); expect exit 1.
+    #[arg(long, value_name = "NAME")]
+    pub mutant: Option<String>,
+}
+
+/// A stress tier, mapped to a nextest profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Every pull request.
+    Pr,
+    /// Every night.
+    Nightly,
+}
+
+impl Tier {
+    /// The value of `STRESS_TIER`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Pr => "pr",
+            Tier::Nightly => "nightly",
+        }
+    }
+
+    /// The nextest profile of this tier (`.config/nextest.toml`).
+    pub fn profile(self) -> &'static str {
+        match self {
+            Tier::Pr => "stress-pr",
+            Tier::Nightly => "stress-nightly",
+        }
+    }
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour when stderr is a terminal.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl Color {
+    /// The value cargo and nextest take for `--color`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Auto => "auto",
+            Color::Always => "always",
+            Color::Never => "never",
+        }
+    }
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Terminal tables.
+    Table,
+    /// The aggregate as JSON (the same as `report.json`; usable as `--baseline`).
+    Json,
+    /// Markdown tables, fit for a CI job summary.
+    Markdown,
+}

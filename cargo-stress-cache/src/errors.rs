@@ -1,0 +1,184 @@
+//! The one error type of `cargo stress-cache` and its mapping to exit codes.
+//!
+//! Every failure that is not a verdict about the target ("an invariant was violated", "a test is
+//! flaky") is a usage or setup problem: it maps to exit code 2 here, in one place, and `main` prints
+//! it as a single `error: <cause>` line, optionally followed by one `help:` line.
+
+use std::path::PathBuf;
+
+use stress_cache_metadata::SpecError;
+
+/// Exit code when every invariant held and every test was stable.
+pub const EXIT_OK: i32 = 0;
+/// Exit code when an invariant was violated, a test was flaky or broken, or a mutant survived.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code of a usage or setup error ([`Error`]).
+pub const EXIT_SETUP: i32 = 2;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop `cargo stress-cache` before it reaches a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line could not be parsed or is inconsistent.
+    #[error("{0}")]
+    Usage(String),
+    /// `cargo nextest --version` failed: cargo-nextest is not installed (or not runnable).
+    #[error("cargo-nextest is not available: {detail}")]
+    NextestMissing {
+        /// What cargo said.
+        detail: String,
+    },
+    /// A program could not be started.
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `cargo metadata` failed.
+    #[error("cargo metadata failed: {message}")]
+    Metadata {
+        /// The cause, on one line.
+        message: String,
+    },
+    /// `--package` names no workspace package.
+    #[error("package `{name}` is not a member of the workspace (members: {members})")]
+    UnknownPackage {
+        /// The name given.
+        name: String,
+        /// The workspace members, comma-separated.
+        members: String,
+    },
+    /// No target could be chosen from the workspace.
+    #[error("no target to stress: {reason}")]
+    NoTarget {
+        /// Why.
+        reason: String,
+    },
+    /// The target declaration is unreadable, malformed or inconsistent.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The target does not declare or define the Cargo feature a run needs.
+    #[error("target package `{package}` {problem}")]
+    MissingFeature {
+        /// The package.
+        package: String,
+        /// What is missing, e.g. "has no feature `failpoints`".
+        problem: String,
+    },
+    /// `--mutant` names a mutant the target does not declare.
+    #[error("unknown mutant `{name}` (declared: {known})")]
+    UnknownMutant {
+        /// The name given.
+        name: String,
+        /// The declared names.
+        known: String,
+    },
+    /// The suite package (`stress-tests`) is not in the workspace.
+    #[error("the stress suite package `{name}` is not a member of the workspace")]
+    NoSuite {
+        /// The package name.
+        name: String,
+    },
+    /// `--spec` names a command that cannot be found.
+    #[error("target command `{command}` from {spec} was not found")]
+    CommandNotFound {
+        /// The command.
+        command: String,
+        /// The spec file.
+        spec: PathBuf,
+    },
+    /// `cargo build` failed.
+    #[error("building the target failed: `{command}` exited with {status}")]
+    Build {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+    },
+    /// The build succeeded but produced no executable for the binary target.
+    #[error("`cargo build` reported no executable for binary `{binary}` of package `{package}`")]
+    NoExecutable {
+        /// The package.
+        package: String,
+        /// The binary target.
+        binary: String,
+    },
+    /// cargo-nextest ended with an exit code that is not a test verdict (build failure, bad filterset, ...).
+    #[error("`{command}` failed with exit code {code} ({meaning})")]
+    Nextest {
+        /// The command line.
+        command: String,
+        /// Its exit code.
+        code: i32,
+        /// What nextest's exit code means.
+        meaning: &'static str,
+    },
+    /// Reading or writing a file or directory failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("cannot read", "cannot create", ...).
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file had the wrong content (record JSON, JUnit XML, baseline report, nextest list JSON).
+    #[error("cannot parse {what} {path}: {message}")]
+    Parse {
+        /// The kind of file.
+        what: &'static str,
+        /// The path (or the command whose output it was).
+        path: PathBuf,
+        /// The parser's message, on one line.
+        message: String,
+    },
+    /// `report` found nothing to aggregate.
+    #[error("no scenario records or JUnit reports found under {dirs}")]
+    NoResults {
+        /// The directories searched.
+        dirs: String,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error: every error is a usage or setup error.
+    pub fn exit_code(&self) -> i32 {
+        EXIT_SETUP
+    }
+
+    /// A one-line hint printed after the error, when there is a useful one.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::NextestMissing { .. } => {
+                Some("install it with `cargo install cargo-nextest --locked`".into())
+            }
+            Error::UnknownPackage { .. } => Some(
+                "pass a package that declares `[package.metadata.stress-cache]`, or `--spec FILE`".into(),
+            ),
+            Error::NoTarget { .. } => Some(
+                "declare `[package.metadata.stress-cache]` in the target's Cargo.toml, set \
+                 `[workspace.metadata.stress-cache] target = \"<package>\"`, or pass `--package`/`--spec`"
+                    .into(),
+            ),
+            Error::MissingFeature { .. } => Some(
+                "add the feature to the package's [features] and name it in `features.failpoints`".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+}
+
+/// Collapses a multi-line message into one line (cargo and parsers like to wrap).
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,292 @@
+//! `cargo stress-cache`: builds a target with its failpoints, runs the stress suite's tiers through
+//! cargo-nextest, and turns the scenario records and JUnit reports into invariant, benchmark and flake
+//! tables. The binary is a thin wrapper over [`main_with_args`].
+//!
+//! Exit codes: 0 every invariant held and every test was stable; 1 an invariant was violated, a test
+//! was flaky or broken, or a mutant survived; 2 usage or setup error ([`errors::Error`]).
+
+pub mod aggregate;
+pub mod build;
+pub mod cargo;
+pub mod cli;
+pub mod errors;
+pub mod junit;
+pub mod mutants;
+pub mod nextest;
+pub mod report;
+pub mod run;
+pub mod rundir;
+pub mod workspace;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::aggregate::Aggregate;
+use crate::build::Flavor;
+use crate::cargo::Cargo;
+use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, TierOpts};
+use crate::errors::{EXIT_OK, EXIT_SETUP, Error, Result};
+use crate::nextest::Selection;
+use crate::run::TierRun;
+use crate::workspace::{Target, Workspace};
+
+/// Parses `args` (as cargo passes them: `cargo-stress-cache stress-cache ...`), runs, and returns the
+/// exit code. Errors are printed here as one `error:` line (plus maybe one `help:` line).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match CargoCli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let CargoCli::StressCache(args) = cli;
+    init_logging(&args.global);
+    match dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(help) = e.help() {
+                eprintln!("help: {help}");
+            }
+            e.exit_code()
+        }
+    }
+}
+
+/// Help and version print as usual; usage errors become one `error:` line and exit 2.
+fn clap_exit(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            EXIT_OK
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            EXIT_SETUP
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("error: {}", first.trim_start_matches("error:").trim());
+            eprintln!("help: see `cargo stress-cache --help`");
+            EXIT_SETUP
+        }
+    }
+}
+
+fn init_logging(global: &GlobalOpts) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => log::LevelFilter::Warn,
+        (false, 0) => log::LevelFilter::Info,
+        (false, _) => log::LevelFilter::Debug,
+    };
+    // Logs and progress go to stderr (like nextest's own output); stdout carries only the tables.
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .target(env_logger::Target::Stderr)
+        .format(|buf, record| {
+            let prefix = match record.level() {
+                log::Level::Error => "error: ",
+                log::Level::Warn => "warning: ",
+                _ => "",
+            };
+            writeln!(buf, "stress-cache: {prefix}{}", record.args())
+        })
+        .try_init();
+}
+
+fn dispatch(args: StressCache) -> Result<i32> {
+    let global = args.global;
+    if !(global.threshold.is_finite() && global.threshold >= 0.0) {
+        return Err(Error::Usage(format!(
+            "--threshold must be a non-negative number, got {}",
+            global.threshold
+        )));
+    }
+    let cargo = Cargo::from_env(global.manifest_path.clone(), global.target_dir.clone(), global.color);
+    match args.command {
+        None => run_tier(cargo, &global, &args.target, &args.run.tier, args.run.repeat, args.run.mutant),
+        Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
+        Some(Command::Report { dirs }) => report(&global, &dirs),
+        Some(Command::Mutants { target, tier, only }) => mutants(cargo, &global, &target, &tier, &only),
+    }
+}
+
+/// What every run needs after setup: workspace, target, and a cargo pinned to the target dir.
+struct Setup {
+    cargo: Cargo,
+    workspace: Workspace,
+    target_dir: PathBuf,
+    target: Target,
+}
+
+fn setup(mut cargo: Cargo, global: &GlobalOpts, target: &TargetOpts) -> Result<Setup> {
+    // First, because nothing below is of any use without nextest.
+    nextest::check_available(&cargo)?;
+    let workspace = Workspace::load(&cargo)?;
+    workspace.require_suite()?;
+    let resolved = workspace.resolve_target(target.package.as_deref(), target.spec.as_deref())?;
+    let target_dir = match &global.target_dir {
+        Some(dir) => std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source))?,
+        None => workspace.target_dir().to_path_buf(),
+    };
+    cargo.set_target_dir(target_dir.clone());
+    Ok(Setup { cargo, workspace, target_dir, target: resolved })
+}
+
+fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
+    Selection { filtersets: tier.filtersets.clone(), partition: tier.partition.clone(), quiet: global.quiet }
+}
+
+fn run_tier(
+    cargo: Cargo,
+    global: &GlobalOpts,
+    target: &TargetOpts,
+    tier: &TierOpts,
+    repeat: u32,
+    mutant: Option<String>,
+) -> Result<i32> {
+    let setup = setup(cargo, global, target)?;
+    if let Some(name) = &mutant {
+        let known = setup.target.spec.mutant_names();
+        if !known.iter().any(|m| m == name) {
+            return Err(Error::UnknownMutant { name: name.clone(), known: known.join(", ") });
+        }
+    }
+    let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
+    let flavor = if mutant.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
+    let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor)?;
+    log::info!("target {} at {}", setup.target.spec.display_name(), target_bin.display());
+    let label = match &mutant {
+        Some(m) => format!("{}-mutant-{m}", tier.tier.as_str()),
+        None => tier.tier.as_str().to_string(),
+    };
+    let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
+    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec)?;
+    let tier_run = TierRun {
+        cargo: &setup.cargo,
+        workspace_root: setup.workspace.root(),
+        target_dir: &setup.target_dir,
+        target_bin: &target_bin,
+        target_spec: &spec_path,
+        tier: tier.tier,
+        selection: selection(global, tier),
+        seed: tier.seed,
+        processes: tier.processes,
+    };
+    let mut agg = tier_run.run(&run_dir, repeat, mutant.as_deref(), &label)?;
+    if let Some(base) = &baseline {
+        agg.compare_with(base, global.threshold);
+    }
+    finish(&agg, &run_dir, global)
+}
+
+/// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
+fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<i32> {
+    report::write_all(run_dir, agg)?;
+    print!("{}", report::render(agg, global.format));
+    let violated = agg.violated_names();
+    if !violated.is_empty() {
+        log::warn!("violated invariants: {}", violated.join("; "));
+    }
+    let unstable: Vec<String> =
+        agg.unstable_tests().iter().map(|f| format!("{} ({})", f.test, f.verdict.as_str())).collect();
+    if !unstable.is_empty() {
+        log::warn!("unstable tests: {}", unstable.join("; "));
+    }
+    log::info!("{}", report::summary_line(agg));
+    // The path is the one line every user needs, even with -q.
+    eprintln!("stress-cache: artifacts in {}", run_dir.display());
+    Ok(agg.exit_code(global.fail_on_regression))
+}
+
+fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32> {
+    nextest::check_available(&cargo)?;
+    let workspace = Workspace::load(&cargo)?;
+    workspace.require_suite()?;
+    let scenarios = nextest::list(&cargo, filtersets)?;
+    if global.format == cli::Format::Json {
+        println!("{}", serde_json::to_string_pretty(&scenarios).unwrap_or_else(|_| "[]".into()));
+        return Ok(EXIT_OK);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(if global.format == cli::Format::Markdown {
+        comfy_table::presets::ASCII_MARKDOWN
+    } else {
+        comfy_table::presets::UTF8_FULL_CONDENSED
+    });
+    table.set_header(vec!["test binary", "scenario"]);
+    for s in &scenarios {
+        table.add_row(vec![s.binary.as_str(), s.name.as_str()]);
+    }
+    println!("{table}");
+    log::info!("{} scenarios", scenarios.len());
+    Ok(EXIT_OK)
+}
+
+fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
+    let inputs = aggregate::collect(dirs)?;
+    if inputs.records.is_empty() && inputs.junit.is_empty() {
+        let dirs = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(Error::NoResults { dirs });
+    }
+    let mut agg = Aggregate::from_inputs(&inputs);
+    if let Some(path) = &global.baseline {
+        agg.compare_with(&Aggregate::read(path)?, global.threshold);
+    }
+    print!("{}", report::render(&agg, global.format));
+    let violated = agg.violated_names();
+    if !violated.is_empty() {
+        log::warn!("violated invariants: {}", violated.join("; "));
+    }
+    log::info!("{}", report::summary_line(&agg));
+    Ok(agg.exit_code(global.fail_on_regression))
+}
+
+fn mutants(
+    cargo: Cargo,
+    global: &GlobalOpts,
+    target: &TargetOpts,
+    tier: &TierOpts,
+    only: &[String],
+) -> Result<i32> {
+    let setup = setup(cargo, global, target)?;
+    let declared: Vec<String> = setup.target.spec.mutant_names().to_vec();
+    if declared.is_empty() {
+        return Err(Error::MissingFeature {
+            package: setup.target.spec.display_name().to_string(),
+            problem: "declares no mutants (`[package.metadata.stress-cache.mutants] names`)".into(),
+        });
+    }
+    for name in only {
+        if !declared.contains(name) {
+            return Err(Error::UnknownMutant { name: name.clone(), known: declared.join(", ") });
+        }
+    }
+    let chosen: Vec<String> = if only.is_empty() { declared } else { only.to_vec() };
+    // One build with both features serves the clean run too: without STRESS_MUTANT no bug is active.
+    let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
+    let label = format!("mutants-{}", tier.tier.as_str());
+    let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
+    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec)?;
+    let tier_run = TierRun {
+        cargo: &setup.cargo,
+        workspace_root: setup.workspace.root(),
+        target_dir: &setup.target_dir,
+        target_bin: &target_bin,
+        target_spec: &spec_path,
+        tier: tier.tier,
+        selection: selection(global, tier),
+        seed: tier.seed,
+        processes: tier.processes,
+    };
+    let matrix = mutants::run(&tier_run, &run_dir, &chosen)?;
+    print!("{}", matrix.render(global.format));
+    for row in matrix.mutants.iter().filter(|m| !m.killed) {
+        log::warn!("mutant `{}` survived: no invariant caught it", row.mutant);
+    }
+    eprintln!("stress-cache: artifacts in {}", run_dir.display());
+    Ok(matrix.exit_code())
+}

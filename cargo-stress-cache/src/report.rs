@@ -1,0 +1,179 @@
+//! Rendering an [`Aggregate`] as terminal tables, markdown (for CI job summaries) or JSON.
+
+use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, ContentArrangement, Table};
+
+use crate::aggregate::{Aggregate, Verdict};
+use crate::cli::Format;
+
+/// Renders the aggregate in `format`.
+pub fn render(aggregate: &Aggregate, format: Format) -> String {
+    match format {
+        Format::Json => {
+            // Serialising plain data cannot fail; an empty object keeps the output valid JSON regardless.
+            let mut text = serde_json::to_string_pretty(aggregate).unwrap_or_else(|_| "{}".to_string());
+            text.push('\n');
+            text
+        }
+        Format::Table => render_tables(aggregate, false),
+        Format::Markdown => render_tables(aggregate, true),
+    }
+}
+
+fn new_table(markdown: bool, header: Vec<&str>) -> Table {
+    let mut table = Table::new();
+    table.load_preset(if markdown { ASCII_MARKDOWN } else { UTF8_FULL_CONDENSED });
+    if !markdown {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
+    table.set_header(header);
+    table
+}
+
+fn heading(out: &mut String, markdown: bool, title: &str) {
+    if markdown {
+        out.push_str(&format!("### {title}\n\n"));
+    } else {
+        out.push_str(&format!("{title}\n"));
+    }
+}
+
+fn render_tables(agg: &Aggregate, markdown: bool) -> String {
+    let mut out = String::new();
+    if markdown {
+        out.push_str("## cargo stress-cache\n\n");
+    }
+    out.push_str(&summary_line(agg));
+    out.push_str("\n\n");
+
+    heading(&mut out, markdown, "Invariants");
+    let with_mutant = agg.invariants.iter().any(|r| r.mutant.is_some());
+    let mut header = vec!["scenario"];
+    if with_mutant {
+        header.push("mutant");
+    }
+    header.extend(["invariant", "held", "violated", "evidence"]);
+    let mut table = new_table(markdown, header);
+    for row in &agg.invariants {
+        let mut cells = vec![Cell::new(&row.scenario)];
+        if with_mutant {
+            cells.push(Cell::new(row.mutant.as_deref().unwrap_or("-")));
+        }
+        let verdict = if row.violated > 0 { format!("{} VIOLATED", row.violated) } else { "0".to_string() };
+        let mut evidence = row.evidence.clone().unwrap_or_default();
+        if evidence.len() > 80 {
+            let cut = (0..=80).rev().find(|i| evidence.is_char_boundary(*i)).unwrap_or(0);
+            evidence.truncate(cut);
+            evidence.push_str("...");
+        }
+        cells.extend([
+            Cell::new(&row.invariant),
+            Cell::new(row.held),
+            Cell::new(verdict),
+            Cell::new(escape(&evidence, markdown)),
+        ]);
+        table.add_row(cells);
+    }
+    push_table(&mut out, table, agg.invariants.is_empty(), "no scenario records");
+
+    heading(&mut out, markdown, "Benchmarks (medians over clean runs)");
+    let mut table = new_table(
+        markdown,
+        vec!["scenario", "runs", "processes/s", "p50 ms", "p95 ms", "hit ratio", "bodies per model", "MB/s"],
+    );
+    for row in &agg.benchmarks {
+        let regressed: Vec<&str> = agg
+            .regressions
+            .iter()
+            .filter(|r| r.scenario == row.scenario)
+            .map(|r| r.metric.as_str())
+            .collect();
+        let mark = |metric: &str, value: String| {
+            if regressed.contains(&metric) { format!("{value} REGRESSED") } else { value }
+        };
+        let bodies =
+            row.bodies_per_model.iter().map(|(m, n)| format!("{m}={n}")).collect::<Vec<_>>().join(" ");
+        table.add_row(vec![
+            Cell::new(&row.scenario),
+            Cell::new(row.runs),
+            Cell::new(mark("processes_per_sec", format!("{:.1}", row.processes_per_sec))),
+            Cell::new(mark("latency_p50_ms", format!("{:.0}", row.latency_p50_ms))),
+            Cell::new(mark("latency_p95_ms", format!("{:.0}", row.latency_p95_ms))),
+            Cell::new(row.cache_hit_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into())),
+            Cell::new(if bodies.is_empty() { "-".to_string() } else { bodies }),
+            Cell::new(mark("mb_per_sec", format!("{:.1}", row.mb_per_sec))),
+        ]);
+    }
+    push_table(&mut out, table, agg.benchmarks.is_empty(), "no clean scenario runs");
+
+    if !agg.regressions.is_empty() {
+        heading(&mut out, markdown, "Regressions against the baseline");
+        let mut table = new_table(markdown, vec!["scenario", "metric", "baseline", "current", "change"]);
+        for r in &agg.regressions {
+            table.add_row(vec![
+                Cell::new(&r.scenario),
+                Cell::new(&r.metric),
+                Cell::new(format!("{:.1}", r.baseline)),
+                Cell::new(format!("{:.1}", r.current)),
+                Cell::new(format!("{:+.0}%", r.change_pct)),
+            ]);
+        }
+        push_table(&mut out, table, false, "");
+    }
+
+    heading(&mut out, markdown, "Flakes");
+    let mut table = new_table(markdown, vec!["test", "passed", "flaky on retry", "failed", "verdict"]);
+    for row in &agg.flakes {
+        let verdict = match row.verdict {
+            Verdict::Stable => "stable".to_string(),
+            other => other.as_str().to_uppercase(),
+        };
+        table.add_row(vec![
+            Cell::new(&row.test),
+            Cell::new(row.passed),
+            Cell::new(row.flaky_on_retry),
+            Cell::new(row.failed),
+            Cell::new(verdict),
+        ]);
+    }
+    push_table(&mut out, table, agg.flakes.is_empty(), "no JUnit reports");
+    out
+}
+
+fn push_table(out: &mut String, table: Table, empty: bool, empty_note: &str) {
+    if empty {
+        out.push_str(&format!("({empty_note})\n\n"));
+    } else {
+        out.push_str(&table.to_string());
+        out.push_str("\n\n");
+    }
+}
+
+/// One sentence saying whether the run passed.
+pub fn summary_line(agg: &Aggregate) -> String {
+    let unstable = agg.unstable_tests();
+    let flaky = unstable.iter().filter(|f| f.verdict == Verdict::Flaky).count();
+    let broken = unstable.len() - flaky;
+    let status = if agg.violations() == 0 && unstable.is_empty() { "PASS" } else { "FAIL" };
+    format!(
+        "{status}: {} scenario runs, {} nextest runs; {} invariant violations; {} tests stable, {flaky} flaky, \
+         {broken} broken; {} benchmark regressions",
+        agg.records,
+        agg.junit_reports,
+        agg.violations(),
+        agg.flakes.len() - unstable.len(),
+        agg.regressions.len()
+    )
+}
+
+/// Pipes inside markdown cells would split the cell.
+fn escape(s: &str, markdown: bool) -> String {
+    if markdown { s.replace('|', "\\|") } else { s.to_string() }
+}
+
+/// Writes `report.txt`, `report.md` and `report.json` into a run directory.
+pub fn write_all(dir: &std::path::Path, agg: &Aggregate) -> crate::errors::Result<()> {
+    crate::rundir::write(&dir.join("report.txt"), &render(agg, Format::Table))?;
+    crate::rundir::write(&dir.join("report.md"), &render(agg, Format::Markdown))?;
+    crate::rundir::write(&dir.join("report.json"), &render(agg, Format::Json))
+}

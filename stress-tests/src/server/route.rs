@@ -1,0 +1,181 @@
+//! Routes: the bytes served under one path, their fault schedule and their counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::faults::{Fault, FaultPlan};
+
+/// A route to register with [`ModelServer::add_route`](super::ModelServer::add_route).
+#[derive(Clone, Debug)]
+pub struct Route {
+    path: String,
+    content: Bytes,
+    headers: Vec<(String, String)>,
+    model_id: Option<String>,
+    plan: FaultPlan,
+}
+
+impl Route {
+    /// Serve `content` under `path` (must start with `/`; matched exactly, query string ignored).
+    pub fn new(path: impl Into<String>, content: impl Into<Bytes>) -> Self {
+        Self {
+            path: path.into(),
+            content: content.into(),
+            headers: Vec::new(),
+            model_id: None,
+            plan: FaultPlan::default(),
+        }
+    }
+
+    /// Add a response header sent on every response of this route (e.g. one the target expects).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Tag the route with the model identity it serves, for evidence in reports.
+    pub fn model_id(mut self, id: impl Into<String>) -> Self {
+        self.model_id = Some(id.into());
+        self
+    }
+
+    /// The initial fault schedule (default: always [`Fault::Ok`]).
+    pub fn schedule(mut self, plan: FaultPlan) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    /// The path the route is served under.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// A registered route: change its schedule and read its counters while the server runs.
+/// Clones share the same route.
+#[derive(Clone, Debug)]
+pub struct RouteHandle {
+    inner: Arc<RouteState>,
+}
+
+#[derive(Debug)]
+struct RouteState {
+    path: String,
+    content: Bytes,
+    sha256: String,
+    headers: Vec<(String, String)>,
+    model_id: Option<String>,
+    /// The plan and the log of served faults share a lock so the log's order is the order in
+    /// which requests took their faults.
+    schedule: Mutex<Schedule>,
+    requests: AtomicU64,
+    complete_bodies: AtomicU64,
+    bytes_served: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Schedule {
+    plan: FaultPlan,
+    served: Vec<Fault>,
+}
+
+impl RouteHandle {
+    pub(crate) fn new(route: Route) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&route.content));
+        Self {
+            inner: Arc::new(RouteState {
+                path: route.path,
+                content: route.content,
+                sha256,
+                headers: route.headers,
+                model_id: route.model_id,
+                schedule: Mutex::new(Schedule { plan: route.plan, served: Vec::new() }),
+                requests: AtomicU64::new(0),
+                complete_bodies: AtomicU64::new(0),
+                bytes_served: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The path the route is served under.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The model identity given with [`Route::model_id`].
+    pub fn model_id(&self) -> Option<&str> {
+        self.inner.model_id.as_deref()
+    }
+
+    /// The exact bytes a fault-free response carries.
+    pub fn content(&self) -> &Bytes {
+        &self.inner.content
+    }
+
+    /// Hex SHA-256 of [`RouteHandle::content`].
+    pub fn sha256_hex(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// The `ETag` header value: the first 16 hex digits of the SHA-256, quoted.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", &self.inner.sha256[..16])
+    }
+
+    /// Extra headers sent on every response of this route.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.inner.headers
+    }
+
+    /// Replace the fault schedule; the next request takes the plan's first fault.
+    pub fn set_schedule(&self, plan: FaultPlan) {
+        self.lock_schedule().plan = plan;
+    }
+
+    /// Requests received for this route (GET and HEAD, whatever fault they got).
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::SeqCst)
+    }
+
+    /// Full-length `200` GET bodies whose last byte was written with correct framing
+    /// ([`Fault::Ok`], [`Fault::Corrupt`], [`Fault::Chunked`], [`Fault::Gated`]). Partial bodies,
+    /// range responses, HEAD and mis-framed responses never count: this is the download
+    /// amplification figure.
+    pub fn complete_bodies(&self) -> u64 {
+        self.inner.complete_bodies.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes of this route written to sockets, over all responses.
+    pub fn bytes_served(&self) -> u64 {
+        self.inner.bytes_served.load(Ordering::SeqCst)
+    }
+
+    /// The fault each request got, in request order.
+    pub fn served_faults(&self) -> Vec<Fault> {
+        self.lock_schedule().served.clone()
+    }
+
+    /// Count a request and take its fault.
+    pub(crate) fn next_fault(&self) -> Fault {
+        let mut schedule = self.lock_schedule();
+        self.inner.requests.fetch_add(1, Ordering::SeqCst);
+        let fault = schedule.plan.next_fault();
+        schedule.served.push(fault.clone());
+        fault
+    }
+
+    pub(crate) fn add_bytes_served(&self, n: u64) {
+        self.inner.bytes_served.fetch_add(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn add_complete_body(&self) {
+        self.inner.complete_bodies.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn lock_schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.inner.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

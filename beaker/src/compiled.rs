@@ -1,1 +1,461 @@
-//! TODO(owner): see docs/CONTRACTS.md
+//! The compiled-model cache: the analogue of ONNX Runtime's CoreML cache. On first use a model is
+//! "compiled" (ONNX → tract's decluttered typed model, written as an NNEF directory); later runs load
+//! the NNEF entry and skip ONNX parsing and analysis.
+//!
+//! Layout (inside the compiled dir, see `docs/CONTRACTS.md`):
+//! - entry: directory `<model sha256 first 16>-<compiler key>`, where the compiler key is the first 8
+//!   hex of sha256(`"tract-nnef <tract version>"`): a tract upgrade gets fresh entries. It holds the
+//!   NNEF files and, written last, [`MANIFEST_FILE`].
+//! - build dir: `.<entry>.<pid>-<nonce>.tmp/`, renamed whole into place (a directory rename is atomic:
+//!   an entry is either absent or complete).
+//! - lock: `<entry>.lock` (persists, like the download cache's lock files).
+//!
+//! Protocol, the same discipline as the download cache:
+//! - hit: shared lock → the entry exists → load it (NNEF → optimised plan) → unlock;
+//! - miss, or an entry that fails to load: exclusive lock → look again (another process may have
+//!   published, or already repaired, the entry) → a broken entry is renamed to a `.tmp` name and
+//!   removed → stale build dirs of this key are removed (their owners are dead: we hold the lock) →
+//!   build in a fresh build dir → manifest last → fsync every file and directory → failpoint
+//!   `compiled.before_rename` → rename → fsync the compiled dir → load → unlock.
+//!
+//! Seeded bug `compiled-direct-dir` (feature `mutants`): the entry is filled in place, so a crash at
+//! `compiled.before_rename` leaves a half-built entry under the final name.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tract_onnx::WithOnnx;
+use tract_onnx::prelude::{Framework, TractError, TypedModel};
+
+use crate::error::{BeakerError, Result};
+use crate::failpoints;
+use crate::fsio;
+use crate::lock::{self, LockGuard};
+use crate::model::{LoadedModel, ModelPlan, one_line};
+use crate::run_metadata::Phase;
+
+/// The tract version that writes and reads the entries (kept equal to `Cargo.lock` by a unit test;
+/// tract-nnef exposes no version constant).
+pub const TRACT_VERSION: &str = "0.23.9";
+/// The manifest written last into every entry; an entry without a valid one is broken.
+pub const MANIFEST_FILE: &str = "beaker-compiled.toml";
+/// Suffix of build (and doomed) directories.
+pub const TMP_SUFFIX: &str = ".tmp";
+/// Version of the manifest format.
+const MANIFEST_FORMAT: u32 = 1;
+
+/// `beaker-compiled.toml`: what the entry is, checked on every load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// Full hex SHA-256 of the ONNX bytes the entry was compiled from.
+    pub model_sha256: String,
+    /// `tract-nnef <version>`.
+    pub compiler: String,
+    /// First 8 hex of sha256(`compiler`).
+    pub compiler_key: String,
+    /// The model's side `S`.
+    pub side: usize,
+    /// When the entry was built (ms since the Unix epoch).
+    pub created_unix_ms: u64,
+}
+
+/// What [`load_or_compile`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledOutcome {
+    /// The entry existed (built earlier, or by another process while this one waited for the lock):
+    /// this process did not compile.
+    pub hit: bool,
+    /// The entry's directory.
+    pub path: PathBuf,
+    /// The `compile` phase (ONNX parse + NNEF write), only when this process compiled.
+    pub compile: Option<Phase>,
+    /// The `load` phase (NNEF entry → optimised, runnable plan).
+    pub load: Phase,
+}
+
+/// A model loaded from the compiled cache, ready to run.
+pub type CompiledModel = ModelPlan;
+
+/// `tract-nnef <version>`: the compiler identity.
+pub fn compiler() -> String {
+    format!("tract-nnef {TRACT_VERSION}")
+}
+
+/// First 8 hex of sha256([`compiler`]).
+pub fn compiler_key() -> String {
+    hex::encode(Sha256::digest(compiler().as_bytes()))[..8].to_string()
+}
+
+/// The entry directory name for a model: `<sha256 first 16>-<compiler key>`.
+pub fn entry_name(model_sha256: &str) -> String {
+    format!("{}-{}", &model_sha256[..16.min(model_sha256.len())], compiler_key())
+}
+
+/// Loads the compiled entry of the model whose ONNX bytes hash to `model_sha256`, compiling it first
+/// when it is missing or broken.
+///
+/// `compile` produces the parsed ONNX model; it is called only on a miss (a hit never parses ONNX).
+/// Its error is returned as is, so a caller can tell "the ONNX bytes are bad" (e.g. quarantine them)
+/// from a cache failure. Holds the entry's shared lock while loading and its exclusive lock while
+/// building (see the module docs).
+pub fn load_or_compile(
+    dir: &Path,
+    model_sha256: &str,
+    compile: impl FnOnce() -> Result<LoadedModel>,
+) -> Result<(CompiledModel, CompiledOutcome)> {
+    fsio::create_dir_all(dir)?;
+    let entry = dir.join(entry_name(model_sha256));
+    let lock_path = lock::lock_path(&entry);
+
+    // Hit: under a shared lock nobody can be renaming or removing the entry.
+    {
+        let (_shared, _) = LockGuard::shared(&lock_path)?;
+        if entry.exists() {
+            let start = fsio::unix_ms_now();
+            match load_entry(&entry, model_sha256) {
+                Ok(plan) => {
+                    let load = Phase::since("load", start);
+                    return Ok((plan, CompiledOutcome { hit: true, path: entry, compile: None, load }));
+                }
+                Err(e) => log::warn!("compiled entry {} is broken, rebuilding: {e}", entry.display()),
+            }
+        }
+    }
+
+    let (_exclusive, _) = LockGuard::exclusive(&lock_path)?;
+    if entry.exists() {
+        // Look again: another process may have published (or repaired) it while we waited.
+        let start = fsio::unix_ms_now();
+        match load_entry(&entry, model_sha256) {
+            Ok(plan) => {
+                let load = Phase::since("load", start);
+                return Ok((plan, CompiledOutcome { hit: true, path: entry, compile: None, load }));
+            }
+            Err(e) => {
+                log::warn!("removing broken compiled entry {}: {e}", entry.display());
+                remove_entry(&entry)?;
+            }
+        }
+    }
+    remove_stale_builds(&entry)?;
+
+    let compile_start = fsio::unix_ms_now();
+    let model = compile()?;
+    build(&entry, model_sha256, &model)?;
+    let compile_phase = Phase::since("compile", compile_start);
+
+    let load_start = fsio::unix_ms_now();
+    let plan = match load_entry(&entry, model_sha256) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // The entry we just wrote does not load back: do not leave it for others, and still
+            // serve this run from the in-memory model.
+            log::warn!("fresh compiled entry {} does not load, removed: {e}", entry.display());
+            remove_entry(&entry)?;
+            model.into_plan()?
+        }
+    };
+    let load = Phase::since("load", load_start);
+    Ok((plan, CompiledOutcome { hit: false, path: entry, compile: Some(compile_phase), load }))
+}
+
+/// Loads an entry: manifest check, NNEF → typed model → contract → optimised plan.
+fn load_entry(entry: &Path, model_sha256: &str) -> Result<ModelPlan> {
+    let invalid = |reason: String| BeakerError::InvalidModel { path: entry.to_path_buf(), reason };
+    let manifest_path = entry.join(MANIFEST_FILE);
+    let text = fs::read_to_string(&manifest_path).map_err(|e| BeakerError::io("read", &manifest_path, e))?;
+    let manifest: Manifest = toml::from_str(&text)
+        .map_err(|e| invalid(format!("bad manifest: {}", one_line_str(&e.to_string()))))?;
+    if manifest.format != MANIFEST_FORMAT
+        || manifest.model_sha256 != model_sha256
+        || manifest.compiler_key != compiler_key()
+    {
+        return Err(invalid(format!(
+            "manifest is for model {} compiled by {}, expected {model_sha256} by {}",
+            manifest.model_sha256,
+            manifest.compiler,
+            compiler()
+        )));
+    }
+    let typed: TypedModel = nnef().model_for_path(entry).map_err(|e| invalid(one_line(&e)))?;
+    let plan = ModelPlan::from_typed(entry, typed)?;
+    if plan.side() != manifest.side {
+        return Err(invalid(format!("side {} but the manifest says {}", plan.side(), manifest.side)));
+    }
+    Ok(plan)
+}
+
+/// The NNEF framework that writes and reads entries (tract core ops + the ONNX extensions).
+fn nnef() -> tract_nnef::framework::Nnef {
+    tract_nnef::nnef().with_onnx()
+}
+
+/// Builds the entry for `model` under the exclusive lock (see the module docs).
+fn build(entry: &Path, model_sha256: &str, model: &LoadedModel) -> Result<()> {
+    #[cfg(feature = "mutants")]
+    if crate::mutants::active() == Some(crate::mutants::Mutant::CompiledDirectDir) {
+        return build_in_place(entry, model_sha256, model);
+    }
+    let dir = parent_of(entry);
+    let tmp = build_dir(entry);
+    let mut guard = RemoveOnDrop(Some(tmp.clone()));
+    write_contents(&tmp, model_sha256, model)?;
+    fsync_tree(&tmp)?;
+    failpoints::check(failpoints::COMPILED_BEFORE_RENAME, "rename", &tmp)?;
+    fs::rename(&tmp, entry).map_err(|e| BeakerError::io("rename", &tmp, e))?;
+    guard.0 = None;
+    fsio::fsync_dir(dir)?;
+    log::info!("compiled {} ", entry.display());
+    Ok(())
+}
+
+/// Seeded bug `compiled-direct-dir`: writes the entry in place, visible under its final name while
+/// half-built (and left so by a crash or an error).
+#[cfg(feature = "mutants")]
+fn build_in_place(entry: &Path, model_sha256: &str, model: &LoadedModel) -> Result<()> {
+    nnef().write_to_dir(model.typed(), entry).map_err(|e| write_error(entry, e))?;
+    failpoints::check(failpoints::COMPILED_BEFORE_RENAME, "rename", entry)?;
+    write_manifest(entry, model_sha256, model)?;
+    fsio::fsync_dir(parent_of(entry))
+}
+
+/// Writes the NNEF files, then the manifest (last: its presence marks a complete entry).
+fn write_contents(tmp: &Path, model_sha256: &str, model: &LoadedModel) -> Result<()> {
+    // `write_to_dir` creates the directory and refuses to overwrite an existing one.
+    nnef().write_to_dir(model.typed(), tmp).map_err(|e| write_error(tmp, e))?;
+    write_manifest(tmp, model_sha256, model)
+}
+
+fn write_manifest(dir: &Path, model_sha256: &str, model: &LoadedModel) -> Result<()> {
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        model_sha256: model_sha256.to_string(),
+        compiler: compiler(),
+        compiler_key: compiler_key(),
+        side: model.side(),
+        created_unix_ms: fsio::unix_ms_now(),
+    };
+    let text = toml::to_string(&manifest).map_err(|e| BeakerError::InvalidModel {
+        path: dir.to_path_buf(),
+        reason: format!("cannot serialise the manifest: {e}"),
+    })?;
+    let path = dir.join(MANIFEST_FILE);
+    fs::write(&path, text).map_err(|e| BeakerError::io("write", &path, e))
+}
+
+/// A tract write failure: an I/O error in the chain is local I/O (exit 5, e.g. disk full); anything
+/// else means the model cannot be expressed in NNEF (exit 4).
+fn write_error(path: &Path, e: TractError) -> BeakerError {
+    let reason = one_line(&e);
+    match e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        Some(io) => BeakerError::io("write compiled entry", path, std::io::Error::new(io.kind(), reason)),
+        None => BeakerError::InvalidModel {
+            path: path.to_path_buf(),
+            reason: format!("cannot compile: {reason}"),
+        },
+    }
+}
+
+/// `.<entry>.<pid>-<nonce>.tmp` next to the entry.
+fn build_dir(entry: &Path) -> PathBuf {
+    let name = entry.file_name().unwrap_or_default().to_string_lossy();
+    entry.with_file_name(format!(".{name}.{}{TMP_SUFFIX}", fsio::unique_suffix()))
+}
+
+/// Removes a broken entry under the exclusive lock: renamed to a build-dir name first (atomic), so a
+/// crash during the recursive removal leaves a stale build dir, never a half-deleted entry.
+fn remove_entry(entry: &Path) -> Result<()> {
+    let doomed = build_dir(entry);
+    fs::rename(entry, &doomed).map_err(|e| BeakerError::io("rename", entry, e))?;
+    fsio::fsync_dir(parent_of(entry))?;
+    fs::remove_dir_all(&doomed).map_err(|e| BeakerError::io("remove", &doomed, e))
+}
+
+/// Removes the build dirs of this entry left by dead processes. Call only under the exclusive lock.
+fn remove_stale_builds(entry: &Path) -> Result<usize> {
+    let dir = parent_of(entry);
+    let prefix = format!(".{}.", entry.file_name().unwrap_or_default().to_string_lossy());
+    let mut removed = 0;
+    for item in fs::read_dir(dir).map_err(|e| BeakerError::io("list", dir, e))? {
+        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name.ends_with(TMP_SUFFIX) {
+            log::warn!("removing stale compiled build dir {name}");
+            let path = item.path();
+            let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            match result {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BeakerError::io("remove stale build dir", path, e)),
+            }
+        }
+    }
+    if removed > 0 {
+        fsio::fsync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// fsyncs every file and directory under `root` (and `root` itself), so the renamed entry is durable.
+fn fsync_tree(root: &Path) -> Result<()> {
+    // Bounded: NNEF entries are a handful of files in at most a few directory levels.
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).map_err(|e| BeakerError::io("list", &dir, e))? {
+            let path = item.map_err(|e| BeakerError::io("list", &dir, e))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| BeakerError::io("fsync", &path, e))?;
+            }
+        }
+        fsio::fsync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn one_line_str(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Removes a build dir when a build fails with an error (not on a crash: that is what the stale
+/// cleanup is for).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take()
+            && let Err(e) = fs::remove_dir_all(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use crate::model::load_model_bytes;
+
+    fn small() -> (Vec<u8>, String) {
+        let bytes = fixtures::small_model();
+        let sha = fsio::sha256_hex(&bytes);
+        (bytes, sha)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn tract_version_matches_cargo_lock() {
+        let lock = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        let needle = format!("name = \"tract-nnef\"\nversion = \"{TRACT_VERSION}\"");
+        assert!(lock.contains(&needle), "update compiled::TRACT_VERSION to the locked tract-nnef version");
+    }
+
+    #[test]
+    fn miss_then_hit_and_same_mask() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, sha) = small();
+        let path = Path::new("small.onnx");
+        let (plan, outcome) = load_or_compile(dir.path(), &sha, || load_model_bytes(path, &bytes)).unwrap();
+        assert!(!outcome.hit);
+        assert!(outcome.compile.is_some());
+        assert_eq!(outcome.path, dir.path().join(entry_name(&sha)));
+        assert!(outcome.path.join(MANIFEST_FILE).is_file());
+        let entry = entry_name(&sha);
+        assert_eq!(names(dir.path()), vec![entry.clone(), format!("{entry}.lock")]);
+
+        let (plan2, outcome2) =
+            load_or_compile(dir.path(), &sha, || panic!("a hit must not parse the ONNX model")).unwrap();
+        assert!(outcome2.hit);
+        assert_eq!(outcome2.path, outcome.path);
+
+        let s = plan.side();
+        let input: Vec<f32> = (0..3 * s * s).map(|i| (i % 7) as f32 / 7.0).collect();
+        let direct = load_model_bytes(path, &bytes).unwrap().into_plan().unwrap();
+        let a = direct.run(path, input.clone()).unwrap();
+        let b = plan.run(path, input.clone()).unwrap();
+        let c = plan2.run(path, input).unwrap();
+        for ((x, y), z) in a.iter().zip(&b).zip(&c) {
+            assert!((x - y).abs() < 1e-4 && (x - z).abs() < 1e-4, "{x} {y} {z}");
+        }
+    }
+
+    #[test]
+    fn broken_entry_is_rebuilt_and_stale_builds_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, sha) = small();
+        let entry = dir.path().join(entry_name(&sha));
+        // A half-built entry (no manifest) and a build dir left by a crashed process.
+        fs::create_dir_all(&entry).unwrap();
+        fs::write(entry.join("graph.nnef"), "garbage").unwrap();
+        let stale = build_dir(&entry);
+        fs::create_dir_all(stale.join("sub")).unwrap();
+        fs::write(stale.join("sub/x.dat"), "x").unwrap();
+
+        let (_, outcome) =
+            load_or_compile(dir.path(), &sha, || load_model_bytes(Path::new("small.onnx"), &bytes)).unwrap();
+        assert!(!outcome.hit);
+        let name = entry_name(&sha);
+        assert_eq!(names(dir.path()), vec![name.clone(), format!("{name}.lock")]);
+
+        // A corrupted manifest is also rebuilt.
+        fs::write(entry.join(MANIFEST_FILE), "format = 1\nmodel_sha256 = \"nope\"").unwrap();
+        let (_, outcome) =
+            load_or_compile(dir.path(), &sha, || load_model_bytes(Path::new("small.onnx"), &bytes)).unwrap();
+        assert!(!outcome.hit);
+        let (_, outcome) = load_or_compile(dir.path(), &sha, || panic!("must hit")).unwrap();
+        assert!(outcome.hit);
+    }
+
+    #[test]
+    fn compile_error_is_returned_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "ab".repeat(32);
+        let err = load_or_compile(dir.path(), &sha, || load_model_bytes(Path::new("bad.onnx"), b"garbage"))
+            .unwrap_err();
+        assert!(matches!(err, BeakerError::InvalidModel { .. }), "{err}");
+        assert_eq!(names(dir.path()), vec![format!("{}.lock", entry_name(&sha))]);
+    }
+
+    #[test]
+    fn concurrent_threads_compile_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, sha) = small();
+        let compiles = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    load_or_compile(dir.path(), &sha, || {
+                        compiles.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        load_model_bytes(Path::new("small.onnx"), &bytes)
+                    })
+                    .unwrap();
+                });
+            }
+        });
+        assert_eq!(compiles.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}

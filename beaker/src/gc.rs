@@ -1,1 +1,240 @@
-//! TODO(owner): see docs/CONTRACTS.md
+//! `beaker cache ls | verify | gc`: listing, re-hashing and LRU eviction of the download cache.
+//!
+//! gc is safe while other processes use the cache: it deletes an entry only while holding that
+//! entry's lock exclusively, taken with `try_lock` — a reader that has resolved the path holds the
+//! shared lock until it has loaded the bytes, so gc skips that entry instead of deleting it under the
+//! reader. LRU order is the final file's mtime (touched on every hit).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::cache::{self, FinalKey};
+use crate::config::Config;
+use crate::error::{BeakerError, Result};
+use crate::failpoints;
+use crate::fsio;
+use crate::lock::{self, LockGuard};
+
+/// One final file in the download cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its file name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last use (mtime).
+    pub modified: SystemTime,
+}
+
+/// The final files in the cache dir (not partials, locks, or quarantine), oldest first.
+pub fn list_entries(dir: &Path) -> Result<Vec<Entry>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BeakerError::io("list", dir, e)),
+    };
+    let mut entries = Vec::new();
+    for item in read {
+        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(&format!(".{}", cache::FINAL_EXTENSION)) {
+            continue;
+        }
+        let meta = match item.metadata() {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(BeakerError::io("stat", item.path(), e)),
+        };
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        entries.push(Entry { path: item.path(), name, size: meta.len(), modified });
+    }
+    entries.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.name.cmp(&b.name)));
+    Ok(entries)
+}
+
+/// `beaker cache ls`: one line per entry (`<size>\t<name>`), then the total.
+pub fn ls(cfg: &Config) -> Result<String> {
+    let entries = list_entries(&cfg.cache_dir)?;
+    let mut out = String::new();
+    for e in &entries {
+        out.push_str(&format!("{}\t{}\n", e.size, e.name));
+    }
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    out.push_str(&format!(
+        "{} entr{}, {total} bytes in {}\n",
+        entries.len(),
+        plural(entries.len()),
+        cfg.cache_dir.display()
+    ));
+    Ok(out)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "y" } else { "ies" }
+}
+
+/// The verdict on one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Entry name.
+    pub name: String,
+    /// `None` when good, else why it is bad.
+    pub problem: Option<String>,
+}
+
+/// `beaker cache verify`: re-hashes every `<stem>-<sha16>.onnx` against its name and loads every
+/// `<stem>-url<hash>.onnx` (no checksum known); any other `.onnx` name is bad. Returns the verdicts;
+/// [`verify_result`] turns them into the exit status.
+pub fn verify(cfg: &Config) -> Result<Vec<Verdict>> {
+    let mut verdicts = Vec::new();
+    for e in list_entries(&cfg.cache_dir)? {
+        let problem = match cache::parse_final_name(&e.name) {
+            Some(FinalKey::Sha256Prefix(prefix)) => match fsio::sha256_file(&e.path) {
+                Ok((sha, _)) if sha.starts_with(&prefix) => None,
+                Ok((sha, _)) => Some(format!("content sha256 {sha} does not match the name")),
+                Err(BeakerError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(err) => return Err(err),
+            },
+            Some(FinalKey::UrlHashPrefix(_)) => match cache::validate_model_file(&e.path, &e.path) {
+                Ok(()) => None,
+                Err(BeakerError::InvalidModel { reason, .. }) => Some(format!("does not load: {reason}")),
+                Err(BeakerError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(err) => return Err(err),
+            },
+            None => Some("not a beaker cache name (<stem>-<16 hex>.onnx or <stem>-url<16 hex>.onnx)".into()),
+        };
+        verdicts.push(Verdict { name: e.name, problem });
+    }
+    Ok(verdicts)
+}
+
+/// Report lines for `verdicts`, and `VerifyFailed` (exit 4) if any entry is bad.
+pub fn verify_result(cfg: &Config, verdicts: &[Verdict]) -> (String, Result<()>) {
+    let mut out = String::new();
+    let mut bad = 0;
+    for v in verdicts {
+        match &v.problem {
+            None => out.push_str(&format!("ok\t{}\n", v.name)),
+            Some(p) => {
+                bad += 1;
+                out.push_str(&format!("BAD\t{}\t{p}\n", v.name));
+            }
+        }
+    }
+    let result =
+        if bad == 0 { Ok(()) } else { Err(BeakerError::VerifyFailed { dir: cfg.cache_dir.clone(), bad }) };
+    (out, result)
+}
+
+/// What gc did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Entries deleted.
+    pub evicted: Vec<String>,
+    /// Entries that would have been evicted but were in use (lock busy).
+    pub busy: Vec<String>,
+    /// Bytes of the entries left.
+    pub remaining_bytes: u64,
+}
+
+/// `beaker cache gc --max-bytes N`: evicts least recently used entries until the cache holds at most
+/// `max_bytes`, skipping any entry whose lock it cannot take exclusively (in use by a reader or writer).
+pub fn gc(cfg: &Config, max_bytes: u64) -> Result<GcReport> {
+    let entries = list_entries(&cfg.cache_dir)?;
+    let mut total: u64 = entries.iter().map(|e| e.size).sum();
+    let mut report = GcReport::default();
+    for e in entries {
+        if total <= max_bytes {
+            break;
+        }
+        let lock_path = lock::lock_path(&e.path);
+        let guard: Option<LockGuard> = crate::mutant_or!(GcIgnoresReaders => None, else match LockGuard::try_exclusive(&lock_path)? {
+            Some(guard) => Some(guard),
+            None => {
+                log::info!("gc: {} is in use, skipped", e.name);
+                report.busy.push(e.name);
+                continue;
+            }
+        });
+        // Looked up again under the lock: another gc may have deleted it meanwhile.
+        let size = match std::fs::metadata(&e.path) {
+            Ok(meta) => meta.len(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                total = total.saturating_sub(e.size);
+                continue;
+            }
+            Err(err) => return Err(BeakerError::io("stat", &e.path, err)),
+        };
+        failpoints::check(failpoints::GC_BEFORE_DELETE, "remove", &e.path)?;
+        fsio::remove_durable(&e.path)?;
+        drop(guard);
+        log::info!("gc: evicted {} ({size} bytes)", e.name);
+        total = total.saturating_sub(e.size);
+        report.evicted.push(e.name);
+    }
+    report.remaining_bytes = total;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::time::Duration;
+
+    fn cfg(dir: &Path) -> Config {
+        let mut c = Config::from_lookup(|_| None).unwrap();
+        c.cache_dir = dir.to_path_buf();
+        c
+    }
+
+    fn entry(dir: &Path, content: &[u8], age_s: u64) -> String {
+        let sha = fsio::sha256_hex(content);
+        let name = format!("m{age_s}-{}.onnx", &sha[..16]);
+        std::fs::write(dir.join(&name), content).unwrap();
+        let t = SystemTime::now() - Duration::from_secs(age_s);
+        File::options().append(true).open(dir.join(&name)).unwrap().set_modified(t).unwrap();
+        name
+    }
+
+    #[test]
+    fn gc_evicts_lru_and_skips_entries_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let oldest = entry(dir.path(), &[1; 100], 300);
+        let middle = entry(dir.path(), &[2; 100], 200);
+        let newest = entry(dir.path(), &[3; 100], 100);
+        std::fs::write(dir.path().join("x.onnx.1-2.partial"), b"p").unwrap();
+        let (reader, _) = LockGuard::shared(&lock::lock_path(&dir.path().join(&oldest))).unwrap();
+        let report = gc(&cfg(dir.path()), 150).unwrap();
+        assert_eq!(report.busy, vec![oldest.clone()]);
+        assert_eq!(report.evicted, vec![middle, newest.clone()]);
+        assert!(dir.path().join(&oldest).exists());
+        drop(reader);
+        let report = gc(&cfg(dir.path()), 0).unwrap();
+        assert_eq!(report.evicted, vec![oldest]);
+        assert_eq!(report.remaining_bytes, 0);
+    }
+
+    #[test]
+    fn verify_flags_bad_content_and_bad_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = entry(dir.path(), b"good", 10);
+        let bad = entry(dir.path(), b"bad", 20);
+        std::fs::write(dir.path().join(&bad), b"flipped").unwrap();
+        std::fs::write(dir.path().join("plain.onnx"), b"x").unwrap();
+        let verdicts = verify(&cfg(dir.path())).unwrap();
+        let bad_names: Vec<_> =
+            verdicts.iter().filter(|v| v.problem.is_some()).map(|v| v.name.as_str()).collect();
+        assert_eq!(bad_names.len(), 2, "{verdicts:?}");
+        assert!(verdicts.iter().any(|v| v.name == good && v.problem.is_none()));
+        let (_, result) = verify_result(&cfg(dir.path()), &verdicts);
+        assert_eq!(result.unwrap_err().exit_code(), crate::error::EXIT_INTEGRITY);
+    }
+}

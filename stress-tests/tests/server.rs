@@ -406,7 +406,9 @@ fn stall_sends_n_bytes_then_nothing_until_shutdown_which_does_not_block() {
         assert_ne!(n, 0, "connection closed before the stall");
         raw.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(route.bytes_served(), 1000);
+    // The client can see the bytes a moment before the server counts them: wait for the count.
+    let stats = route.wait_until(WATCHDOG, "1000 bytes counted", |s| s.bytes_served >= 1000).unwrap();
+    assert_eq!(stats.bytes_served, 1000);
     // Shutdown must end the stalled response; after it, the stream holds nothing more.
     server.shutdown();
     let (rest, ending) = read_to_end(&mut stream);
@@ -555,4 +557,21 @@ fn shutdown_ends_responses_parked_at_an_unreleased_gate() {
         assert_eq!(ex.status, None, "no response was ever sent");
     }
     assert_eq!(gate.parked(), 0);
+}
+
+#[test]
+fn route_wait_until_returns_on_the_counter_event_and_errors_naming_the_route_on_deadline() {
+    let plan = FaultPlan::new([Fault::Stall { after: 1000 }]);
+    let (server, route) = server_with("/stall.onnx", content(10_000), plan);
+    let mut stream = connect(server.addr());
+    send(&mut stream, "GET", "/stall.onnx", &[], true);
+    let stats = route
+        .wait_until(WATCHDOG, "stalled response wrote its bytes", |s| s.bytes_served >= 1000)
+        .expect("bytes written before the stall");
+    assert_eq!((stats.requests, stats.complete_bodies, stats.bytes_served), (1, 0, 1000));
+    let err = route
+        .wait_until(Duration::from_millis(20), "a complete body", |s| s.complete_bodies > 0)
+        .expect_err("a stalled body never completes");
+    assert_eq!(err.path, "/stall.onnx");
+    assert!(err.to_string().contains("/stall.onnx"), "{err}");
 }

@@ -60,7 +60,7 @@ use tokio::sync::watch;
 
 pub use faults::{CORRUPT_BYTES, Fault, FaultPlan, GatePoint, corrupt};
 pub use gate::{Gate, GateError, GateSnapshot};
-pub use route::{Route, RouteHandle};
+pub use route::{Route, RouteHandle, RouteStats, RouteWaitError};
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +115,7 @@ impl ModelServer {
     /// Bind `127.0.0.1:0` and start serving on a background thread.
     pub fn start() -> Result<Self, ServerError> {
         let loopback = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
-        let std_listener =
-            StdListener::bind(loopback).map_err(|source| ServerError::Bind { addr: loopback, source })?;
+        let std_listener = listen(loopback).map_err(|source| ServerError::Bind { addr: loopback, source })?;
         let addr =
             std_listener.local_addr().map_err(|source| ServerError::Bind { addr: loopback, source })?;
         let refused_port = dead_port()?;
@@ -230,6 +229,19 @@ impl std::fmt::Debug for ModelServer {
         f.debug_struct("ModelServer").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
+
+/// Listen on `addr` with a backlog deep enough for a burst of processes started at the same
+/// instant: std's default of 128 would drop SYNs in a nightly-sized storm, and a dropped SYN
+/// costs the client a one-second retransmit that looks like a hang.
+fn listen(addr: SocketAddr) -> std::io::Result<StdListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Listen backlog; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Bind an ephemeral loopback port, note it and release it, so nothing listens there.
 fn dead_port() -> Result<u16, ServerError> {

@@ -1,7 +1,8 @@
 //! Routes: the bytes served under one path, their fault schedule and their counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -71,6 +72,9 @@ struct RouteState {
     /// The plan and the log of served faults share a lock so the log's order is the order in
     /// which requests took their faults.
     schedule: Mutex<Schedule>,
+    /// Signalled (with `schedule` locked in between, so no waiter misses it) whenever a counter
+    /// changes; lets tests wait for "the stalled client got its bytes" without polling.
+    changed: Condvar,
     requests: AtomicU64,
     complete_bodies: AtomicU64,
     bytes_served: AtomicU64,
@@ -93,6 +97,7 @@ impl RouteHandle {
                 headers: route.headers,
                 model_id: route.model_id,
                 schedule: Mutex::new(Schedule { plan: route.plan, served: Vec::new() }),
+                changed: Condvar::new(),
                 requests: AtomicU64::new(0),
                 complete_bodies: AtomicU64::new(0),
                 bytes_served: AtomicU64::new(0),
@@ -149,8 +154,55 @@ impl RouteHandle {
     }
 
     /// Body bytes of this route written to sockets, over all responses.
+    ///
+    /// Counted just after each write returns, so a client can hold bytes a moment before they
+    /// are counted; wait with [`RouteHandle::wait_until`] rather than reading this once. (A
+    /// response's counts are always updated before its connection closes.)
     pub fn bytes_served(&self) -> u64 {
         self.inner.bytes_served.load(Ordering::SeqCst)
+    }
+
+    /// All counters at once.
+    pub fn stats(&self) -> RouteStats {
+        RouteStats {
+            requests: self.requests(),
+            complete_bodies: self.complete_bodies(),
+            bytes_served: self.bytes_served(),
+        }
+    }
+
+    /// Block until `condition` holds for the route's counters, or fail once `timeout` has passed
+    /// with an error naming the route. `what` describes the condition in the error.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut condition: impl FnMut(&RouteStats) -> bool,
+    ) -> Result<RouteStats, RouteWaitError> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lock_schedule();
+        // Bounded by the deadline: each iteration returns or waits at most the time left.
+        loop {
+            let stats = self.stats();
+            if condition(&stats) {
+                return Ok(stats);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(RouteWaitError {
+                    path: self.inner.path.clone(),
+                    timeout,
+                    waiting_for: what.to_owned(),
+                    last: stats,
+                });
+            }
+            guard = self
+                .inner
+                .changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// The fault each request got, in request order.
@@ -164,18 +216,56 @@ impl RouteHandle {
         self.inner.requests.fetch_add(1, Ordering::SeqCst);
         let fault = schedule.plan.next_fault();
         schedule.served.push(fault.clone());
+        drop(schedule);
+        self.inner.changed.notify_all();
         fault
     }
 
     pub(crate) fn add_bytes_served(&self, n: u64) {
         self.inner.bytes_served.fetch_add(n, Ordering::SeqCst);
+        self.notify();
     }
 
     pub(crate) fn add_complete_body(&self) {
         self.inner.complete_bodies.fetch_add(1, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// Wake [`RouteHandle::wait_until`] callers. Taking the lock orders this after any waiter's
+    /// check, so a waiter is either already waiting (and woken) or will see the new value.
+    fn notify(&self) {
+        drop(self.lock_schedule());
+        self.inner.changed.notify_all();
     }
 
     fn lock_schedule(&self) -> MutexGuard<'_, Schedule> {
         self.inner.schedule.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A snapshot of a route's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteStats {
+    /// See [`RouteHandle::requests`].
+    pub requests: u64,
+    /// See [`RouteHandle::complete_bodies`].
+    pub complete_bodies: u64,
+    /// See [`RouteHandle::bytes_served`].
+    pub bytes_served: u64,
+}
+
+/// [`RouteHandle::wait_until`]'s deadline expired.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "route `{path}`: condition not met within {timeout:?} (watchdog): {waiting_for}; last counters {last:?}"
+)]
+pub struct RouteWaitError {
+    /// Path of the route.
+    pub path: String,
+    /// The deadline that expired.
+    pub timeout: Duration,
+    /// What the caller was waiting for.
+    pub waiting_for: String,
+    /// The counters when the deadline expired.
+    pub last: RouteStats,
 }

@@ -77,6 +77,37 @@ pub enum Fault {
     },
 }
 
+/// A short, stable label for evidence in reports, e.g. `status(503, retry_after=0)` or
+/// `gated(after_bytes=4096, gate=mid)`.
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Ok => write!(f, "ok"),
+            Fault::Status { code, retry_after: Some(secs) } => {
+                write!(f, "status({code}, retry_after={secs})")
+            }
+            Fault::Status { code, retry_after: None } => write!(f, "status({code})"),
+            Fault::Corrupt => write!(f, "corrupt"),
+            Fault::LongContentLength(extra) => write!(f, "long_content_length(+{extra})"),
+            Fault::ShortContentLength(less) => write!(f, "short_content_length(-{less})"),
+            Fault::Chunked => write!(f, "chunked"),
+            Fault::Redirect { to } => write!(f, "redirect({to})"),
+            Fault::Refused => write!(f, "refused"),
+            Fault::AcceptThenClose => write!(f, "accept_then_close"),
+            Fault::HeadersThenClose => write!(f, "headers_then_close"),
+            Fault::CloseAfter(n) => write!(f, "close_after({n})"),
+            Fault::Reset => write!(f, "reset"),
+            Fault::Stall { after } => write!(f, "stall(after={after})"),
+            Fault::Gated { at: GatePoint::BeforeHeaders, gate } => {
+                write!(f, "gated(before_headers, gate={})", gate.name())
+            }
+            Fault::Gated { at: GatePoint::AfterBytes(n), gate } => {
+                write!(f, "gated(after_bytes={n}, gate={})", gate.name())
+            }
+        }
+    }
+}
+
 /// Where a [`Fault::Gated`] response waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GatePoint {
@@ -152,6 +183,19 @@ mod tests {
         assert_eq!(plan.next_fault(), Fault::Chunked);
         assert_eq!(plan.next_fault(), Fault::Reset);
         assert_eq!(plan.next_fault(), Fault::Reset);
+    }
+
+    #[test]
+    fn labels_name_the_fault_and_its_parameters() {
+        let gate = Gate::named("mid");
+        assert_eq!(
+            Fault::Status { code: 503, retry_after: Some(0) }.to_string(),
+            "status(503, retry_after=0)"
+        );
+        assert_eq!(
+            Fault::Gated { at: GatePoint::AfterBytes(4096), gate }.to_string(),
+            "gated(after_bytes=4096, gate=mid)"
+        );
     }
 
     #[test]

@@ -126,8 +126,8 @@ fn setup(mut cargo: Cargo, global: &GlobalOpts, target: &TargetOpts) -> Result<S
     // First, because nothing below is of any use without nextest.
     nextest::check_available(&cargo)?;
     let workspace = Workspace::load(&cargo)?;
-    workspace.require_suite()?;
     let resolved = workspace.resolve_target(target.package.as_deref(), target.spec.as_deref())?;
+    workspace.require_suite()?;
     let target_dir = match &global.target_dir {
         Some(dir) => std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source))?,
         None => workspace.target_dir().to_path_buf(),

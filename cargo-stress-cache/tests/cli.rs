@@ -1,0 +1,359 @@
+//! End-to-end tests of the `cargo-stress-cache` binary: bad invocations exit 2 with one clear line,
+//! and `report` turns hand-written records and JUnit files into the three tables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result};
+use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION, ScenarioRecord};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-stress-cache");
+
+fn workspace_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("Cargo.toml")
+}
+
+/// `cargo-stress-cache stress-cache <args>`, as cargo runs it.
+fn stress_cache(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("stress-cache").args(args).env_remove("STRESS_MUTANT");
+    cmd
+}
+
+fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> Result<(i32, String, String)> {
+    let Output { status, stdout, stderr } = cmd.borrow_mut().output().context("running cargo-stress-cache")?;
+    Ok((status.code().unwrap_or(-1), String::from_utf8(stdout)?, String::from_utf8(stderr)?))
+}
+
+/// Exit 2, and stderr is one `error:` line (optionally followed by one `help:` line), no panic.
+fn assert_setup_error(code: i32, stderr: &str, needle: &str) {
+    assert_eq!(code, 2, "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty() && lines.len() <= 2, "expected one error line (+help), got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in {stderr}");
+    if let Some(help) = lines.get(1) {
+        assert!(help.starts_with("help: "), "{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn unknown_package_exits_2_with_one_line() -> Result<()> {
+    let manifest = workspace_manifest();
+    let (code, _, stderr) =
+        run(stress_cache(&["--manifest-path", manifest.to_str().context("utf8")?, "-p", "no-such-pkg"]))?;
+    assert_setup_error(code, &stderr, "package `no-such-pkg` is not a member of the workspace");
+    Ok(())
+}
+
+#[test]
+fn missing_spec_file_exits_2_with_one_line() -> Result<()> {
+    let manifest = workspace_manifest();
+    let (code, _, stderr) = run(stress_cache(&[
+        "--manifest-path",
+        manifest.to_str().context("utf8")?,
+        "--spec",
+        "/nonexistent/target.toml",
+    ]))?;
+    assert_setup_error(code, &stderr, "cannot read target spec /nonexistent/target.toml");
+    Ok(())
+}
+
+#[test]
+fn unknown_flag_exits_2_with_one_line() -> Result<()> {
+    let (code, _, stderr) = run(stress_cache(&["--no-such-flag"]))?;
+    assert_setup_error(code, &stderr, "unexpected argument '--no-such-flag'");
+    Ok(())
+}
+
+/// Missing nextest, simulated honestly: PATH holds only a directory with `cargo` and `rustc` (links
+/// to the real toolchain), and CARGO_HOME is empty, so cargo finds no `cargo-nextest` anywhere and
+/// answers `cargo nextest` exactly as on a machine without it.
+#[test]
+fn missing_nextest_exits_2_with_install_hint() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let bin = tmp.path().join("bin");
+    let home = tmp.path().join("cargo-home");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::create_dir_all(&home)?;
+    let real_cargo = PathBuf::from(std::env::var("CARGO").context("cargo sets CARGO for tests")?);
+    let real_cargo = real_cargo.canonicalize().unwrap_or(real_cargo);
+    std::os::unix::fs::symlink(&real_cargo, bin.join("cargo"))?;
+    if let Some(rustc) = real_cargo.parent().map(|d| d.join("rustc")).filter(|p| p.exists()) {
+        std::os::unix::fs::symlink(rustc, bin.join("rustc"))?;
+    }
+    let (code, _, stderr) = run(stress_cache(&["--tier", "pr"])
+        .env("PATH", &bin)
+        .env("CARGO", bin.join("cargo"))
+        .env("CARGO_HOME", &home)
+        .env_remove("RUSTUP_TOOLCHAIN"))?;
+    assert_setup_error(code, &stderr, "cargo-nextest is not available");
+    assert!(stderr.contains("cargo install cargo-nextest --locked"), "{stderr}");
+    Ok(())
+}
+
+/// A throwaway workspace: package `victim` with the given `[package.metadata.stress-cache]` and
+/// `[features]`, plus an empty `stress-tests` member.
+fn scratch_workspace(metadata: &str, features: &str) -> Result<tempfile::TempDir> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[workspace]\nresolver = \"3\"\nmembers = [\"victim\", \"stress-tests\"]\n",
+    )?;
+    for (name, extra) in
+        [("victim", format!("[features]\n{features}\n\n{metadata}\n")), ("stress-tests", String::new())]
+    {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("src"))?;
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n{extra}"),
+        )?;
+        std::fs::write(dir.join("src").join("main.rs"), "fn main() {}\n")?;
+    }
+    Ok(tmp)
+}
+
+const GOOD_METADATA: &str = r#"[package.metadata.stress-cache]
+binary = "victim"
+args = ["--url", "{url}", "--cache", "{cache_dir}"]
+[package.metadata.stress-cache.files]
+final = "*.bin"
+partial = "*.part"
+[package.metadata.stress-cache.features]
+failpoints = "failpoints"
+"#;
+
+#[test]
+fn malformed_metadata_exits_2_with_one_line() -> Result<()> {
+    // `args` must be a list of strings.
+    let ws = scratch_workspace(
+        "[package.metadata.stress-cache]\nbinary = \"victim\"\nargs = \"--url {url}\"\n[package.metadata.stress-cache.files]\nfinal = \"*\"\npartial = \"*.p\"\n",
+        "",
+    )?;
+    let manifest = ws.path().join("Cargo.toml");
+    let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest.to_str().context("utf8")?]))?;
+    assert_setup_error(
+        code,
+        &stderr,
+        "malformed target spec `[package.metadata.stress-cache]` of package `victim`",
+    );
+    Ok(())
+}
+
+#[test]
+fn unknown_key_in_metadata_exits_2() -> Result<()> {
+    let ws = scratch_workspace(&format!("{GOOD_METADATA}frobnicate = true\n"), "failpoints = []")?;
+    let manifest = ws.path().join("Cargo.toml");
+    let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest.to_str().context("utf8")?]))?;
+    assert_setup_error(code, &stderr, "malformed target spec");
+    assert!(stderr.contains("frobnicate"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn target_without_its_failpoints_feature_exits_2() -> Result<()> {
+    // Declares `features.failpoints = "failpoints"` but the package defines no such Cargo feature.
+    let ws = scratch_workspace(GOOD_METADATA, "")?;
+    let manifest = ws.path().join("Cargo.toml");
+    let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest.to_str().context("utf8")?]))?;
+    assert_setup_error(code, &stderr, "target package `victim` has no feature `failpoints`");
+    Ok(())
+}
+
+#[test]
+fn unknown_mutant_exits_2() -> Result<()> {
+    let ws = scratch_workspace(
+        &format!("{GOOD_METADATA}[package.metadata.stress-cache.mutants]\nnames = [\"no-lock\"]\n"),
+        "failpoints = []",
+    )?;
+    let manifest = ws.path().join("Cargo.toml");
+    let (code, _, stderr) =
+        run(stress_cache(&["--manifest-path", manifest.to_str().context("utf8")?, "--mutant", "bogus"]))?;
+    assert_setup_error(code, &stderr, "unknown mutant `bogus` (declared: no-lock)");
+    Ok(())
+}
+
+// ---- report over hand-written run directories ----
+
+fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioRecord {
+    let invariants = ["no_partial_content", "single_download", "all_processes_ok"]
+        .iter()
+        .map(|name| InvariantResult {
+            name: name.to_string(),
+            held: !violated.contains(name),
+            evidence: if violated.contains(name) {
+                vec![format!("{name} broke: evidence line")]
+            } else {
+                vec![]
+            },
+        })
+        .collect();
+    ScenarioRecord {
+        schema_version: RECORD_SCHEMA_VERSION,
+        scenario: scenario.to_string(),
+        tier: "pr".into(),
+        seed: 0x5eed,
+        mutant: None,
+        target: "beaker".into(),
+        processes: 16,
+        started_unix_ms: 1_700_000_000_000,
+        outcomes: BTreeMap::from([("ok".to_string(), 16)]),
+        invariants,
+        figures: Figures {
+            wall_ms: 1000.0,
+            processes_per_sec: pps,
+            latency_p50_ms: 100.0,
+            latency_p95_ms: p95,
+            lock_wait_p50_ms: Some(5.0),
+            bytes_served: 300_000,
+            complete_bodies_per_model: BTreeMap::from([("small".to_string(), 1)]),
+            cache_hit_ratio: Some(0.9375),
+            mb_per_sec: 0.3,
+        },
+        process_runs: vec![],
+        kept_dir: None,
+    }
+}
+
+fn junit(cases: &[(&str, &str)]) -> String {
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"nextest-run\" tests=\"1\" failures=\"0\" errors=\"0\">\n<testsuite name=\"stress-tests::scenarios\" tests=\"1\" errors=\"0\" failures=\"0\">\n",
+    );
+    for (name, body) in cases {
+        xml.push_str(&format!(
+            "<testcase name=\"{name}\" classname=\"stress-tests::scenarios\" time=\"1.0\">{body}</testcase>\n"
+        ));
+    }
+    xml.push_str("</testsuite>\n</testsuites>\n");
+    xml
+}
+
+const FLAKY: &str = r#"<flakyFailure message="test failed" type="test failure">first attempt</flakyFailure>"#;
+
+/// Writes `repeat-<n>/records/<scenario>.json` and `repeat-<n>/junit.xml`.
+fn write_repeat(run_dir: &Path, n: usize, records: &[ScenarioRecord], cases: &[(&str, &str)]) -> Result<()> {
+    let dir = run_dir.join(format!("repeat-{n}"));
+    std::fs::create_dir_all(dir.join("records"))?;
+    for (i, r) in records.iter().enumerate() {
+        std::fs::write(
+            dir.join("records").join(format!("{}-{i}.json", r.scenario)),
+            serde_json::to_string(r)?,
+        )?;
+    }
+    std::fs::write(dir.join("junit.xml"), junit(cases))?;
+    Ok(())
+}
+
+#[test]
+fn report_prints_three_tables_and_exits_1_on_violation_and_flake() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let run_dir = tmp.path().join("pr-run");
+    write_repeat(
+        &run_dir,
+        1,
+        &[record("first_download", &[], 40.0, 200.0), record("crash_before_rename", &[], 20.0, 400.0)],
+        &[("first_download", ""), ("crash_before_rename", "")],
+    )?;
+    write_repeat(
+        &run_dir,
+        2,
+        &[
+            record("first_download", &[], 50.0, 220.0),
+            record("crash_before_rename", &["no_partial_content"], 22.0, 380.0),
+        ],
+        &[("first_download", ""), ("crash_before_rename", FLAKY)],
+    )?;
+    let (code, stdout, stderr) = run(stress_cache(&["report", run_dir.to_str().context("utf8")?]))?;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    for needle in
+        ["Invariants", "Benchmarks", "Flakes", "no_partial_content", "1 VIOLATED", "FLAKY", "stable"]
+    {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // Benchmarks are medians over the two runs: (40+50)/2 = 45.0 processes/s.
+    assert!(stdout.contains("45.0"), "{stdout}");
+    assert!(stdout.contains("small=1"), "{stdout}");
+    assert!(stderr.contains("crash_before_rename: no_partial_content"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn report_of_a_clean_run_exits_0_and_json_is_a_usable_baseline() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let run_dir = tmp.path().join("clean");
+    for n in 1..=3 {
+        write_repeat(&run_dir, n, &[record("warm_hits", &[], 100.0, 50.0)], &[("warm_hits", "")])?;
+    }
+    let (code, stdout, _) =
+        run(stress_cache(&["report", run_dir.to_str().context("utf8")?, "--format", "json"]))?;
+    assert_eq!(code, 0, "{stdout}");
+    let value: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(value["flakes"][0]["verdict"], "stable");
+    assert_eq!(value["flakes"][0]["passed"], 3);
+    assert_eq!(value["benchmarks"][0]["runs"], 3);
+
+    // A slower run against that baseline: p95 latency 50 → 80 ms (+60%) is flagged; exit stays 0
+    // unless --fail-on-regression.
+    let baseline = tmp.path().join("baseline.json");
+    std::fs::write(&baseline, &stdout)?;
+    let slow_dir = tmp.path().join("slow");
+    write_repeat(&slow_dir, 1, &[record("warm_hits", &[], 95.0, 80.0)], &[("warm_hits", "")])?;
+    let slow = slow_dir.to_str().context("utf8")?;
+    let base = baseline.to_str().context("utf8")?;
+    let (code, stdout, _) = run(stress_cache(&["report", slow, "--baseline", base]))?;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("Regressions against the baseline"), "{stdout}");
+    assert!(stdout.contains("latency_p95_ms"), "{stdout}");
+    assert!(stdout.contains("80 REGRESSED"), "{stdout}");
+    assert!(!stdout.contains("processes_per_sec"), "-5% throughput is within 20%: {stdout}");
+    let (code, _, _) = run(stress_cache(&["report", slow, "--baseline", base, "--fail-on-regression"]))?;
+    assert_eq!(code, 1);
+    let (code, stdout, _) = run(stress_cache(&["report", slow, "--baseline", base, "--threshold", "70"]))?;
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("REGRESSED"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn report_markdown_merges_partitions() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let part1 = tmp.path().join("machine-a");
+    let part2 = tmp.path().join("machine-b");
+    write_repeat(&part1, 1, &[record("first_download", &[], 40.0, 200.0)], &[("first_download", "")])?;
+    write_repeat(&part2, 1, &[record("gc_vs_reader", &[], 30.0, 300.0)], &[("gc_vs_reader", "")])?;
+    let (code, stdout, _) = run(stress_cache(&[
+        "report",
+        part1.to_str().context("utf8")?,
+        part2.to_str().context("utf8")?,
+        "--format",
+        "markdown",
+    ]))?;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("### Invariants"), "{stdout}");
+    assert!(stdout.contains("### Benchmarks"), "{stdout}");
+    assert!(stdout.contains("### Flakes"), "{stdout}");
+    assert!(stdout.contains("| scenario"), "{stdout}");
+    assert!(stdout.contains("first_download") && stdout.contains("gc_vs_reader"), "{stdout}");
+    assert!(stdout.contains("PASS: 2 scenario runs, 2 nextest runs"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn report_rejects_unknown_record_schema_and_empty_dirs() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty)?;
+    let (code, _, stderr) = run(stress_cache(&["report", empty.to_str().context("utf8")?]))?;
+    assert_setup_error(code, &stderr, "no scenario records or JUnit reports found");
+
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(bad.join("records"))?;
+    std::fs::write(bad.join("records").join("x.json"), r#"{"schema_version": 99, "scenario": "x"}"#)?;
+    let (code, _, stderr) = run(stress_cache(&["report", bad.to_str().context("utf8")?]))?;
+    assert_setup_error(code, &stderr, "schema_version Some(99) is not the supported 1");
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Reading `/proc/locks`: which processes hold or wait for which file locks. Lines with `->` are
+//! processes blocked waiting for the lock of the line above; a lock file is identified by device and
+//! inode (`maj:min:inode`, major/minor in hex).
+//!
+//! Used to know, by event rather than by guessing, that a process is parked on a cache lock.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::pattern::FilePattern;
+use crate::snapshot::walk;
+
+/// One line of `/proc/locks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockLine {
+    /// Lock ordinal (first field).
+    pub id: u64,
+    /// `->` line: this process is blocked waiting for the lock.
+    pub blocked: bool,
+    /// `FLOCK`, `POSIX`, `OFDLCK`, `LEASE`, ...
+    pub kind: String,
+    /// `WRITE` (exclusive) rather than `READ` (shared).
+    pub write: bool,
+    /// Process id (-1 for OFD locks).
+    pub pid: i64,
+    /// Device major.
+    pub major: u64,
+    /// Device minor.
+    pub minor: u64,
+    /// Inode of the locked file.
+    pub inode: u64,
+}
+
+/// A file identity as `/proc/locks` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileId {
+    /// Device major.
+    pub major: u64,
+    /// Device minor.
+    pub minor: u64,
+    /// Inode.
+    pub inode: u64,
+}
+
+impl FileId {
+    /// The identity of the file at `path`.
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self::from_dev_ino(meta.dev(), meta.ino()))
+    }
+
+    /// From `st_dev` (glibc encoding) and `st_ino`.
+    pub fn from_dev_ino(dev: u64, inode: u64) -> Self {
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        FileId { major, minor, inode }
+    }
+}
+
+impl LockLine {
+    /// The locked file's identity.
+    pub fn file(&self) -> FileId {
+        FileId { major: self.major, minor: self.minor, inode: self.inode }
+    }
+}
+
+/// Parses the text of `/proc/locks` (malformed lines are skipped).
+pub fn parse_proc_locks(text: &str) -> Vec<LockLine> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<LockLine> {
+    let mut fields = line.split_whitespace().peekable();
+    let id = fields.next()?.trim_end_matches(':').parse().ok()?;
+    let blocked = fields.peek() == Some(&"->");
+    if blocked {
+        fields.next();
+    }
+    let kind = fields.next()?.to_string();
+    let _advisory = fields.next()?;
+    let write = fields.next()? == "WRITE";
+    let pid = fields.next()?.parse().ok()?;
+    let mut dev = fields.next()?.split(':');
+    let major = u64::from_str_radix(dev.next()?, 16).ok()?;
+    let minor = u64::from_str_radix(dev.next()?, 16).ok()?;
+    let inode = dev.next()?.parse().ok()?;
+    Some(LockLine { id, blocked, kind, write, pid, major, minor, inode })
+}
+
+/// Reads and parses `/proc/locks` now.
+pub fn read_proc_locks() -> std::io::Result<Vec<LockLine>> {
+    Ok(parse_proc_locks(&std::fs::read_to_string("/proc/locks")?))
+}
+
+/// Identities of the files under `dir` (recursively) matching `pattern` (relative to `dir`).
+pub fn lock_file_ids(dir: &Path, pattern: &str) -> BTreeSet<FileId> {
+    let pattern = FilePattern::new(pattern);
+    walk(dir)
+        .into_iter()
+        .filter(|e| e.is_file && pattern.matches(&e.relative))
+        .map(|e| FileId::from_dev_ino(e.dev, e.inode))
+        .collect()
+}
+
+/// Of `pids`, those blocked (a `->` line) waiting for a lock on one of `files`.
+pub fn blocked_on(lines: &[LockLine], pids: &[u32], files: &BTreeSet<FileId>) -> BTreeSet<u32> {
+    lines
+        .iter()
+        .filter(|l| l.blocked && files.contains(&l.file()))
+        .filter_map(|l| u32::try_from(l.pid).ok())
+        .filter(|pid| pids.contains(pid))
+        .collect()
+}
+
+/// Of `pids`, those holding (not waiting for) a lock on one of `files`.
+pub fn holding(lines: &[LockLine], pids: &[u32], files: &BTreeSet<FileId>) -> BTreeSet<u32> {
+    lines
+        .iter()
+        .filter(|l| !l.blocked && files.contains(&l.file()))
+        .filter_map(|l| u32::try_from(l.pid).ok())
+        .filter(|pid| pids.contains(pid))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn parses_holders_and_waiters() {
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 4243 fd:01:1234 0 EOF\n\
+                    2: POSIX  ADVISORY  READ 99 00:2d:77 0 EOF\n\
+                    garbage\n";
+        let lines = parse_proc_locks(text);
+        assert_eq!(lines.len(), 3);
+        assert!(!lines[0].blocked && lines[0].write && lines[0].pid == 4242);
+        assert!(lines[1].blocked && lines[1].pid == 4243 && lines[1].major == 0xfd && lines[1].inode == 1234);
+        let files = BTreeSet::from([FileId { major: 0xfd, minor: 1, inode: 1234 }]);
+        assert_eq!(blocked_on(&lines, &[4242, 4243], &files), BTreeSet::from([4243]));
+        assert_eq!(holding(&lines, &[4242, 4243], &files), BTreeSet::from([4242]));
+    }
+
+    /// A real holder (flock(1) child) and a real waiter show up in /proc/locks with this file's identity.
+    #[test]
+    fn sees_a_real_holder_and_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("m.onnx.lock");
+        std::fs::write(&lock, b"").unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+        file.lock().unwrap();
+        let mut waiter = Command::new("flock")
+            .arg(&lock)
+            .arg("true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("flock(1) from util-linux");
+        let pid = waiter.id();
+        let files = lock_file_ids(dir.path(), "*.lock");
+        assert_eq!(files.len(), 1);
+        let me = std::process::id();
+        let mut seen = false;
+        for _ in 0..20_000 {
+            let lines = read_proc_locks().unwrap();
+            assert!(holding(&lines, &[me], &files).contains(&me));
+            if blocked_on(&lines, &[pid], &files).contains(&pid) {
+                seen = true;
+                break;
+            }
+            std::thread::yield_now();
+        }
+        file.unlock().unwrap();
+        assert!(waiter.wait().unwrap().success());
+        assert!(seen, "waiter {pid} never appeared as blocked in /proc/locks");
+    }
+}

@@ -135,6 +135,17 @@ fn load(config: &Config, resolved: &mut ResolvedModel) -> std::result::Result<Pr
     let start = fsio::unix_ms_now();
     let bytes = resolved.read_bytes().map_err(LoadError::Other)?;
     let sha256 = fsio::sha256_hex(&bytes);
+    // Hits are not re-hashed by the cache, but cutout hashes what it loads anyway: a final file whose
+    // bytes no longer match the configured checksum (bit rot, tampering) is a bad model, not a model.
+    if let Some(expected) = &resolved.sha256_expected
+        && *expected != sha256
+    {
+        return Err(LoadError::BadModel(BeakerError::ChecksumMismatch {
+            url: resolved.url.clone(),
+            expected: expected.clone(),
+            actual: sha256,
+        }));
+    }
     let mut onnx_failed = false;
     let result = compiled::load_or_compile(&config.compiled_dir, &sha256, || {
         load_model_bytes(&resolved.path, &bytes).inspect_err(|_| onnx_failed = true)

@@ -196,7 +196,7 @@ pub struct Features {
 }
 
 /// Exit codes by failure class.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ExitCodes {
     /// Success.
@@ -214,12 +214,6 @@ pub struct ExitCodes {
     /// Local I/O failure.
     #[serde(default)]
     pub io: Option<i32>,
-}
-
-impl Default for ExitCodes {
-    fn default() -> Self {
-        Self { ok: 0, usage: None, network: None, integrity: None, io: None }
-    }
 }
 
 /// The per-run metadata file and where its facts live (dotted TOML/JSON key paths).

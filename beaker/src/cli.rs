@@ -105,8 +105,8 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_cutout(args: &CutoutArgs) -> Result<()> {
-    let _ = args;
-    Err(BeakerError::Usage("`beaker cutout` is not wired yet (crate::cutout::run)".into()))
+    let cfg = Config::from_env()?;
+    crate::cutout::run(&crate::cutout::CutoutArgs::from(args), &cfg)
 }
 
 fn run_cache(cmd: CacheCommand) -> Result<()> {

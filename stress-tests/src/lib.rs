@@ -5,3 +5,6 @@ pub mod server;
 pub mod snapshot;
 pub mod target;
 pub mod tier;
+pub mod invariants;
+pub mod reader_probe;
+pub mod run_metadata;

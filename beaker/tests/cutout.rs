@@ -1,0 +1,263 @@
+//! `beaker cutout` end to end: the real binary against a loopback model server serving the large
+//! fixture, through both caches (cold, then warm), plus the failure classes cutout owns.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, ensure};
+
+/// A loopback HTTP/1.1 server answering every GET of `/models/large/large.onnx` with `body`.
+struct ModelServer {
+    url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl ModelServer {
+    fn start(body: Vec<u8>) -> Result<ModelServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/models/large/large.onnx", listener.local_addr()?);
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            // Bounded: a test makes a handful of requests; the thread dies with the test process.
+            for stream in listener.incoming().take(256).flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = serve(stream, &body);
+            }
+        });
+        Ok(ModelServer { url, requests })
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(stream: TcpStream, body: &[u8]) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Skip the headers (bounded).
+    for _ in 0..100 {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let mut stream = stream;
+    if request_line.starts_with("GET /models/large/large.onnx ") {
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        stream.write_all(body)?;
+    } else {
+        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    }
+    stream.flush()
+}
+
+/// A scratch world: cache dirs, fixtures, output dir.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    model: Vec<u8>,
+    sha256: String,
+}
+
+impl World {
+    fn new() -> Result<World> {
+        let tmp = tempfile::tempdir()?;
+        let root = tmp.path().to_path_buf();
+        beaker::fixtures::write_all(&root.join("fixtures"))?;
+        let model = beaker::fixtures::large_model();
+        let sha256 = beaker::fsio::sha256_hex(&model);
+        Ok(World { _tmp: tmp, root, model, sha256 })
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache/models")
+    }
+
+    fn compiled_dir(&self) -> PathBuf {
+        self.root.join("cache/compiled")
+    }
+
+    fn image(&self) -> PathBuf {
+        self.root.join("fixtures/bird.png")
+    }
+
+    fn beaker(&self, url: &str, sha256: &str, args: &[&str]) -> Result<Output> {
+        Command::new(env!("CARGO_BIN_EXE_beaker"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("ONNX_MODEL_CACHE_DIR", self.cache_dir())
+            .env("BEAKER_COMPILED_CACHE_DIR", self.compiled_dir())
+            .env("BEAKER_CUTOUT_MODEL_URL", url)
+            .env("BEAKER_CUTOUT_MODEL_SHA256", sha256)
+            .env("BEAKER_CONNECT_TIMEOUT_MS", "2000")
+            .env("BEAKER_READ_TIMEOUT_MS", "2000")
+            .env("BEAKER_MAX_ATTEMPTS", "2")
+            .env("BEAKER_RETRY_BASE_MS", "10")
+            .output()
+            .context("running beaker")
+    }
+
+    fn cutout(&self, url: &str, sha256: &str, out: &Path) -> Result<Output> {
+        let image = self.image();
+        let args = ["cutout", image.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--metadata"];
+        self.beaker(url, sha256, &args)
+    }
+}
+
+fn ok(output: &Output) -> Result<()> {
+    ensure!(
+        output.status.success(),
+        "beaker failed with {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn metadata(out: &Path) -> Result<toml::Value> {
+    Ok(toml::from_str(&std::fs::read_to_string(out.join("bird.beaker.toml"))?)?)
+}
+
+#[test]
+fn cold_then_warm_cutout_through_both_caches() -> Result<()> {
+    let world = World::new()?;
+    let server = ModelServer::start(world.model.clone())?;
+
+    let cold = world.root.join("out-cold");
+    ok(&world.cutout(&server.url, &world.sha256, &cold)?)?;
+    assert_eq!(server.requests(), 1);
+    let cutout = image::open(cold.join("bird_cutout.png"))?;
+    assert_eq!(cutout.color(), image::ColorType::Rgba8);
+    let cutout = cutout.to_rgba8();
+    assert_eq!(cutout.dimensions(), (beaker::fixtures::IMAGE_WIDTH, beaker::fixtures::IMAGE_HEIGHT));
+    let (bird, sky) = (cutout.get_pixel(44, 46)[3], cutout.get_pixel(90, 4)[3]);
+    assert!(bird > 160 && sky < 80, "bird alpha {bird}, sky alpha {sky}");
+
+    let meta = metadata(&cold)?;
+    assert_eq!(meta["model"]["sha256"].as_str(), Some(world.sha256.as_str()));
+    assert_eq!(meta["model"]["size_bytes"].as_integer(), Some(world.model.len() as i64));
+    assert_eq!(meta["download_cache"]["hit"].as_bool(), Some(false));
+    assert_eq!(meta["download_cache"]["bytes_downloaded"].as_integer(), Some(world.model.len() as i64));
+    assert_eq!(meta["compiled_cache"]["hit"].as_bool(), Some(false));
+    let compiled_path = meta["compiled_cache"]["path"].as_str().unwrap().to_string();
+    assert!(Path::new(&compiled_path).join(beaker::compiled::MANIFEST_FILE).is_file());
+    let phases: Vec<(String, i64, i64)> = meta["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["start_unix_ms"].as_integer().unwrap(),
+                p["end_unix_ms"].as_integer().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = phases.iter().map(|p| p.0.as_str()).collect();
+    for name in ["resolve", "download", "compile", "load", "inference", "write_output"] {
+        assert!(names.contains(&name), "phase {name} missing from {names:?}");
+    }
+    assert!(phases.iter().all(|(_, start, end)| start <= end), "{phases:?}");
+
+    let warm = world.root.join("out-warm");
+    ok(&world.cutout(&server.url, &world.sha256, &warm)?)?;
+    assert_eq!(server.requests(), 1, "a warm run must not download");
+    let meta = metadata(&warm)?;
+    assert_eq!(meta["download_cache"]["hit"].as_bool(), Some(true));
+    assert_eq!(meta["download_cache"]["bytes_downloaded"].as_integer(), Some(0));
+    assert_eq!(meta["compiled_cache"]["hit"].as_bool(), Some(true));
+    assert_eq!(meta["compiled_cache"]["path"].as_str(), Some(compiled_path.as_str()));
+    assert_eq!(std::fs::read(cold.join("bird_cutout.png"))?, std::fs::read(warm.join("bird_cutout.png"))?);
+
+    // Only final entries and lock files remain in either cache.
+    for dir in [world.cache_dir(), world.compiled_dir()] {
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".partial") && !name.ends_with(".tmp"), "left over: {name}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn corrupted_cached_model_is_quarantined_and_refetched() -> Result<()> {
+    let world = World::new()?;
+    let server = ModelServer::start(world.model.clone())?;
+    let out = world.root.join("out");
+    let fetched = world.beaker(&server.url, &world.sha256, &["cache", "fetch"])?;
+    ok(&fetched)?;
+    let final_path = PathBuf::from(String::from_utf8(fetched.stdout)?.trim());
+    // Truncate the cached model behind the cache's back (hits are not re-hashed).
+    std::fs::write(&final_path, &world.model[..world.model.len() / 2])?;
+
+    ok(&world.cutout(&server.url, &world.sha256, &out)?)?;
+    assert_eq!(server.requests(), 2, "the bad file must be fetched again, once");
+    assert_eq!(std::fs::read(&final_path)?, world.model);
+    assert_eq!(std::fs::read_dir(world.cache_dir().join("quarantine"))?.count(), 1);
+    let meta = metadata(&out)?;
+    assert_eq!(meta["model"]["sha256"].as_str(), Some(world.sha256.as_str()));
+    Ok(())
+}
+
+#[test]
+fn model_breaking_the_contract_exits_4_and_bad_image_exits_2() -> Result<()> {
+    let world = World::new()?;
+    // Served bytes that are not a model, no checksum given: validated by loading, never cached.
+    let server = ModelServer::start(b"this is not an onnx model".to_vec())?;
+    let out = world.root.join("out");
+    let run = world.cutout(&server.url, "", &out)?;
+    assert_eq!(run.status.code(), Some(4), "{}", String::from_utf8_lossy(&run.stderr));
+    let stderr = String::from_utf8(run.stderr)?;
+    assert!(stderr.starts_with("beaker: error: ") && stderr.lines().count() == 1, "{stderr:?}");
+    assert!(!out.join("bird_cutout.png").exists());
+
+    let missing = world.root.join("no-such.png");
+    let run = world.beaker(&server.url, "", &["cutout", missing.to_str().unwrap()])?;
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8(run.stderr)?;
+    assert!(stderr.contains("no-such.png") && stderr.lines().count() == 1, "{stderr:?}");
+    Ok(())
+}
+
+/// The same pipeline in-process (`beaker::cutout::run`), independent of the CLI wiring.
+#[test]
+fn library_cutout_cold_then_warm() -> Result<()> {
+    let world = World::new()?;
+    let server = ModelServer::start(world.model.clone())?;
+    let env = [
+        ("ONNX_MODEL_CACHE_DIR", world.cache_dir().display().to_string()),
+        ("BEAKER_COMPILED_CACHE_DIR", world.compiled_dir().display().to_string()),
+        ("BEAKER_CUTOUT_MODEL_URL", server.url.clone()),
+        ("BEAKER_CUTOUT_MODEL_SHA256", world.sha256.clone()),
+    ];
+    let config = beaker::config::Config::from_lookup(|k| {
+        env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone())
+    })?;
+    for (round, hit) in [("cold", false), ("warm", true)] {
+        let out = world.root.join(round);
+        let args = beaker::cutout::CutoutArgs {
+            images: vec![world.image()],
+            output_dir: Some(out.clone()),
+            metadata: true,
+        };
+        beaker::cutout::run(&args, &config)?;
+        let meta = metadata(&out)?;
+        assert_eq!(meta["download_cache"]["hit"].as_bool(), Some(hit), "{round}");
+        assert_eq!(meta["compiled_cache"]["hit"].as_bool(), Some(hit), "{round}");
+        assert!(out.join("bird_cutout.png").is_file());
+    }
+    assert_eq!(server.requests(), 1);
+    Ok(())
+}

@@ -101,7 +101,7 @@ fn render_tables(agg: &Aggregate, markdown: bool) -> String {
             Cell::new(mark("latency_p95_ms", format!("{:.0}", row.latency_p95_ms))),
             Cell::new(row.cache_hit_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into())),
             Cell::new(if bodies.is_empty() { "-".to_string() } else { bodies }),
-            Cell::new(mark("mb_per_sec", format!("{:.1}", row.mb_per_sec))),
+            Cell::new(mark("mb_per_sec", format!("{:.2}", row.mb_per_sec))),
         ]);
     }
     push_table(&mut out, table, agg.benchmarks.is_empty(), "no clean scenario runs");

@@ -2,7 +2,7 @@
 //! aggregated. Repeats are our own loop rather than nextest's `--stress-count` because every repeat
 //! needs its own `STRESS_RESULTS_DIR` and its own JUnit report for the flakes table.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::aggregate::{self, Aggregate};
@@ -87,7 +87,7 @@ impl TierRun<'_> {
     }
 }
 
-fn count_records(dir: &PathBuf) -> usize {
+fn count_records(dir: &Path) -> usize {
     // Only for the progress line; a read error here shows up properly when aggregating.
     fn walk(dir: &Path, depth: usize) -> usize {
         let Ok(entries) = std::fs::read_dir(dir) else { return 0 };

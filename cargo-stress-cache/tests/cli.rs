@@ -22,7 +22,8 @@ fn stress_cache(args: &[&str]) -> Command {
 }
 
 fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> Result<(i32, String, String)> {
-    let Output { status, stdout, stderr } = cmd.borrow_mut().output().context("running cargo-stress-cache")?;
+    let Output { status, stdout, stderr } =
+        cmd.borrow_mut().output().context("running cargo-stress-cache")?;
     Ok((status.code().unwrap_or(-1), String::from_utf8(stdout)?, String::from_utf8(stderr)?))
 }
 

@@ -164,7 +164,7 @@ fn run_tier(
         None => tier.tier.as_str().to_string(),
     };
     let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
-    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec)?;
+    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec, &target_bin)?;
     let tier_run = TierRun {
         cargo: &setup.cargo,
         workspace_root: setup.workspace.root(),
@@ -270,7 +270,7 @@ fn mutants(
     let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
     let label = format!("mutants-{}", tier.tier.as_str());
     let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
-    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec)?;
+    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec, &target_bin)?;
     let tier_run = TierRun {
         cargo: &setup.cargo,
         workspace_root: setup.workspace.root(),

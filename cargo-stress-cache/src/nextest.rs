@@ -126,6 +126,10 @@ pub fn run_tier(
     if let Some(partition) = &selection.partition {
         cmd.arg("--partition").arg(partition);
     }
+    if env.mutant.is_some() {
+        // A seeded bug is meant to fail scenarios; retrying them only doubles the time of mutant runs.
+        cmd.args(["--retries", "0"]);
+    }
     if selection.quiet {
         cmd.args(["--status-level", "fail", "--final-status-level", "fail", "--cargo-quiet"]);
     }

@@ -51,10 +51,15 @@ pub fn subdir(parent: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Writes the resolved target declaration as TOML (the file `STRESS_TARGET_SPEC` names).
-pub fn write_spec(run_dir: &Path, spec: &TargetSpec) -> Result<PathBuf> {
+/// Writes the resolved target declaration as TOML (the file `STRESS_TARGET_SPEC` names), with
+/// `command` set to the absolute path of the executable to stress: the suite reads this file as a
+/// standalone spec (`TargetSpec::from_spec_file`, which requires `command`), and a relative command
+/// would otherwise resolve against the run directory.
+pub fn write_spec(run_dir: &Path, spec: &TargetSpec, executable: &Path) -> Result<PathBuf> {
     let path = run_dir.join("target-spec.toml");
-    let text = toml::to_string(spec).map_err(|e| Error::Parse {
+    let mut spec = spec.clone();
+    spec.command = Some(executable.display().to_string());
+    let text = toml::to_string(&spec).map_err(|e| Error::Parse {
         what: "target spec (serialising)",
         path: path.clone(),
         message: one_line(&e.to_string()),
@@ -95,6 +100,25 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn written_spec_is_a_valid_standalone_spec_naming_the_executable() {
+        let declaration = serde_json::json!({
+            "binary": "beaker",
+            "args": ["cutout", "{input}"],
+            "env": { "url": "U", "cache-dir": "C" },
+            "files": { "final": "*.onnx", "partial": "*.partial" },
+            "features": { "failpoints": "failpoints" },
+        });
+        let spec = TargetSpec::from_package_metadata("test", &declaration).expect("valid declaration");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = Path::new("/abs/target/debug/beaker");
+        let path = write_spec(dir.path(), &spec, exe).expect("written");
+        let back = TargetSpec::from_spec_file(&path).expect("the suite can read it back");
+        assert_eq!(back.command.as_deref(), Some("/abs/target/debug/beaker"));
+        assert_eq!(back.binary.as_deref(), Some("beaker"));
+        assert_eq!(back.features.failpoints.as_deref(), Some("failpoints"));
+    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {

@@ -8,3 +8,5 @@ pub mod tier;
 pub mod invariants;
 pub mod reader_probe;
 pub mod run_metadata;
+pub mod record;
+pub mod scenario;

@@ -229,13 +229,7 @@ impl Target {
     /// this one builds every time it is called.
     pub fn from_env() -> Result<Target, TargetError> {
         let manifest = workspace_manifest();
-        let metadata =
-            cargo_metadata::MetadataCommand::new().manifest_path(&manifest).no_deps().exec().map_err(
-                |e| TargetError::Metadata {
-                    manifest: manifest.display().to_string(),
-                    message: e.to_string(),
-                },
-            )?;
+        let metadata = workspace_metadata(&manifest)?;
         let target_dir = metadata.target_directory.clone().into_std_path_buf();
         let stress_dir = target_dir.join("stress-cache");
 
@@ -262,6 +256,15 @@ impl Target {
             (spec, bin)
         };
         let (models, input) = prepare_fixtures(&bin, &spec, &stress_dir)?;
+        Ok(Target { bin, spec, models, input, target_dir })
+    }
+
+    /// Prepares a target given its declaration and program (e.g. a test binary such as
+    /// `env!("CARGO_BIN_EXE_tiny-cache")`): fixtures as for [`Target::from_env`].
+    pub fn prepare(spec: TargetSpec, bin: PathBuf) -> Result<Target, TargetError> {
+        let manifest = workspace_manifest();
+        let target_dir = workspace_metadata(&manifest)?.target_directory.into_std_path_buf();
+        let (models, input) = prepare_fixtures(&bin, &spec, &target_dir.join("stress-cache"))?;
         Ok(Target { bin, spec, models, input, target_dir })
     }
 
@@ -389,6 +392,12 @@ impl Target {
         cmd.stdin(Stdio::null());
         cmd
     }
+}
+
+fn workspace_metadata(manifest: &Path) -> Result<cargo_metadata::Metadata, TargetError> {
+    cargo_metadata::MetadataCommand::new().manifest_path(manifest).no_deps().exec().map_err(|e| {
+        TargetError::Metadata { manifest: manifest.display().to_string(), message: e.to_string() }
+    })
 }
 
 fn workspace_manifest() -> PathBuf {

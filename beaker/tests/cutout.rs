@@ -93,9 +93,14 @@ impl World {
     }
 
     fn beaker(&self, url: &str, sha256: &str, args: &[&str]) -> Result<Output> {
+        self.beaker_env(url, sha256, args, &[])
+    }
+
+    fn beaker_env(&self, url: &str, sha256: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
         Command::new(env!("CARGO_BIN_EXE_beaker"))
             .args(args)
             .env_clear()
+            .envs(env.iter().copied())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("ONNX_MODEL_CACHE_DIR", self.cache_dir())
             .env("BEAKER_COMPILED_CACHE_DIR", self.compiled_dir())
@@ -110,9 +115,22 @@ impl World {
     }
 
     fn cutout(&self, url: &str, sha256: &str, out: &Path) -> Result<Output> {
+        self.cutout_env(url, sha256, out, &[])
+    }
+
+    fn cutout_env(&self, url: &str, sha256: &str, out: &Path, env: &[(&str, &str)]) -> Result<Output> {
         let image = self.image();
         let args = ["cutout", image.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--metadata"];
-        self.beaker(url, sha256, &args)
+        self.beaker_env(url, sha256, &args, env)
+    }
+
+    /// Names in the compiled dir, sorted.
+    fn compiled_names(&self) -> Result<Vec<String>> {
+        let mut names = std::fs::read_dir(self.compiled_dir())?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
     }
 }
 
@@ -259,5 +277,57 @@ fn library_cutout_cold_then_warm() -> Result<()> {
         assert!(out.join("bird_cutout.png").is_file());
     }
     assert_eq!(server.requests(), 1);
+    Ok(())
+}
+
+/// A crash at `compiled.before_rename` leaves only a build dir (never a half entry); the next run
+/// removes it and compiles. An injected I/O error there exits 5 and leaves nothing.
+#[cfg(feature = "failpoints")]
+#[test]
+fn compiled_cache_survives_crash_and_io_error_before_rename() -> Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let world = World::new()?;
+    let server = ModelServer::start(world.model.clone())?;
+    let entry = beaker::compiled::entry_name(&world.sha256);
+
+    let crash = [("FAILPOINTS", "compiled.before_rename=return(crash)")];
+    let run = world.cutout_env(&server.url, &world.sha256, &world.root.join("o1"), &crash)?;
+    assert_eq!(run.status.signal(), Some(9), "{run:?}");
+    let names = world.compiled_names()?;
+    assert!(!names.contains(&entry), "a crash must not leave an entry: {names:?}");
+    assert!(names.iter().any(|n| n.starts_with(&format!(".{entry}.")) && n.ends_with(".tmp")), "{names:?}");
+
+    let io = [("FAILPOINTS", "compiled.before_rename=return(io)")];
+    let run = world.cutout_env(&server.url, &world.sha256, &world.root.join("o2"), &io)?;
+    assert_eq!(run.status.code(), Some(5), "{}", String::from_utf8_lossy(&run.stderr));
+    // The stale build dir of the crash was removed by this lock holder, its own one on error.
+    assert_eq!(world.compiled_names()?, vec![format!("{entry}.lock")]);
+
+    let out = world.root.join("o3");
+    ok(&world.cutout(&server.url, &world.sha256, &out)?)?;
+    assert_eq!(metadata(&out)?["compiled_cache"]["hit"].as_bool(), Some(false));
+    assert_eq!(world.compiled_names()?, vec![entry.clone(), format!("{entry}.lock")]);
+    Ok(())
+}
+
+/// Seeded bug `compiled-direct-dir`: the same crash leaves a half-built entry under its final name,
+/// which is what the stress suite must catch. A correct process then repairs it.
+#[cfg(all(feature = "failpoints", feature = "mutants"))]
+#[test]
+fn compiled_direct_dir_mutant_leaves_a_half_entry() -> Result<()> {
+    let world = World::new()?;
+    let server = ModelServer::start(world.model.clone())?;
+    let entry = beaker::compiled::entry_name(&world.sha256);
+    let env =
+        [("FAILPOINTS", "compiled.before_rename=return(crash)"), ("BEAKER_MUTANT", "compiled-direct-dir")];
+    let run = world.cutout_env(&server.url, &world.sha256, &world.root.join("o1"), &env)?;
+    assert!(!run.status.success());
+    let half = world.compiled_dir().join(&entry);
+    assert!(half.is_dir() && !half.join(beaker::compiled::MANIFEST_FILE).exists());
+
+    let out = world.root.join("o2");
+    ok(&world.cutout(&server.url, &world.sha256, &out)?)?;
+    assert_eq!(metadata(&out)?["compiled_cache"]["hit"].as_bool(), Some(false));
+    assert!(half.join(beaker::compiled::MANIFEST_FILE).is_file());
     Ok(())
 }

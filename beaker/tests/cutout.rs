@@ -125,6 +125,7 @@ impl World {
     }
 
     /// Names in the compiled dir, sorted.
+    #[cfg(feature = "failpoints")]
     fn compiled_names(&self) -> Result<Vec<String>> {
         let mut names = std::fs::read_dir(self.compiled_dir())?
             .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))

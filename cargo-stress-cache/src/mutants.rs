@@ -139,3 +139,49 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String]) -> Result
     rundir::write(&run_dir.join("mutants.md"), &matrix.render(Format::Markdown))?;
     Ok(matrix)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(clean_passed: bool, killed: &[bool]) -> Matrix {
+        Matrix {
+            clean_passed,
+            clean_violations: vec![],
+            scenarios: vec!["first_download".into(), "gc_vs_reader".into()],
+            mutants: killed
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| MutantRow {
+                    mutant: format!("m{i}"),
+                    killed: k,
+                    killed_by: if k {
+                        BTreeMap::from([(
+                            "gc_vs_reader".to_string(),
+                            vec!["reader_never_loses_model".to_string()],
+                        )])
+                    } else {
+                        BTreeMap::new()
+                    },
+                    failed_tests: usize::from(k),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exit_0_only_when_clean_passes_and_every_mutant_is_killed() {
+        assert_eq!(matrix(true, &[true, true]).exit_code(), EXIT_OK);
+        assert_eq!(matrix(true, &[true, false]).exit_code(), EXIT_FAILED);
+        assert_eq!(matrix(false, &[true, true]).exit_code(), EXIT_FAILED);
+    }
+
+    #[test]
+    fn markdown_matrix_names_killing_invariants_and_survivors() {
+        let text = matrix(true, &[true, false]).render(Format::Markdown);
+        assert!(text.contains("FAIL: 1/2 mutants killed"), "{text}");
+        assert!(text.contains("| m0 ") && text.contains("reader_never_loses_model"), "{text}");
+        assert!(text.contains("SURVIVED"), "{text}");
+        assert!(text.contains("| mutant | verdict     | first_download | gc_vs_reader "), "{text}");
+    }
+}

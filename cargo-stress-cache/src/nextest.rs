@@ -120,7 +120,7 @@ pub fn run_tier(
         }
     }
     let mut cmd = cargo.command(&["nextest", "run", "--package", SUITE_PACKAGE, "--profile", profile]);
-    for expr in &selection.filtersets {
+    for expr in scenario_filtersets(&selection.filtersets) {
         cmd.arg("-E").arg(expr);
     }
     if let Some(partition) = &selection.partition {
@@ -162,6 +162,15 @@ fn exit_meaning(code: i32) -> &'static str {
     }
 }
 
+/// The scenarios are the suite's integration tests (`stress-tests/tests/*.rs`); its library unit tests
+/// are not stress scenarios. nextest unions several `-E`, so each user filterset is intersected here.
+pub fn scenario_filtersets(user: &[String]) -> Vec<String> {
+    if user.is_empty() {
+        return vec!["kind(test)".to_string()];
+    }
+    user.iter().map(|expr| format!("kind(test) & ({expr})")).collect()
+}
+
 /// One scenario of the suite.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Scenario {
@@ -174,7 +183,7 @@ pub struct Scenario {
 /// `cargo nextest list -p stress-tests --message-format json`, read with nextest-metadata.
 pub fn list(cargo: &Cargo, filtersets: &[String]) -> Result<Vec<Scenario>> {
     let mut cmd = cargo.command(&["nextest", "list", "--package", SUITE_PACKAGE, "--message-format", "json"]);
-    for expr in filtersets {
+    for expr in scenario_filtersets(filtersets) {
         cmd.arg("-E").arg(expr);
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
@@ -200,4 +209,19 @@ pub fn list(cargo: &Cargo, filtersets: &[String]) -> Result<Vec<Scenario>> {
         }
     }
     Ok(scenarios)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_filtersets_are_intersected_with_the_scenario_binaries() {
+        assert_eq!(scenario_filtersets(&[]), vec!["kind(test)"]);
+        let user = vec!["test(crash)".to_string(), "binary(gc)".to_string()];
+        assert_eq!(
+            scenario_filtersets(&user),
+            vec!["kind(test) & (test(crash))", "kind(test) & (binary(gc))"]
+        );
+    }
 }

@@ -133,6 +133,9 @@ fn run_cache(cmd: CacheCommand) -> Result<()> {
             for name in &report.busy {
                 writeln!(stdout, "in use\t{name}").map_err(out)?;
             }
+            for name in &report.stale_partials {
+                writeln!(stdout, "removed stale partial\t{name}").map_err(out)?;
+            }
             writeln!(stdout, "{} bytes left", report.remaining_bytes).map_err(out)?;
         }
     }

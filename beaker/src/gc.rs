@@ -142,6 +142,8 @@ pub struct GcReport {
     pub busy: Vec<String>,
     /// Bytes of the entries left.
     pub remaining_bytes: u64,
+    /// Partial files of crashed downloads removed (their entry's lock was free).
+    pub stale_partials: Vec<String>,
 }
 
 /// `beaker cache gc --max-bytes N`: evicts least recently used entries until the cache holds at most
@@ -180,7 +182,42 @@ pub fn gc(cfg: &Config, max_bytes: u64) -> Result<GcReport> {
         report.evicted.push(e.name);
     }
     report.remaining_bytes = total;
+    report.stale_partials = remove_stale_partials(&cfg.cache_dir)?;
     Ok(report)
+}
+
+/// The final name a partial `<final name>.<pid>-<nonce>.partial` belongs to.
+pub fn partial_owner(partial_name: &str) -> Option<&str> {
+    let base = partial_name.strip_suffix(fsio::PARTIAL_SUFFIX)?;
+    let (final_name, unique) = base.rsplit_once('.')?;
+    let (pid, nonce) = unique.split_once('-')?;
+    let ok = !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !nonce.is_empty()
+        && nonce.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then_some(final_name)
+}
+
+/// Removes partial files whose entry lock is free (so no process is downloading them): leftovers of
+/// crashed downloads of keys nobody fetched again.
+fn remove_stale_partials(dir: &Path) -> Result<Vec<String>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BeakerError::io("list", dir, e)),
+    };
+    let mut removed = Vec::new();
+    for item in read {
+        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Some(owner) = partial_owner(&name) else { continue };
+        let Some(guard) = LockGuard::try_exclusive(&lock::lock_path(&dir.join(owner)))? else { continue };
+        fsio::remove_durable(&item.path())?;
+        drop(guard);
+        log::info!("gc: removed stale partial {name}");
+        removed.push(name);
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -210,16 +247,20 @@ mod tests {
         let oldest = entry(dir.path(), &[1; 100], 300);
         let middle = entry(dir.path(), &[2; 100], 200);
         let newest = entry(dir.path(), &[3; 100], 100);
-        std::fs::write(dir.path().join("x.onnx.1-2.partial"), b"p").unwrap();
+        std::fs::write(dir.path().join("x-0123456789abcdef.onnx.12-ab.partial"), b"p").unwrap();
         let (reader, _) = LockGuard::shared(&lock::lock_path(&dir.path().join(&oldest))).unwrap();
         let report = gc(&cfg(dir.path()), 150).unwrap();
         assert_eq!(report.busy, vec![oldest.clone()]);
+        assert_eq!(report.stale_partials.len(), 1, "{report:?}");
         assert_eq!(report.evicted, vec![middle, newest.clone()]);
         assert!(dir.path().join(&oldest).exists());
         drop(reader);
         let report = gc(&cfg(dir.path()), 0).unwrap();
         assert_eq!(report.evicted, vec![oldest]);
         assert_eq!(report.remaining_bytes, 0);
+        assert!(report.stale_partials.is_empty(), "{report:?}");
+        assert!(partial_owner("a.onnx.partial").is_none());
+        assert_eq!(partial_owner("a-01.onnx.99-1f.partial"), Some("a-01.onnx"));
     }
 
     #[test]

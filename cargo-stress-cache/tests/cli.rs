@@ -358,3 +358,118 @@ fn report_rejects_unknown_record_schema_and_empty_dirs() -> Result<()> {
     assert_setup_error(code, &stderr, "schema_version Some(99) is not the supported 1");
     Ok(())
 }
+
+// ---- tier runs end to end against a fake suite ----
+
+/// A scenario test of a fake suite: checks the environment contract, writes a record, and fails
+/// like a scenario would (a violated invariant under a mutant; once, then passes, with FAKE_FLAKY).
+const FAKE_SCENARIO: &str = r##"
+use std::path::Path;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
+}
+
+#[test]
+fn fake_scenario() {
+    let results = env("STRESS_RESULTS_DIR");
+    let bin = env("STRESS_TARGET_BIN");
+    assert!(Path::new(&bin).is_file(), "STRESS_TARGET_BIN {bin} is not a file");
+    let spec = std::fs::read_to_string(env("STRESS_TARGET_SPEC")).expect("spec file");
+    assert!(spec.contains(&format!("command = \"{bin}\"")), "spec names the binary: {spec}");
+    let tier = env("STRESS_TIER");
+    assert!(std::env::var("STRESS_KEEP_DIR").is_ok());
+    let mutant = std::env::var("STRESS_MUTANT").ok();
+    let held = mutant.is_none();
+    let mutant_json = mutant.as_ref().map(|m| format!("\"{m}\"")).unwrap_or_else(|| "null".into());
+    let record = format!(
+        r#"{{"schema_version":1,"scenario":"fake_scenario","tier":"{tier}","seed":1,"mutant":{mutant_json},
+        "target":"victim","processes":4,"started_unix_ms":0,"outcomes":{{"ok":4}},
+        "invariants":[{{"name":"single_download","held":{held},"evidence":[]}},{{"name":"no_partial_content","held":true}}],
+        "figures":{{"wall_ms":100.0,"processes_per_sec":40.0,"latency_p50_ms":10.0,"latency_p95_ms":20.0,
+        "lock_wait_p50_ms":null,"bytes_served":0,"complete_bodies_per_model":{{"small":1}},"cache_hit_ratio":0.75,"mb_per_sec":0.0}},
+        "process_runs":[]}}"#
+    );
+    std::fs::create_dir_all(&results).expect("results dir");
+    let n = std::fs::read_dir(&results).map(|d| d.count()).unwrap_or(0);
+    std::fs::write(Path::new(&results).join(format!("fake_scenario-{n}.json")), record).expect("record");
+    assert!(held, "invariant single_download violated");
+    if std::env::var("FAKE_FLAKY").is_ok() {
+        let marker = Path::new(&results).join("flaked-once");
+        if !marker.exists() {
+            std::fs::write(&marker, "").expect("marker");
+            panic!("first attempt fails");
+        }
+    }
+}
+"##;
+
+/// A workspace with a `victim` binary (features failpoints, mutants), a fake `stress-tests` suite and
+/// this repository's `.config/nextest.toml` (so the real stress profiles are exercised).
+fn fake_suite_workspace() -> Result<tempfile::TempDir> {
+    let ws = scratch_workspace(
+        &format!(
+            "{GOOD_METADATA}mutants = \"mutants\"\n[package.metadata.stress-cache.mutants]\nnames = [\"no-lock\"]\n"
+        ),
+        "failpoints = []\nmutants = []",
+    )?;
+    let tests = ws.path().join("stress-tests").join("tests");
+    std::fs::create_dir_all(&tests)?;
+    std::fs::write(tests.join("fake.rs"), FAKE_SCENARIO)?;
+    std::fs::create_dir_all(ws.path().join(".config"))?;
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".config").join("nextest.toml");
+    std::fs::copy(config, ws.path().join(".config").join("nextest.toml"))?;
+    Ok(ws)
+}
+
+#[test]
+fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<()> {
+    let ws = fake_suite_workspace()?;
+    let manifest = ws.path().join("Cargo.toml");
+    let manifest = manifest.to_str().context("utf8")?;
+    let run_dir = ws.path().join("runs").join("clean");
+
+    // Clean run, two repeats: exit 0, three tables, artifacts where documented.
+    let (code, stdout, stderr) = run(stress_cache(&[
+        "--manifest-path",
+        manifest,
+        "--repeat",
+        "2",
+        "--run-dir",
+        run_dir.to_str().context("utf8")?,
+        "-q",
+    ]))?;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("PASS: 2 scenario runs, 2 nextest runs"), "{stdout}");
+    assert!(stdout.contains("stress-tests::fake fake_scenario"), "{stdout}");
+    for file in [
+        "target-spec.toml",
+        "report.txt",
+        "report.md",
+        "report.json",
+        "repeat-1/junit.xml",
+        "repeat-2/junit.xml",
+    ] {
+        assert!(run_dir.join(file).is_file(), "missing {file}");
+    }
+    assert!(stderr.contains(&format!("artifacts in {}", run_dir.display())), "{stderr}");
+
+    // A mutant run: exit 1, naming the violated invariant.
+    let (code, stdout, stderr) =
+        run(stress_cache(&["--manifest-path", manifest, "--mutant", "no-lock", "-q"]))?;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("violated invariants: fake_scenario: single_download"), "{stderr}");
+
+    // Fails once, passes on retry: flaky, exit 1.
+    let (code, stdout, stderr) =
+        run(stress_cache(&["--manifest-path", manifest, "-q"]).env("FAKE_FLAKY", "1"))?;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("FLAKY"), "{stdout}");
+
+    // The matrix: the clean build passes, the one mutant is killed.
+    let (code, stdout, stderr) = run(stress_cache(&["mutants", "--manifest-path", manifest, "-q"]))?;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("PASS: 1/1 mutants killed"), "{stdout}");
+    assert!(stdout.contains("single_download"), "{stdout}");
+    Ok(())
+}

@@ -78,7 +78,8 @@ pub fn download(
             }
             Err(AttemptError::Fatal(e)) => return Err(e),
             Err(AttemptError::Retry { cause, retry_after }) => {
-                log::warn!("download of {url}, attempt {attempt}/{}: {cause}", cfg.max_attempts);
+                // info, not warn: by default stderr carries only the one final error line.
+                log::info!("download of {url}, attempt {attempt}/{}: {cause}", cfg.max_attempts);
                 last_cause = cause;
                 if attempt < cfg.max_attempts {
                     let wait = backoff(cfg.retry_base, attempt + 1, retry_after);
@@ -158,7 +159,15 @@ fn attempt_once(
 
 fn classify_transport(url: &str, t: &ureq::Transport) -> AttemptError {
     use ureq::ErrorKind as K;
-    let cause = one_line(&t.to_string());
+    // ureq's Display starts with the URL, which the final error already names.
+    let mut cause = t.kind().to_string();
+    if let Some(message) = t.message() {
+        cause.push_str(&format!(": {message}"));
+    }
+    if let Some(source) = std::error::Error::source(t) {
+        cause.push_str(&format!(": {source}"));
+    }
+    let cause = one_line(&cause);
     match t.kind() {
         K::InvalidUrl | K::UnknownScheme | K::InsecureRequestHttpsOnly | K::InvalidProxyUrl => {
             let reason = if t.kind() == K::UnknownScheme && url.starts_with("https://") {

@@ -163,14 +163,15 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
-/// The stderr of a failed run is exactly one `beaker: error: ...` line, never a panic.
+/// The stderr of a failed run is exactly one line, `beaker: error: ...`: no panic, no log noise
+/// (`RUST_LOG=warn`).
 pub fn assert_one_error_line(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("beaker: error: ")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected:\n{}", describe(out));
+    assert_eq!(lines.len(), 1, "exactly one stderr line expected:\n{}", describe(out));
+    assert!(lines[0].starts_with("beaker: error: "), "{}", describe(out));
     assert!(!stderr.contains("panicked"), "panic:\n{}", describe(out));
-    errors[0].to_string()
+    lines[0].to_string()
 }
 
 /// Number of processes blocked waiting for the flock on `lock_file` (from `/proc/locks`), or `None`

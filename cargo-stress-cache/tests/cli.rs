@@ -471,5 +471,16 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("PASS: 1/1 mutants killed"), "{stdout}");
     assert!(stdout.contains("single_download"), "{stdout}");
+
+    // --spec: a program outside the workspace, found on PATH, not built.
+    let spec = ws.path().join("other.toml");
+    std::fs::write(
+        &spec,
+        "command = \"sh\"\nargs = [\"-c\", \"true\", \"{url}\", \"{cache_dir}\"]\n[files]\nfinal = \"*\"\npartial = \"*.p\"\n",
+    )?;
+    let (code, stdout, stderr) =
+        run(stress_cache(&["--manifest-path", manifest, "--spec", spec.to_str().context("utf8")?, "-q"]))?;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("PASS: 1 scenario runs"), "{stdout}");
     Ok(())
 }

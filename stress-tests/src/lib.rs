@@ -10,3 +10,4 @@ pub mod reader_probe;
 pub mod run_metadata;
 pub mod record;
 pub mod scenario;
+pub mod scenarios;

@@ -1,0 +1,163 @@
+//! Contention scenarios: many processes on one cache (or one cache each), the same or different models,
+//! the same file name with different bytes. Overlap is forced with a gate in the middle of a download
+//! ([`overlap::hold_until_overlap`]), never by sleeping.
+
+use std::time::Duration;
+
+use stress_cache_metadata::ScenarioRecord;
+
+use crate::scenario::ScenarioError;
+use crate::server::{FaultPlan, Gate};
+
+use super::{ScenarioOptions, amend, overlap, setup};
+
+/// How long a gate may hold a download while the rest of the fleet catches up.
+const OVERLAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// N processes (16 in the PR tier) ask for the same model on one shared cache; the first download is
+/// parked mid-body until every other process is blocked on the cache lock (or parked too), and a reader
+/// scans the cache meanwhile. Property: all succeed, one complete body is served, one final artifact, no
+/// partial, no lock held, the reader never sees a prefix under a final name.
+///
+/// Catches `no-lock` and `shared-tmp-name` (every process downloads: `download_amplification_bounded`;
+/// the shared temp file is renamed away under the others: `failures_have_expected_class`) and
+/// `direct-write` (the parked prefix is visible under the final name: `readers_saw_only_complete_content`).
+pub fn same_model_from_n_processes_downloads_once(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario("same_model_from_n_processes_downloads_once", opts)?;
+    let server = setup::server()?;
+    let (small, _) = setup::small_and_large(s.target());
+    let gate = Gate::named("same-model-mid-body");
+    let len = s.target().model(&small).bytes.len();
+    let route = server.add_route(setup::model_route(s.target(), &small, overlap::gated_plan(&gate, len)));
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let n = s.tier().contention_processes();
+    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
+    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let mut run = s.launch(plans)?;
+    run.start_reader();
+    let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
+    run.wait();
+    run.served_from_routes(&[&route]);
+    run.recover(recovery);
+    let (record, path) = run.evaluate();
+    Ok(amend(record, path.as_deref(), forced.results()))
+}
+
+/// Half the processes ask for the small model, half for the large one, all on one shared cache, started
+/// together. Property: every process succeeds with the model it asked for, each model is downloaded once
+/// (bound 1 each) and has exactly one final artifact; no partial, no lock held, readers see complete
+/// files only.
+///
+/// Catches `no-lock`/`shared-tmp-name` (`download_amplification_bounded`) and any cross-model mix-up
+/// (`successes_loaded_expected_model`).
+pub fn different_models_in_parallel_share_one_cache(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario("different_models_in_parallel_share_one_cache", opts)?;
+    let server = setup::server()?;
+    let (small, large) = setup::small_and_large(s.target());
+    let small_route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
+    let large_route = server.add_route(setup::model_route(s.target(), &large, FaultPlan::default()));
+    let (small_url, large_url) = (server.url(&small_route), server.url(&large_route));
+    let cache = s.cache_dir("shared");
+    let n = s.tier().contention_processes();
+    let plans: Vec<_> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                s.writer(i, &small, &small_url, &cache)
+            } else {
+                s.writer(i, &large, &large_url, &cache)
+            }
+        })
+        .collect();
+    let recovery = s.writer(n, &large, &large_url, &cache).role("recovery");
+    let mut run = s.launch(plans)?;
+    run.start_reader();
+    run.wait();
+    run.served_from_routes(&[&small_route, &large_route]);
+    run.recover(recovery);
+    Ok(run.evaluate().0)
+}
+
+/// Two different models served under the same file name at two URL paths (the target's path template with
+/// a different `{model}` segment but the small model's `{file_name}`): half the processes fetch one, half
+/// the other, on one shared cache. Both downloads are parked mid-body at one gate until the rest of the
+/// fleet waits on a lock, so both are in flight together. Property: each process ends with the bytes of
+/// the URL it asked for (the model identities stay distinct), one final artifact per model, each body
+/// downloaded once.
+///
+/// Catches `name-without-hash` (the final name is the URL's file name only, so the second model is
+/// served from the first one's file: `successes_loaded_expected_model`, `one_final_artifact_per_model`).
+pub fn same_file_name_with_different_bytes_stays_isolated(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario("same_file_name_with_different_bytes_stays_isolated", opts)?;
+    let server = setup::server()?;
+    let (small, large) = setup::small_and_large(s.target());
+    let gate = Gate::named("same-name-mid-body");
+    let shared_name = s.target().model(&small).file_name.clone();
+    let path_of = |segment: &str| {
+        let template = &s.target().spec.server.path;
+        let path = template.replace("{file_name}", &shared_name);
+        if template.contains("{model}") {
+            path.replace("{model}", segment)
+        } else {
+            format!("/{segment}{path}")
+        }
+    };
+    let (path_a, path_b) = (path_of(&format!("{small}-a")), path_of(&format!("{large}-b")));
+    assert_ne!(path_a, path_b);
+    let mut routes = Vec::new();
+    for (path, model) in [(&path_a, &small), (&path_b, &large)] {
+        let fixture = s.target().model(model);
+        let plan = overlap::gated_plan(&gate, fixture.bytes.len());
+        routes.push(server.add_route(setup::route(s.target(), path, model, &fixture.bytes, plan)));
+    }
+    let (url_a, url_b) = (server.url(&routes[0]), server.url(&routes[1]));
+    let cache = s.cache_dir("shared");
+    let n = s.tier().contention_processes();
+    let plans: Vec<_> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 { s.writer(i, &small, &url_a, &cache) } else { s.writer(i, &large, &url_b, &cache) }
+        })
+        .collect();
+    let recovery = s.writer(n, &large, &url_b, &cache).role("recovery");
+    let mut run = s.launch(plans)?;
+    run.start_reader();
+    let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
+    run.wait();
+    run.served_from_routes(&[&routes[0], &routes[1]]);
+    run.recover(recovery);
+    let (record, path) = run.evaluate();
+    Ok(amend(record, path.as_deref(), forced.results()))
+}
+
+/// Every process has its own cache dir; all fetch the same model at once. Property: each cache ends with
+/// exactly one complete final copy and nothing else, every process succeeds, and the server served at
+/// most one body per cache (bound N).
+///
+/// Catches leftovers and duplicate copies per cache (`one_final_artifact_per_model`,
+/// `no_temp_files_left`) and a process that downloads twice into its own cache.
+pub fn one_cache_per_process_downloads_once_per_cache(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario("one_cache_per_process_downloads_once_per_cache", opts)?;
+    let server = setup::server()?;
+    let (small, _) = setup::small_and_large(s.target());
+    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
+    let url = server.url(&route);
+    let n = s.tier().contention_processes();
+    let plans: Vec<_> =
+        (0..n).map(|i| s.writer(i, &small, &url, &s.cache_dir(&format!("own-{i}")))).collect();
+    let recovery = s.writer(n, &small, &url, &s.cache_dir("own-0")).role("recovery");
+    let mut run = s.launch(plans)?;
+    run.body_bound(&small, n as u64);
+    run.start_reader();
+    run.wait();
+    run.served_from_routes(&[&route]);
+    run.recover(recovery);
+    Ok(run.evaluate().0)
+}

@@ -1,0 +1,127 @@
+//! Forcing the dangerous overlap by events: a download is parked at a [`Gate`] in the middle of its body
+//! and released only once every other live process of the fleet is parked at the gate too, blocked on one
+//! of the cache's lock files (read from `/proc/locks`) or gone — and once a reader has scanned the caches
+//! in full while the download was parked, so a final name holding a prefix (`direct-write`) is seen every
+//! time, not by luck.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use stress_cache_metadata::InvariantResult;
+
+use crate::orchestrator::Fleet;
+use crate::pattern::FilePattern;
+use crate::reader_probe::{ReaderProbe, ReaderReport};
+use crate::scenario::ScenarioRun;
+use crate::server::{Fault, FaultPlan, Gate, GatePoint};
+use crate::snapshot::walk;
+
+use super::setup;
+
+/// Where a gated download parks: after 64 KiB or half the body, whichever is smaller (at least 1 byte).
+pub fn gate_point(body_len: usize) -> GatePoint {
+    GatePoint::AfterBytes(((body_len / 2).min(64 * 1024)).max(1) as u64)
+}
+
+/// A plan that parks every response at [`gate_point`] until `gate` is released (responses arriving after
+/// the release pass straight through).
+pub fn gated_plan(gate: &Gate, body_len: usize) -> FaultPlan {
+    FaultPlan::always(Fault::Gated { at: gate_point(body_len), gate: gate.clone() })
+}
+
+/// What happened while the gate held the download.
+#[derive(Debug, Clone)]
+pub struct Overlap {
+    /// The condition never held: the gate was released by the deadline.
+    pub by_deadline: bool,
+    /// Responses parked at the gate when it was released.
+    pub parked: u64,
+    /// Live processes blocked on a cache lock file then.
+    pub lock_waiters: usize,
+    /// Processes already gone then.
+    pub exited: usize,
+    /// Time from the call to the release.
+    pub waited: Duration,
+    /// The full scan(s) a reader made while the download was parked.
+    pub parked_scan: ReaderReport,
+}
+
+impl Overlap {
+    /// The record entries: a note `overlap_forced` (how the gate was released — by deadline is not a failure
+    /// by itself) and the parked scan's bad reads merged into `readers_saw_only_complete_content`.
+    pub fn results(&self) -> Vec<InvariantResult> {
+        let how = if self.by_deadline { "gate released by deadline" } else { "gate released by condition" };
+        let mut out = vec![setup::note(
+            "overlap_forced",
+            vec![format!(
+                "{how} after {} ms: {} response(s) parked, {} process(es) blocked on cache locks, {} exited; \
+                 reader made {} scan(s), {} read(s) while parked",
+                self.waited.as_millis(),
+                self.parked,
+                self.lock_waiters,
+                self.exited,
+                self.parked_scan.scans,
+                self.parked_scan.reads
+            )],
+        )];
+        out.push(setup::verdict(
+            "readers_saw_only_complete_content",
+            self.parked_scan.bad_reads.iter().map(|b| format!("while a download was parked: {b}")).collect(),
+        ));
+        out
+    }
+}
+
+/// Holds `gate` closed until every live process of `run`'s fleet is parked at it, blocked on a lock file
+/// of one of `caches`, or exited, and some data file (not a lock) with at least one byte exists in the
+/// caches (the parked download reached the disk); then scans the caches in full, and releases the gate.
+/// After `timeout` it releases anyway ([`Overlap::by_deadline`]). Call after [`ScenarioRun::start_reader`].
+pub fn hold_until_overlap(
+    run: &ScenarioRun<'_>,
+    gate: &Gate,
+    caches: &[PathBuf],
+    timeout: Duration,
+) -> Overlap {
+    let start = Instant::now();
+    let target = run.target();
+    let files = &target.spec.files;
+    let lock = files.lock.as_deref().map(FilePattern::new);
+    let fleet = run.fleet();
+    let total = fleet.pids().len();
+    let waiters = |f: &Fleet| -> usize {
+        match &files.lock {
+            Some(pattern) => caches.iter().map(|c| f.lock_waiters(c, pattern).len()).sum(),
+            None => 0,
+        }
+    };
+    let data_on_disk = || {
+        caches.iter().any(|c| {
+            walk(c)
+                .iter()
+                .any(|e| e.is_file && e.len > 0 && !lock.as_ref().is_some_and(|p| p.matches(&e.relative)))
+        })
+    };
+    let held = fleet.wait_until(
+        |f| {
+            let parked = gate.parked() as usize;
+            parked > 0 && f.alive().len() <= parked + waiters(f) && data_on_disk()
+        },
+        timeout,
+    );
+    let (parked, lock_waiters, alive) = (gate.parked(), waiters(fleet), fleet.alive().len());
+    let parked_scan = if parked > 0 {
+        let models = target.models.clone();
+        ReaderProbe::start(caches.to_vec(), &files.final_, models, Duration::from_secs(10)).stop()
+    } else {
+        ReaderReport::default()
+    };
+    gate.release();
+    Overlap {
+        by_deadline: !held,
+        parked,
+        lock_waiters,
+        exited: total.saturating_sub(alive),
+        waited: start.elapsed(),
+        parked_scan,
+    }
+}

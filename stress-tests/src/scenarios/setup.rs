@@ -1,0 +1,70 @@
+//! What the contention and network scenarios set up the same way: a [`Scenario`] on the shared target with
+//! the options' mutant, a loopback model server, routes that carry the target's declared headers, and the
+//! target's models ordered by size (so no scenario hard-codes a target's model names).
+
+use stress_cache_metadata::InvariantResult;
+
+use crate::scenario::{Scenario, ScenarioError};
+use crate::server::{FaultPlan, ModelServer, Route};
+use crate::target::Target;
+use crate::tier::TierConfig;
+
+use super::ScenarioOptions;
+
+/// A scenario named `name` on the shared target, with the tier from the environment and the options'
+/// mutant (which every [`Scenario::writer`] plan then carries).
+pub fn scenario(name: &str, opts: &ScenarioOptions) -> Result<Scenario, ScenarioError> {
+    let target = Target::shared()?.clone();
+    let mut tier = TierConfig::from_env()?;
+    tier.mutant = opts.mutant.clone();
+    Scenario::with_target(name, target, tier)
+}
+
+/// Starts a model server on 127.0.0.1 (its error mapped into [`ScenarioError::Io`]).
+pub fn server() -> Result<ModelServer, ScenarioError> {
+    ModelServer::start().map_err(|e| ScenarioError::Io {
+        action: "start the model server on",
+        path: "127.0.0.1".into(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// The target's model ids ordered by size (smallest first, ties by id). Panics if the target declares
+/// no model.
+pub fn models_by_size(target: &Target) -> Vec<String> {
+    let mut ids = target.model_ids();
+    assert!(!ids.is_empty(), "the target declares no model fixture");
+    ids.sort_by_key(|id| (target.model(id).bytes.len(), id.clone()));
+    ids
+}
+
+/// `(small, large)`: the smallest and the largest model (the same id if the target has only one).
+pub fn small_and_large(target: &Target) -> (String, String) {
+    let ids = models_by_size(target);
+    (ids[0].clone(), ids[ids.len() - 1].clone())
+}
+
+/// A route serving `bytes` under `path` for model identity `model`, with every header the target's
+/// declaration asks for and the schedule `plan`.
+pub fn route(target: &Target, path: &str, model: &str, bytes: &[u8], plan: FaultPlan) -> Route {
+    let mut route = Route::new(path.to_string(), bytes.to_vec()).model_id(model).schedule(plan);
+    for (k, v) in &target.spec.server.headers {
+        route = route.header(k.as_str(), v.as_str());
+    }
+    route
+}
+
+/// The route of `model` under the target's declared path, serving the model's own bytes.
+pub fn model_route(target: &Target, model: &str, plan: FaultPlan) -> Route {
+    route(target, &target.server_path(model), model, &target.model(model).bytes, plan)
+}
+
+/// A scenario-specific verdict: held when `evidence` is empty.
+pub fn verdict(name: &str, evidence: Vec<String>) -> InvariantResult {
+    InvariantResult { name: name.to_string(), held: evidence.is_empty(), evidence }
+}
+
+/// A note in the record that is not a failure (e.g. how an overlap was forced).
+pub fn note(name: &str, evidence: Vec<String>) -> InvariantResult {
+    InvariantResult { name: name.to_string(), held: true, evidence }
+}

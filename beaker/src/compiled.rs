@@ -101,7 +101,8 @@ pub fn entry_name(model_sha256: &str) -> String {
 /// `compile` produces the parsed ONNX model; it is called only on a miss (a hit never parses ONNX).
 /// Its error is returned as is, so a caller can tell "the ONNX bytes are bad" (e.g. quarantine them)
 /// from a cache failure. Holds the entry's shared lock while loading and its exclusive lock while
-/// building (see the module docs).
+/// building (see the module docs). A model tract cannot write as NNEF is served from memory without
+/// an entry (`hit: false`, `path` then does not exist).
 pub fn load_or_compile(
     dir: &Path,
     model_sha256: &str,
@@ -145,7 +146,21 @@ pub fn load_or_compile(
 
     let compile_start = fsio::unix_ms_now();
     let model = compile()?;
-    build(&entry, model_sha256, &model)?;
+    match build(&entry, model_sha256, &model) {
+        Ok(()) => {}
+        Err(e @ BeakerError::InvalidModel { .. }) => {
+            // The model meets the contract but tract cannot express it in NNEF: the contract says it
+            // must still work, so serve it uncached (no entry is published).
+            log::warn!("model cannot be compiled to NNEF, running it uncached: {e}");
+            let compile_phase = Phase::since("compile", compile_start);
+            let load_start = fsio::unix_ms_now();
+            let plan = model.into_plan()?;
+            let load = Phase::since("load", load_start);
+            let outcome = CompiledOutcome { hit: false, path: entry, compile: Some(compile_phase), load };
+            return Ok((plan, outcome));
+        }
+        Err(e) => return Err(e),
+    }
     let compile_phase = Phase::since("compile", compile_start);
 
     let load_start = fsio::unix_ms_now();

@@ -292,6 +292,18 @@ mod tests {
         assert_eq!(sha(&test_image_png()), sha(&test_image_png()));
     }
 
+    /// Pinned: the stress suite's baselines and anyone's cached fixtures assume these exact bytes. A
+    /// deliberate generator change updates these; an accidental one (or an encoder upgrade) fails here.
+    #[test]
+    fn fixture_hashes_are_pinned() {
+        assert_eq!(sha(&small_model()), "bfa54752d919d0b13b0d9cf2aa97a9ebb73a3cc4c170b57042846becf75efc40");
+        assert_eq!(sha(&large_model()), "5c5acc5bd49650dcb33e7a1868598050e7aa23c2e4bcd44050418ce7d71dd182");
+        assert_eq!(
+            sha(&test_image_png()),
+            "69a3c04526cda154c70721c57f0891382ab426790c69f933ae5bba290b784b47"
+        );
+    }
+
     #[test]
     fn fixture_sizes_are_in_range() {
         let small = small_model().len();

@@ -497,6 +497,22 @@ impl Fleet {
             .unwrap_or_default()
     }
 
+    /// Pids of live processes that are stopped (e.g. at a `pause` failpoint).
+    pub fn stopped(&self) -> Vec<u32> {
+        self.alive().into_iter().filter(|pid| self.is_stopped(*pid)).collect()
+    }
+
+    /// Whether the fleet has settled: every live process is either blocked on a lock of a file under
+    /// `lock_dir` matching `lock_pattern`, stopped, or one of the `parked_elsewhere` processes the caller
+    /// accounts for (e.g. `gate.parked()` of a server gate). Use with [`Fleet::wait_until`] before releasing
+    /// a gate, so overlap is established by events.
+    pub fn settled(&self, lock_dir: &Path, lock_pattern: &str, parked_elsewhere: usize) -> bool {
+        let alive = self.alive();
+        let blocked = self.lock_waiters(lock_dir, lock_pattern);
+        let stopped = alive.iter().filter(|pid| !blocked.contains(pid) && self.is_stopped(**pid)).count();
+        alive.len() <= blocked.len() + stopped + parked_elsewhere
+    }
+
     /// Waits for every process to end (the watchdog bounds this), and returns the outcomes by index.
     pub fn wait(&mut self) -> Vec<ProcessOutcome> {
         let limit = Instant::now() + self.deadline + Duration::from_secs(30);
@@ -788,5 +804,24 @@ mod tests {
         );
         held.unlock().unwrap();
         assert_eq!(fleet.wait()[0].exit_code, Some(0));
+    }
+
+    /// `settled`: every live process is blocked on a cache lock, stopped, or accounted for elsewhere.
+    #[test]
+    fn settled_counts_lock_waiters_stopped_and_parked_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let lock = cache.join("m.onnx.lock");
+        let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
+        held.lock().unwrap();
+        let mut waiter = Command::new("flock");
+        waiter.arg(&lock).arg("true");
+        let processes = vec![FleetProcess::new("waiter", waiter), sh("kill -STOP $$"), sh("exec sleep 1000")];
+        let fleet = Fleet::start(&dir.path().join("fleet"), processes, Duration::from_secs(30)).unwrap();
+        assert!(fleet.wait_until(|f| f.settled(&cache, "*.lock", 1), Duration::from_secs(10)));
+        assert!(!fleet.settled(&cache, "*.lock", 0), "the sleeping process is neither blocked nor stopped");
+        assert_eq!(fleet.stopped(), vec![fleet.pids()[1]]);
+        held.unlock().unwrap();
     }
 }

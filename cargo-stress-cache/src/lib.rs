@@ -186,7 +186,7 @@ fn run_tier(
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
 fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<i32> {
     report::write_all(run_dir, agg)?;
-    print!("{}", report::render(agg, global.format));
+    print!("{}", report::render_with(agg, global.format, stdout_color(global.color)));
     let violated = agg.violated_names();
     if !violated.is_empty() {
         log::warn!("violated invariants: {}", violated.join("; "));
@@ -200,6 +200,16 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
     // The path is the one line every user needs, even with -q.
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
     Ok(agg.exit_code(global.fail_on_regression))
+}
+
+/// Whether tables on stdout get colours.
+fn stdout_color(choice: cli::Color) -> bool {
+    use std::io::IsTerminal;
+    match choice {
+        cli::Color::Always => true,
+        cli::Color::Never => false,
+        cli::Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
 }
 
 fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32> {
@@ -236,7 +246,7 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
     if let Some(path) = &global.baseline {
         agg.compare_with(&Aggregate::read(path)?, global.threshold);
     }
-    print!("{}", report::render(&agg, global.format));
+    print!("{}", report::render_with(&agg, global.format, stdout_color(global.color)));
     let violated = agg.violated_names();
     if !violated.is_empty() {
         log::warn!("violated invariants: {}", violated.join("; "));

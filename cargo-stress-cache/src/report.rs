@@ -1,13 +1,19 @@
 //! Rendering an [`Aggregate`] as terminal tables, markdown (for CI job summaries) or JSON.
 
 use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
-use comfy_table::{Cell, ContentArrangement, Table};
+use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 
 use crate::aggregate::{Aggregate, Verdict};
 use crate::cli::Format;
 
-/// Renders the aggregate in `format`.
+/// Renders the aggregate in `format`, without colours (files, pipes).
 pub fn render(aggregate: &Aggregate, format: Format) -> String {
+    render_with(aggregate, format, false)
+}
+
+/// Renders the aggregate in `format`; `color` highlights violations, flakes and regressions in
+/// terminal tables (never in markdown or JSON).
+pub fn render_with(aggregate: &Aggregate, format: Format, color: bool) -> String {
     match format {
         Format::Json => {
             // Serialising plain data cannot fail; an empty object keeps the output valid JSON regardless.
@@ -15,13 +21,19 @@ pub fn render(aggregate: &Aggregate, format: Format) -> String {
             text.push('\n');
             text
         }
-        Format::Table => render_tables(aggregate, false),
-        Format::Markdown => render_tables(aggregate, true),
+        Format::Table => render_tables(aggregate, false, color),
+        Format::Markdown => render_tables(aggregate, true, false),
     }
 }
 
-fn new_table(markdown: bool, header: Vec<&str>) -> Table {
+fn new_table(markdown: bool, color: bool, header: Vec<&str>) -> Table {
     let mut table = Table::new();
+    // Styling is decided by the caller (`--color`), not by comfy-table's own tty probe.
+    if color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
     table.load_preset(if markdown { ASCII_MARKDOWN } else { UTF8_FULL_CONDENSED });
     if !markdown {
         table.set_content_arrangement(ContentArrangement::Dynamic);
@@ -38,7 +50,7 @@ fn heading(out: &mut String, markdown: bool, title: &str) {
     }
 }
 
-fn render_tables(agg: &Aggregate, markdown: bool) -> String {
+fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
     let mut out = String::new();
     if markdown {
         out.push_str("## cargo stress-cache\n\n");
@@ -53,7 +65,7 @@ fn render_tables(agg: &Aggregate, markdown: bool) -> String {
         header.push("mutant");
     }
     header.extend(["invariant", "held", "violated", "evidence"]);
-    let mut table = new_table(markdown, header);
+    let mut table = new_table(markdown, color, header);
     for row in &agg.invariants {
         let mut cells = vec![Cell::new(&row.scenario)];
         if with_mutant {
@@ -69,7 +81,7 @@ fn render_tables(agg: &Aggregate, markdown: bool) -> String {
         cells.extend([
             Cell::new(&row.invariant),
             Cell::new(row.held),
-            Cell::new(verdict),
+            alarm(Cell::new(verdict), row.violated > 0, Color::Red),
             Cell::new(escape(&evidence, markdown)),
         ]);
         table.add_row(cells);
@@ -79,6 +91,7 @@ fn render_tables(agg: &Aggregate, markdown: bool) -> String {
     heading(&mut out, markdown, "Benchmarks (medians over clean runs)");
     let mut table = new_table(
         markdown,
+        color,
         vec!["scenario", "runs", "processes/s", "p50 ms", "p95 ms", "hit ratio", "bodies per model", "MB/s"],
     );
     for row in &agg.benchmarks {
@@ -89,26 +102,31 @@ fn render_tables(agg: &Aggregate, markdown: bool) -> String {
             .map(|r| r.metric.as_str())
             .collect();
         let mark = |metric: &str, value: String| {
-            if regressed.contains(&metric) { format!("{value} REGRESSED") } else { value }
+            if regressed.contains(&metric) {
+                alarm(Cell::new(format!("{value} REGRESSED")), true, Color::Yellow)
+            } else {
+                Cell::new(value)
+            }
         };
         let bodies =
             row.bodies_per_model.iter().map(|(m, n)| format!("{m}={n}")).collect::<Vec<_>>().join(" ");
         table.add_row(vec![
             Cell::new(&row.scenario),
             Cell::new(row.runs),
-            Cell::new(mark("processes_per_sec", format!("{:.1}", row.processes_per_sec))),
-            Cell::new(mark("latency_p50_ms", format!("{:.0}", row.latency_p50_ms))),
-            Cell::new(mark("latency_p95_ms", format!("{:.0}", row.latency_p95_ms))),
+            mark("processes_per_sec", format!("{:.1}", row.processes_per_sec)),
+            mark("latency_p50_ms", format!("{:.0}", row.latency_p50_ms)),
+            mark("latency_p95_ms", format!("{:.0}", row.latency_p95_ms)),
             Cell::new(row.cache_hit_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into())),
             Cell::new(if bodies.is_empty() { "-".to_string() } else { bodies }),
-            Cell::new(mark("mb_per_sec", format!("{:.2}", row.mb_per_sec))),
+            mark("mb_per_sec", format!("{:.2}", row.mb_per_sec)),
         ]);
     }
     push_table(&mut out, table, agg.benchmarks.is_empty(), "no clean scenario runs");
 
     if !agg.regressions.is_empty() {
         heading(&mut out, markdown, "Regressions against the baseline");
-        let mut table = new_table(markdown, vec!["scenario", "metric", "baseline", "current", "change"]);
+        let mut table =
+            new_table(markdown, color, vec!["scenario", "metric", "baseline", "current", "change"]);
         for r in &agg.regressions {
             table.add_row(vec![
                 Cell::new(&r.scenario),
@@ -122,7 +140,7 @@ fn render_tables(agg: &Aggregate, markdown: bool) -> String {
     }
 
     heading(&mut out, markdown, "Flakes");
-    let mut table = new_table(markdown, vec!["test", "passed", "flaky on retry", "failed", "verdict"]);
+    let mut table = new_table(markdown, color, vec!["test", "passed", "flaky on retry", "failed", "verdict"]);
     for row in &agg.flakes {
         let verdict = match row.verdict {
             Verdict::Stable => "stable".to_string(),
@@ -133,7 +151,11 @@ fn render_tables(agg: &Aggregate, markdown: bool) -> String {
             Cell::new(row.passed),
             Cell::new(row.flaky_on_retry),
             Cell::new(row.failed),
-            Cell::new(verdict),
+            alarm(
+                Cell::new(verdict),
+                row.verdict != Verdict::Stable,
+                if row.verdict == Verdict::Broken { Color::Red } else { Color::Yellow },
+            ),
         ]);
     }
     push_table(&mut out, table, agg.flakes.is_empty(), "no JUnit reports");
@@ -164,6 +186,11 @@ pub fn summary_line(agg: &Aggregate) -> String {
         agg.flakes.len() - unstable.len(),
         agg.regressions.len()
     )
+}
+
+/// Colours a cell that needs attention (only shown when the table's styling is on).
+fn alarm(cell: Cell, on: bool, color: Color) -> Cell {
+    if on { cell.fg(color).add_attribute(Attribute::Bold) } else { cell }
 }
 
 /// Pipes inside markdown cells would split the cell.

@@ -429,10 +429,13 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     let manifest = manifest.to_str().context("utf8")?;
     let run_dir = ws.path().join("runs").join("clean");
 
-    // Clean run, two repeats: exit 0, three tables, artifacts where documented.
+    // Clean run, two repeats, a custom target dir: exit 0, three tables, artifacts where documented.
+    let other_target = ws.path().join("other-target");
     let (code, stdout, stderr) = run(stress_cache(&[
         "--manifest-path",
         manifest,
+        "--target-dir",
+        other_target.to_str().context("utf8")?,
         "--repeat",
         "2",
         "--run-dir",

@@ -347,3 +347,54 @@ fn seeded_bugs_change_behaviour() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(cache.state().finals, vec!["small.onnx".to_string()]);
 }
+
+#[test]
+fn concurrent_fetches_survive_a_reset_of_the_one_download() {
+    let server = ModelServer::start().unwrap();
+    let gate = Gate::named("second-attempt");
+    let plan =
+        FaultPlan::new([Fault::Reset, Fault::Gated { at: GatePoint::BeforeHeaders, gate: gate.clone() }]);
+    let (route, url, sha) = serve(&server, small(), plan);
+    let cache = TestCache::new();
+    let children: Vec<_> =
+        (0..8).map(|_| cache.beaker(&url, Some(&sha), &["cache", "fetch"]).spawn().unwrap()).collect();
+    // The downloader's first attempt was reset; its retry is parked while the others queue.
+    gate.wait_arrivals(1, WAIT).unwrap();
+    gate.release();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    assert_eq!(route.requests(), 2, "one reset attempt, one retry, no other download");
+    assert_cached_once(&cache, &sha);
+}
+
+#[test]
+fn models_with_the_same_file_name_do_not_collide() {
+    let server = ModelServer::start().unwrap();
+    let a = server.add_route(Route::new("/models/a/model.onnx", small()).model_id("a"));
+    let b =
+        server.add_route(Route::new("/models/b/model.onnx", beaker::fixtures::large_model()).model_id("b"));
+    let cache = TestCache::new();
+    for route in [&a, &b] {
+        let out = fetch(&cache, &server.url(route), Some(route.sha256_hex()), &[]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(support::sha256_of(std::path::Path::new(&path)), route.sha256_hex());
+    }
+    assert_eq!(cache.state().finals.len(), 2);
+    cache.state().assert_clean(&cache.dir);
+    // The seeded bug `name-without-hash` makes them collide: b resolves to a's bytes.
+    let cache = TestCache::new();
+    for route in [&a, &b] {
+        let out = fetch(
+            &cache,
+            &server.url(route),
+            Some(route.sha256_hex()),
+            &[("BEAKER_MUTANT", "name-without-hash")],
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    assert_eq!(cache.state().finals, vec!["model.onnx".to_string()]);
+    assert_eq!(support::sha256_of(&cache.dir.join("model.onnx")), a.sha256_hex());
+}

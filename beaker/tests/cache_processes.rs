@@ -398,3 +398,16 @@ fn models_with_the_same_file_name_do_not_collide() {
     assert_eq!(cache.state().finals, vec!["model.onnx".to_string()]);
     assert_eq!(support::sha256_of(&cache.dir.join("model.onnx")), a.sha256_hex());
 }
+
+#[test]
+fn a_stalled_body_times_out_and_exits_3() {
+    let server = ModelServer::start().unwrap();
+    let (route, url, sha) = serve(&server, small(), FaultPlan::always(Fault::Stall { after: 1000 }));
+    let cache = TestCache::new();
+    let out =
+        fetch(&cache, &url, Some(&sha), &[("BEAKER_READ_TIMEOUT_MS", "200"), ("BEAKER_MAX_ATTEMPTS", "2")]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(assert_one_error_line(&out).contains("timed out"), "{}", describe(&out));
+    assert_eq!(route.requests(), 2);
+    assert_nothing_cached(&cache);
+}

@@ -486,6 +486,11 @@ fn loaded_expected<'e>(
 
 /// Panics with every violated invariant and its evidence (no-op when all held).
 pub fn assert_all_held(scenario: &str, results: &[InvariantResult]) {
+    assert_all_held_with_notes(scenario, results, &[]);
+}
+
+/// [`assert_all_held`], appending `notes` (e.g. where the record and the kept dir are) to the message.
+pub fn assert_all_held_with_notes(scenario: &str, results: &[InvariantResult], notes: &[String]) {
     let violated: Vec<&InvariantResult> = results.iter().filter(|r| !r.held).collect();
     if violated.is_empty() {
         return;
@@ -499,6 +504,9 @@ pub fn assert_all_held(scenario: &str, results: &[InvariantResult]) {
         if v.evidence.len() > 12 {
             message.push_str(&format!("    ... and {} more\n", v.evidence.len() - 12));
         }
+    }
+    for note in notes {
+        message.push_str(&format!("{note}\n"));
     }
     panic!("{message}");
 }

@@ -454,22 +454,14 @@ impl ScenarioRun<'_> {
         let name = self.scenario.name.clone();
         let (record, path) = self.evaluate();
         if !record.passed() {
-            let mut results = record.invariants.clone();
+            let mut notes = Vec::new();
             if let Some(p) = &path {
-                results.push(stress_cache_metadata::InvariantResult {
-                    name: "(record)".into(),
-                    held: false,
-                    evidence: vec![format!("written to {}", p.display())],
-                });
+                notes.push(format!("record: {}", p.display()));
             }
             if let Some(k) = &record.kept_dir {
-                results.push(stress_cache_metadata::InvariantResult {
-                    name: "(kept dir)".into(),
-                    held: false,
-                    evidence: vec![k.clone()],
-                });
+                notes.push(format!("kept dir: {k}"));
             }
-            invariants::assert_all_held(&name, &results);
+            invariants::assert_all_held_with_notes(&name, &record.invariants, &notes);
         }
         record
     }

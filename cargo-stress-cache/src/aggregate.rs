@@ -101,6 +101,9 @@ pub struct Aggregate {
     /// Benchmarks that regressed against the baseline.
     #[serde(default)]
     pub regressions: Vec<Regression>,
+    /// Temp dirs of failed scenario runs, kept for debugging.
+    #[serde(default)]
+    pub kept_dirs: Vec<String>,
 }
 
 /// One scenario × invariant.
@@ -218,6 +221,7 @@ impl Aggregate {
             benchmarks: benchmark_rows(&records),
             flakes: flake_rows(&observations),
             regressions: Vec::new(),
+            kept_dirs: records.iter().filter_map(|r| r.kept_dir.clone()).collect(),
         }
     }
 

@@ -41,6 +41,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Err(e) => return clap_exit(e),
     };
     let CargoCli::StressCache(args) = cli;
+    // A bug must still end as one line and the setup exit code, never a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {}", errors::one_line(&info.to_string()));
+        std::process::exit(EXIT_SETUP);
+    }));
     init_logging(&args.global);
     match dispatch(args) {
         Ok(code) => code,
@@ -186,7 +191,7 @@ fn run_tier(
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
 fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<i32> {
     report::write_all(run_dir, agg)?;
-    print!("{}", report::render_with(agg, global.format, stdout_color(global.color)));
+    emit(&report::render_with(agg, global.format, stdout_color(global.color)));
     let violated = agg.violated_names();
     if !violated.is_empty() {
         log::warn!("violated invariants: {}", violated.join("; "));
@@ -196,10 +201,19 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
     if !unstable.is_empty() {
         log::warn!("unstable tests: {}", unstable.join("; "));
     }
+    if !agg.kept_dirs.is_empty() {
+        log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
+    }
     log::info!("{}", report::summary_line(agg));
     // The path is the one line every user needs, even with -q.
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
     Ok(agg.exit_code(global.fail_on_regression))
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth reporting.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// Whether tables on stdout get colours.
@@ -218,7 +232,7 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
     workspace.require_suite()?;
     let scenarios = nextest::list(&cargo, filtersets)?;
     if global.format == cli::Format::Json {
-        println!("{}", serde_json::to_string_pretty(&scenarios).unwrap_or_else(|_| "[]".into()));
+        emit(&format!("{}\n", serde_json::to_string_pretty(&scenarios).unwrap_or_else(|_| "[]".into())));
         return Ok(EXIT_OK);
     }
     let mut table = comfy_table::Table::new();
@@ -231,7 +245,7 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
     for s in &scenarios {
         table.add_row(vec![s.binary.as_str(), s.name.as_str()]);
     }
-    println!("{table}");
+    emit(&format!("{table}\n"));
     log::info!("{} scenarios", scenarios.len());
     Ok(EXIT_OK)
 }
@@ -246,7 +260,7 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
     if let Some(path) = &global.baseline {
         agg.compare_with(&Aggregate::read(path)?, global.threshold);
     }
-    print!("{}", report::render_with(&agg, global.format, stdout_color(global.color)));
+    emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
     let violated = agg.violated_names();
     if !violated.is_empty() {
         log::warn!("violated invariants: {}", violated.join("; "));
@@ -293,7 +307,7 @@ fn mutants(
         processes: tier.processes,
     };
     let matrix = mutants::run(&tier_run, &run_dir, &chosen)?;
-    print!("{}", matrix.render(global.format));
+    emit(&matrix.render(global.format));
     for row in matrix.mutants.iter().filter(|m| !m.killed) {
         log::warn!("mutant `{}` survived: no invariant caught it", row.mutant);
     }

@@ -419,14 +419,18 @@ impl ScenarioRun<'_> {
             served: self.served.as_ref(),
             recovery: self.recovery.as_ref(),
         };
-        let results = invariants::check(&obs);
+        let mut results = invariants::check(&obs);
         let failed = results.iter().any(|r| !r.held);
         let results_dir = record::results_dir(target);
-        let kept = if failed {
-            keep_dir(self.scenario.root.path(), &self.scenario.name, &results_dir)
-        } else {
-            None
-        };
+        let root = self.scenario.root.path().to_path_buf();
+        let kept = if failed { keep_dir(&root, &self.scenario.name, &results_dir) } else { None };
+        if let Some(kept) = &kept {
+            // Evidence names files where they are now.
+            let (from, to) = (root.display().to_string(), kept.display().to_string());
+            for e in results.iter_mut().flat_map(|r| r.evidence.iter_mut()) {
+                *e = e.replace(&from, &to);
+            }
+        }
         let record = record::build_record(&RecordInput {
             scenario: &self.scenario.name,
             tier: &self.scenario.tier,

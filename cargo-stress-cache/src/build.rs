@@ -86,6 +86,9 @@ fn build(cargo: &Cargo, package: &str, binary: &str, features: &[String]) -> Res
         &features,
         "--message-format=json-render-diagnostics",
     ]);
+    if cargo.quiet() {
+        cmd.arg("--quiet");
+    }
     let shown = display_command(&cmd);
     log::info!("building {package} with features {features}");
     log::debug!("running {shown}");

@@ -14,13 +14,24 @@ pub struct Cargo {
     manifest_path: Option<PathBuf>,
     target_dir: Option<PathBuf>,
     color: Color,
+    quiet: bool,
 }
 
 impl Cargo {
     /// Cargo as `cargo stress-cache` was started by it (`$CARGO`), else `cargo` on PATH.
-    pub fn from_env(manifest_path: Option<PathBuf>, target_dir: Option<PathBuf>, color: Color) -> Self {
+    pub fn from_env(
+        manifest_path: Option<PathBuf>,
+        target_dir: Option<PathBuf>,
+        color: Color,
+        quiet: bool,
+    ) -> Self {
         let program = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-        Self { program, manifest_path, target_dir, color }
+        Self { program, manifest_path, target_dir, color, quiet }
+    }
+
+    /// Whether `-q` was given (cargo's own progress is then silenced too).
+    pub fn quiet(&self) -> bool {
+        self.quiet
     }
 
     /// The cargo program.

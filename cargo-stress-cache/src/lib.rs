@@ -110,7 +110,8 @@ fn dispatch(args: StressCache) -> Result<i32> {
             global.threshold
         )));
     }
-    let cargo = Cargo::from_env(global.manifest_path.clone(), global.target_dir.clone(), global.color);
+    let cargo =
+        Cargo::from_env(global.manifest_path.clone(), global.target_dir.clone(), global.color, global.quiet);
     match args.command {
         None => run_tier(cargo, &global, &args.target, &args.run.tier, args.run.repeat, args.run.mutant),
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
@@ -160,6 +161,7 @@ fn run_tier(
             return Err(Error::UnknownMutant { name: name.clone(), known: known.join(", ") });
         }
     }
+    rundir::check_usable(tier.run_dir.as_deref())?;
     let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
     let flavor = if mutant.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
     let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor)?;
@@ -290,6 +292,7 @@ fn mutants(
         }
     }
     let chosen: Vec<String> = if only.is_empty() { declared } else { only.to_vec() };
+    rundir::check_usable(tier.run_dir.as_deref())?;
     // One build with both features serves the clean run too: without STRESS_MUTANT no bug is active.
     let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
     let label = format!("mutants-{}", tier.tier.as_str());

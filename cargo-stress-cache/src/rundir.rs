@@ -17,10 +17,12 @@ use stress_cache_metadata::TargetSpec;
 
 use crate::errors::{Error, Result, one_line};
 
-/// Creates a fresh run directory: `dir` if given (it may exist: xtask reuses a dated directory),
-/// else `<target dir>/stress-cache/<label>-<UTC timestamp>` with a numeric suffix on collision.
+/// Creates a fresh run directory: `dir` if given (it may exist, but must be empty: records of an
+/// earlier run would otherwise be aggregated with this one's), else
+/// `<target dir>/stress-cache/<label>-<UTC timestamp>` with a numeric suffix on collision.
 pub fn create(target_dir: &Path, label: &str, dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = dir {
+        check_usable(Some(dir))?;
         std::fs::create_dir_all(dir).map_err(|source| Error::io("cannot create", dir, source))?;
         return std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source));
     }
@@ -42,6 +44,21 @@ pub fn create(target_dir: &Path, label: &str, dir: Option<&Path>) -> Result<Path
         parent.join(base),
         std::io::Error::new(std::io::ErrorKind::AlreadyExists, "100 run directories with this name exist"),
     ))
+}
+
+/// Fails unless `dir` (a `--run-dir`) is absent or empty; checked before building so a mistake costs
+/// nothing.
+pub fn check_usable(dir: Option<&Path>) -> Result<()> {
+    if let Some(dir) = dir
+        && let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        return Err(Error::Usage(format!(
+            "run directory {} is not empty; choose another --run-dir",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Creates a subdirectory.

@@ -456,6 +456,9 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         assert!(run_dir.join(file).is_file(), "missing {file}");
     }
     assert!(stderr.contains(&format!("artifacts in {}", run_dir.display())), "{stderr}");
+    let (code, _, stderr) =
+        run(stress_cache(&["--manifest-path", manifest, "--run-dir", run_dir.to_str().context("utf8")?]))?;
+    assert_setup_error(code, &stderr, "is not empty; choose another --run-dir");
 
     // A mutant run: exit 1, naming the violated invariant.
     let (code, stdout, stderr) =

@@ -115,9 +115,10 @@ fn ci(root: &Path, no_stress: bool) -> Result<()> {
 }
 
 fn nightly(root: &Path, repeat: u32, mutants_tier: &str, skip_mutants: bool) -> Result<()> {
-    let dir =
-        root.join("target").join("stress-cache").join(format!("nightly-{}", utc_date(SystemTime::now())));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = fresh_dir(
+        &root.join("target").join("stress-cache"),
+        &format!("nightly-{}", utc_date(SystemTime::now())),
+    )?;
     let tier_dir = dir.join("tier");
     let tier_dir_s = tier_dir.to_string_lossy().into_owned();
     let repeat_s = repeat.to_string();
@@ -152,6 +153,20 @@ fn nightly(root: &Path, repeat: u32, mutants_tier: &str, skip_mutants: bool) -> 
         bail!("nightly failed: {}", failures.join(", "));
     }
     Ok(())
+}
+
+/// `parent/name`, or `parent/name-2`, `-3`, ... when a run of the same day already used it.
+fn fresh_dir(parent: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    for attempt in 1..=100 {
+        let dir = if attempt == 1 { parent.join(name) } else { parent.join(format!("{name}-{attempt}")) };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    bail!("100 directories named {name}[-n] exist under {}", parent.display())
 }
 
 fn read_or_note(path: &Path) -> String {

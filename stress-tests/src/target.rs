@@ -4,7 +4,8 @@
 //! - `STRESS_TARGET_SPEC=FILE`: a standalone spec; its `command` is the program.
 //! - otherwise the workspace package with `[package.metadata.stress-cache]` is found with `cargo metadata`;
 //!   `STRESS_TARGET_BIN` names its binary, or it is built with its declared `failpoints`/`mutants` features
-//!   and copied to `target/stress-cache/bin/<binary>-<features>` (cross-process flock, atomic rename).
+//!   and copied to `target/stress-cache/bin/<binary>-<features>` (cross-process flock, atomic rename);
+//!   under nextest only the first test process of a run (`NEXTEST_RUN_ID`) builds, the others reuse it.
 //!
 //! Fixtures (model bytes and an input) come from the target's own `fixtures` command when declared, or
 //! are deterministic byte blobs otherwise.
@@ -461,6 +462,15 @@ fn build_target(
     let suffix = if features.is_empty() { "default".to_string() } else { features.join("+") };
     let dest = bin_dir.join(format!("{binary}-{suffix}"));
     let _lock = DirLock::acquire(&bin_dir.join(".build.lock"))?;
+    // Within one nextest run (one process per test), the first process builds; the others reuse it.
+    let run_id = std::env::var("NEXTEST_RUN_ID").ok().filter(|v| !v.is_empty());
+    let stamp = bin_dir.join(format!(".{binary}-{suffix}.run"));
+    if let Some(run_id) = &run_id
+        && dest.exists()
+        && fs::read_to_string(&stamp).ok().as_deref() == Some(run_id.as_str())
+    {
+        return Ok(dest);
+    }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(&cargo);
@@ -493,6 +503,9 @@ fn build_target(
         message: format!("no executable artifact for binary {binary} in cargo's JSON output"),
     })?;
     copy_if_changed(&executable, &dest)?;
+    if let Some(run_id) = &run_id {
+        fs::write(&stamp, run_id).map_err(io_err("write", &stamp))?;
+    }
     Ok(dest)
 }
 

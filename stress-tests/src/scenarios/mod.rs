@@ -95,3 +95,8 @@ fn rewrite(record: &ScenarioRecord, path: &Path) {
         let _ = std::fs::remove_file(&tmp);
     }
 }
+pub mod compiled;
+pub mod crash;
+pub mod gc;
+pub mod locks;
+pub mod phases;

@@ -1,0 +1,90 @@
+//! The compiled-model cache under contention: N processes with a warm download cache and an empty
+//! compiled cache build the entry once, and what is published equals a clean run's entry.
+
+use stress_cache_metadata::ScenarioRecord;
+
+use crate::invariants::Invariant;
+use crate::run_metadata::RunMetadata;
+use crate::scenario::ScenarioError;
+use crate::server::FaultPlan;
+use crate::snapshot::CompiledSnapshot;
+use crate::target::ProcessPlan;
+
+use super::ScenarioOptions;
+use super::phases;
+
+/// Processes of the compiled-cache scenario before the `STRESS_PROCESSES` cap (each loads a model).
+const PROCESSES: usize = 8;
+
+/// N processes, warm download cache, empty compiled cache: exactly one compiled entry, equal to the
+/// reference entry of a clean run; exactly one process compiled (metadata `compiled-hit`); no build dir
+/// left; no download (bound 0); plus the usual invariants and a recovery run.
+pub fn compiled_cache_concurrency_builds_each_entry_once(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = phases::scenario("compiled_cache_concurrency_builds_each_entry_once", opts)?;
+    let Some(patterns) = s.target().spec.compiled.clone() else {
+        return Ok(phases::not_applicable(&s, "the target declares no compiled cache"));
+    };
+    let target = s.target().clone();
+    let server = phases::server()?;
+    let model = phases::first_model(&s);
+    let route = phases::serve(&server, &target, &model, FaultPlan::default());
+    let url = server.url(&route);
+    let reference_route = phases::serve_uncounted(&server, &target, &model, "reference");
+    let reference = s.compiled_reference(&[(&model, &server.url(&reference_route))])?;
+    let cache = s.cache_dir("shared");
+    let warmup = s.writer(900, &model, &url, &cache).compiled_dir(&s.compiled_dir("warmup")).role("warmup");
+    phases::setup_run(&mut s, &[warmup], "warmup")?;
+
+    let n = s.tier().capped(PROCESSES);
+    let plans: Vec<ProcessPlan> = (0..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
+    let compiled_dir = plans[0].compiled_dir.clone().unwrap_or_else(|| s.compiled_dir("shared"));
+    let metadata: Vec<_> = plans.iter().filter_map(|p| target.metadata_path(p)).collect();
+    let last = s.writer(n, &model, &url, &cache).role("recovery");
+    let before = phases::counts(&route);
+    let mut run = s.launch(plans)?;
+    run.body_bound(&model, 0);
+    run.compiled_reference(reference);
+    run.start_reader();
+    run.wait();
+    // Built-once evidence is read before the recovery run (it loads the entry too).
+    let snapshot = CompiledSnapshot::take(&compiled_dir, &patterns, target.spec.files.lock_kind);
+    let mut evidence = Vec::new();
+    if snapshot.entries.len() != 1 {
+        let names: Vec<String> = snapshot.entries.iter().map(|e| e.path.display().to_string()).collect();
+        evidence.push(format!(
+            "expected exactly one compiled entry for model {model}, found {}: [{}]",
+            snapshot.entries.len(),
+            names.join(", ")
+        ));
+    }
+    let decl = target.spec.metadata_file.as_ref().filter(|d| d.compiled_hit.is_some());
+    if let Some(decl) = decl {
+        let builders: Vec<String> = metadata
+            .iter()
+            .filter_map(|p| RunMetadata::read(decl, p).ok().map(|m| (p, m)))
+            .filter(|(_, m)| m.compiled_hit == Some(false))
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        if builders.len() != 1 {
+            evidence.push(format!(
+                "expected exactly one process to compile (compiled-hit = false), found {}: {}",
+                builders.len(),
+                builders.join(", ")
+            ));
+        }
+    }
+    run.recover(last);
+    run.served(phases::served_since(&route, &before));
+    let mut extra = vec![phases::verdict(Invariant::CompiledEntriesCompleteOrAbsent.name(), evidence)];
+    extra.push(phases::held_with(
+        "readers_saw_only_complete_content",
+        vec![
+            "the reader probe reads download-cache finals only (compiled entries are directories it cannot \
+              classify): compiled entries are checked by snapshot against the reference instead"
+                .into(),
+        ],
+    ));
+    Ok(phases::merge(run.evaluate(), Vec::new(), extra))
+}

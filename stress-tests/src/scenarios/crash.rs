@@ -1,0 +1,294 @@
+//! Crashes (SIGKILL at a declared failpoint) and what must survive them: right after the crash every
+//! file under a final name is complete (partials may be left), and a concurrent clean recovery succeeds
+//! and leaves a clean cache.
+
+use std::path::PathBuf;
+
+use stress_cache_metadata::{Failpoints, ScenarioRecord};
+
+use crate::invariants::{Expectations, Invariant, OutcomeClass};
+use crate::orchestrator::ProcessOutcome;
+use crate::scenario::{Scenario, ScenarioError};
+use crate::server::{Fault, FaultPlan};
+use crate::snapshot::{CacheSnapshot, Content};
+use crate::target::{PlanCommand, ProcessPlan};
+
+use super::ScenarioOptions;
+use super::phases::{self, Phase, PhaseInput};
+
+/// Clean processes of the concurrent recovery after a crash (before the `STRESS_PROCESSES` cap).
+const RECOVERY_PROCESSES: usize = 3;
+
+/// The record name of the crash scenario at `failpoint`: `crash_at_<failpoint>_then_recovers`.
+pub fn scenario_name(failpoint: &str) -> String {
+    format!("crash_at_{failpoint}_then_recovers")
+}
+
+/// What must be true before the failpoint can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Precondition {
+    /// Nothing: an empty cache (download and compiled).
+    Cold,
+    /// The model is already cached (the reader failpoint is on the hit path).
+    Warm,
+    /// A stale partial left by a first crash at this (mid-download) failpoint.
+    StalePartial(String),
+    /// The armed process is gc (`gc-args`, `{max_bytes}` = 0) over a warm cache.
+    Gc,
+}
+
+fn precondition(fps: &Failpoints, failpoint: &str) -> Precondition {
+    if fps.gc.as_deref() == Some(failpoint) {
+        Precondition::Gc
+    } else if fps.reader.as_deref() == Some(failpoint) {
+        Precondition::Warm
+    } else if failpoint.contains("stale") {
+        match fps.names.iter().find(|n| n.contains("mid_download")) {
+            Some(mid) => Precondition::StalePartial(mid.clone()),
+            None => Precondition::Cold,
+        }
+    } else {
+        Precondition::Cold
+    }
+}
+
+/// Crash (the target's crash action) at every declared failpoint, one record per failpoint.
+pub fn crash_at_every_declared_failpoint(
+    opts: &ScenarioOptions,
+) -> Result<Vec<ScenarioRecord>, ScenarioError> {
+    let names = crate::target::Target::shared()?.spec.failpoint_names().to_vec();
+    names.iter().map(|fp| crash_at_then_recovers(opts, fp)).collect()
+}
+
+fn crashed(o: &ProcessOutcome) -> bool {
+    o.signal == Some(libc::SIGKILL) && !o.hung
+}
+
+/// One process armed with `<failpoint>=<crash action>` (preconditions set so the failpoint is reached)
+/// must die by SIGKILL; right after, every final file is complete and compiled entries are complete or
+/// absent; then several clean processes recover concurrently: all ok, clean cache, no lock held, bounded
+/// downloads, no poisoning.
+pub fn crash_at_then_recovers(
+    opts: &ScenarioOptions,
+    failpoint: &str,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = phases::scenario(&scenario_name(failpoint), opts)?;
+    let Some(fps) = s.target().spec.failpoints.clone() else {
+        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+    };
+    if !fps.names.iter().any(|n| n == failpoint) {
+        return Ok(phases::not_applicable(&s, &format!("the target does not declare failpoint {failpoint}")));
+    }
+    let pre = precondition(&fps, failpoint);
+    if pre == Precondition::Gc && s.target().spec.gc_args.is_none() {
+        return Ok(phases::not_applicable(&s, "the gc failpoint needs `gc-args`"));
+    }
+    let target = s.target().clone();
+    let server = phases::server()?;
+    let model = phases::first_model(&s);
+    let route = phases::serve(&server, &target, &model, FaultPlan::default());
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let compiled_dirs: Vec<PathBuf> = s.writer(0, &model, &url, &cache).compiled_dir.into_iter().collect();
+    let reference = if target.spec.compiled.is_some() && failpoint.starts_with("compiled") {
+        let reference_route = phases::serve_uncounted(&server, &target, &model, "reference");
+        Some(s.compiled_reference(&[(&model, &server.url(&reference_route))])?)
+    } else {
+        None
+    };
+    let mut earlier: Vec<Phase> = Vec::new();
+    let mut extra = Vec::new();
+    match &pre {
+        Precondition::Warm | Precondition::Gc => {
+            let warmup = s.writer(900, &model, &url, &cache).role("warmup");
+            phases::setup_run(&mut s, &[warmup], "warmup")?;
+        }
+        Precondition::StalePartial(mid) => {
+            let before = phases::counts(&route);
+            let plan = s
+                .writer(901, &model, &url, &cache)
+                .failpoints(Some(&phases::arm(mid, &fps.crash_action)))
+                .role("first-crash");
+            let outcomes = s.run_to_completion(std::slice::from_ref(&plan), "first-crash")?;
+            let phase = crash_phase(
+                &s,
+                &format!("first crash at {mid}"),
+                plan,
+                &outcomes,
+                &cache,
+                &[],
+                None,
+                &before,
+                &route,
+            );
+            let stale = phase.caches.iter().map(|c| c.partials().len()).sum::<usize>();
+            if stale == 0 {
+                extra.push(phases::verdict(
+                    Invariant::FailuresHaveExpectedClass.name(),
+                    vec![format!("precondition not met: the first crash at {mid} left no partial for {failpoint} to clean")],
+                ));
+            }
+            earlier.push(phase);
+        }
+        Precondition::Cold => {}
+    }
+
+    // The armed process.
+    let before = phases::counts(&route);
+    let mut armed = s
+        .writer(0, &model, &url, &cache)
+        .failpoints(Some(&phases::arm(failpoint, &fps.crash_action)))
+        .role("armed");
+    if pre == Precondition::Gc {
+        armed = armed.command(PlanCommand::Gc { max_bytes: 0 }).role("armed-gc");
+    }
+    let outcomes = s.run_to_completion(std::slice::from_ref(&armed), "armed")?;
+    let phase = crash_phase(
+        &s,
+        &format!("right after the crash at {failpoint}"),
+        armed,
+        &outcomes,
+        &cache,
+        &compiled_dirs,
+        reference.as_ref(),
+        &before,
+        &route,
+    );
+    let reached: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !crashed(o))
+        .map(|o| {
+            format!(
+                "failpoint {failpoint} was not reached (the armed process did not crash, the scenario would be vacuous): {}",
+                o.describe()
+            )
+        })
+        .collect();
+    let complete_final =
+        phase.caches.iter().flat_map(|c| c.finals()).any(|f| f.content == Content::Complete(model.clone()));
+    earlier.push(phase);
+    extra.push(phases::verdict(Invariant::FailuresHaveExpectedClass.name(), reached));
+
+    recover(&mut s, earlier, extra, &model, &url, &cache, reference, complete_final, &route)
+}
+
+/// Checks the cache right after a crashing phase: every final complete, compiled entries complete or
+/// absent, the process crashed (only `crashed` allowed); partials and temp files are allowed (a crash
+/// leaves them; the recovery must remove them).
+#[allow(clippy::too_many_arguments)]
+fn crash_phase(
+    s: &Scenario,
+    label: &str,
+    plan: ProcessPlan,
+    outcomes: &[ProcessOutcome],
+    cache: &std::path::Path,
+    compiled: &[PathBuf],
+    reference: Option<&crate::snapshot::CompiledReference>,
+    before: &crate::invariants::ServedCounts,
+    route: &crate::server::RouteHandle,
+) -> Phase {
+    let mut expectations = Expectations::clean(s.target(), &[plan]);
+    expectations.processes[0] = expectations.processes[0].clone().allow(&[OutcomeClass::Crashed]).crash();
+    expectations.skip.insert(Invariant::NoPartialContent);
+    expectations.skip.insert(Invariant::NoTempFilesLeft);
+    phases::check_phase(
+        s,
+        PhaseInput {
+            label,
+            expectations,
+            outcomes,
+            caches: vec![cache.to_path_buf()],
+            compiled: compiled.to_vec(),
+            compiled_reference: reference,
+            served: Some(phases::served_since(route, before)),
+        },
+    )
+}
+
+/// The concurrent recovery: clean writers released together with a reader probe, then one more clean
+/// run (`no_poisoning`); merged with the earlier phases.
+#[allow(clippy::too_many_arguments)]
+fn recover(
+    s: &mut Scenario,
+    earlier: Vec<Phase>,
+    extra: Vec<stress_cache_metadata::InvariantResult>,
+    model: &str,
+    url: &str,
+    cache: &std::path::Path,
+    reference: Option<crate::snapshot::CompiledReference>,
+    complete_final_left: bool,
+    route: &crate::server::RouteHandle,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let k = s.tier().capped(RECOVERY_PROCESSES);
+    let plans: Vec<ProcessPlan> = (1..=k).map(|i| s.writer(i, model, url, cache).role("recovery")).collect();
+    let last = s.writer(k + 1, model, url, cache).role("recovery");
+    let before = phases::counts(route);
+    let mut run = s.launch(plans)?;
+    // A complete final survived the crash: nobody needs to download again.
+    run.body_bound(model, if complete_final_left { 0 } else { 1 });
+    if let Some(r) = reference {
+        run.compiled_reference(r);
+    }
+    run.start_reader();
+    run.wait();
+    run.recover(last);
+    run.served(phases::served_since(route, &before));
+    Ok(phases::merge(run.evaluate(), earlier, extra))
+}
+
+/// A corrupted body (the route's first response) reaches a process armed with the target's
+/// after-rename failpoint set to crash: correct code fails the integrity check before renaming, so the
+/// crash is never reached and no corrupted file is ever under a final name; a build that renames first
+/// leaves the corrupted final when it dies. Then a concurrent clean recovery.
+pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = phases::scenario("corrupt_body_never_reaches_a_final_name_even_on_crash", opts)?;
+    let Some(fps) = s.target().spec.failpoints.clone() else {
+        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+    };
+    let Some(after_rename) = fps.names.iter().find(|n| n.contains("after_rename")).cloned() else {
+        return Ok(phases::not_applicable(&s, "the target declares no after-rename failpoint"));
+    };
+    if !s.target().spec.features.checksum {
+        return Ok(phases::not_applicable(&s, "the target takes no checksum (a corrupted body is a model)"));
+    }
+    let target = s.target().clone();
+    let server = phases::server()?;
+    let model = phases::first_model(&s);
+    let route = phases::serve(&server, &target, &model, FaultPlan::new([Fault::Corrupt]));
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+
+    let before = phases::counts(&route);
+    let armed = s
+        .writer(0, &model, &url, &cache)
+        .failpoints(Some(&phases::arm(&after_rename, &fps.crash_action)))
+        .role("armed");
+    let outcomes = s.run_to_completion(std::slice::from_ref(&armed), "armed")?;
+    let mut expectations = Expectations::clean(&target, &[armed]);
+    expectations.processes[0] =
+        expectations.processes[0].clone().allow(&[OutcomeClass::Integrity, OutcomeClass::Crashed]).crash();
+    // A crash (allowed) may leave a temp file; it must never leave corrupted content.
+    expectations.skip.insert(Invariant::NoTempFilesLeft);
+    let phase = phases::check_phase(
+        &s,
+        PhaseInput {
+            label: "after the corrupted download",
+            expectations,
+            outcomes: &outcomes,
+            caches: vec![cache.clone()],
+            compiled: Vec::new(),
+            compiled_reference: None,
+            served: Some(phases::served_since(&route, &before)),
+        },
+    );
+    let complete_final =
+        phase.caches.iter().flat_map(|c| c.finals()).any(|f| f.content == Content::Complete(model.clone()));
+    recover(&mut s, vec![phase], Vec::new(), &model, &url, &cache, None, complete_final, &route)
+}
+
+/// Whether a snapshot holds a complete final of `model`.
+pub fn has_complete_final(snapshot: &CacheSnapshot, model: &str) -> bool {
+    snapshot.finals().iter().any(|f| f.content == Content::Complete(model.to_string()))
+}

@@ -1,0 +1,255 @@
+//! Cross-process lock semantics, observed through `/proc/locks` while a process is held (SIGSTOP) at a
+//! failpoint: a live holder keeps every other process of the entry waiting until it has published, and a
+//! killed holder's lock is released.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+
+use crate::invariants::{Expectations, Invariant, OutcomeClass};
+use crate::orchestrator::{Fleet, ProcessOutcome};
+use crate::scenario::ScenarioError;
+use crate::server::FaultPlan;
+use crate::snapshot::CacheSnapshot;
+use crate::target::ProcessPlan;
+
+use super::ScenarioOptions;
+use super::phases::{self, LIVE_HOLDER_BLOCKS_OTHERS, PhaseInput};
+
+/// Processes waiting behind the holder, before the `STRESS_PROCESSES` cap.
+const WAITERS: usize = 7;
+
+/// Waits (bounded) until every live process of `fleet` is blocked on a lock under `cache`, and returns
+/// the evidence against "the live holder keeps the others waiting": processes that exited meanwhile,
+/// and processes neither blocked nor exited at the deadline.
+fn others_wait(fleet: &Fleet, cache: &Path, lock_pattern: &str, moment: &str) -> Vec<String> {
+    let all_blocked = fleet.wait_until(
+        |f| {
+            let waiting = f.lock_waiters(cache, lock_pattern);
+            f.alive().iter().all(|p| waiting.contains(p))
+        },
+        phases::EVENT_TIMEOUT,
+    );
+    let alive: BTreeSet<u32> = fleet.alive().into_iter().collect();
+    let mut evidence = Vec::new();
+    let exited: Vec<u32> = fleet.pids().into_iter().filter(|p| !alive.contains(p)).collect();
+    if !exited.is_empty() {
+        evidence.push(format!(
+            "{moment}: pids {exited:?} finished although the holder had not released the lock"
+        ));
+    }
+    if !all_blocked {
+        let waiting = fleet.lock_waiters(cache, lock_pattern);
+        let free: Vec<u32> = alive.iter().copied().filter(|p| !waiting.contains(p)).collect();
+        evidence.push(format!(
+            "{moment}: pids {free:?} neither blocked on a lock nor finished within {:?}",
+            phases::EVENT_TIMEOUT
+        ));
+    }
+    evidence
+}
+
+fn stopped_or(fleet: &Fleet, pid: u32, what: &str, evidence: &mut Vec<String>) -> bool {
+    let stopped = fleet.wait_until(|f| f.is_stopped(pid), phases::EVENT_TIMEOUT);
+    if !stopped {
+        evidence.push(format!(
+            "the holder (pid {pid}) never stopped at {what} within {:?}",
+            phases::EVENT_TIMEOUT
+        ));
+    }
+    stopped
+}
+
+fn holder_phase_expectations(
+    target: &crate::target::Target,
+    plan: &ProcessPlan,
+    killed: bool,
+) -> Expectations {
+    let mut e = Expectations::clean(target, std::slice::from_ref(plan));
+    if killed {
+        e.processes[0] = e.processes[0].clone().allow(&[OutcomeClass::Crashed]).crash();
+    }
+    e
+}
+
+/// Writer A is armed to pause before and after its rename (it holds the exclusive lock at both
+/// points); once A is stopped before the rename, B..N start and must all block on the lock; A resumes
+/// and stops again right after the rename, where B..N must still be blocked; then A resumes: everyone
+/// succeeds with one download. A build that releases the lock before publishing lets B..N finish (or
+/// download again) while A has not finished publishing.
+pub fn writer_paused_before_publish_keeps_others_waiting(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = phases::scenario("writer_paused_before_publish_keeps_others_waiting", opts)?;
+    let spec = s.target().spec.clone();
+    let Some(fps) = spec.failpoints.clone() else {
+        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+    };
+    let before_rename = fps.names.iter().find(|n| n.contains("before_rename") && n.starts_with("cache"));
+    let after_rename = fps.names.iter().find(|n| n.contains("after_rename"));
+    let (Some(before_rename), Some(after_rename), Some(pause), Some(lock_pattern)) =
+        (before_rename.cloned(), after_rename.cloned(), fps.pause_action.clone(), spec.files.lock.clone())
+    else {
+        return Ok(phases::not_applicable(
+            &s,
+            "needs before/after-rename failpoints, a pause action and lock files",
+        ));
+    };
+    let target = s.target().clone();
+    let server = phases::server()?;
+    let model = phases::first_model(&s);
+    let route = phases::serve(&server, &target, &model, FaultPlan::default());
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let armed = format!("{};{}", phases::arm(&before_rename, &pause), phases::arm(&after_rename, &pause));
+    let holder = s.writer(0, &model, &url, &cache).failpoints(Some(&armed)).role("paused-writer");
+    let n = s.tier().capped(WAITERS + 1).max(2);
+    let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
+    let last = s.writer(n, &model, &url, &cache).role("recovery");
+    let mut holder_fleet =
+        phases::side_fleet(&target, &s.dir().join("holder"), std::slice::from_ref(&holder))?;
+    let pid = holder_fleet.pids()[0];
+    let mut evidence = Vec::new();
+    let stopped = stopped_or(&holder_fleet, pid, &before_rename, &mut evidence);
+    let mut run = s.launch(others)?;
+    if stopped {
+        evidence.extend(others_wait(
+            run.fleet(),
+            &cache,
+            &lock_pattern,
+            &format!("holder stopped at {before_rename}"),
+        ));
+        let _ = holder_fleet.resume(pid);
+        let published = holder_fleet.wait_until(
+            |f| f.is_stopped(pid) && complete_final(&target, &cache, &model),
+            phases::EVENT_TIMEOUT,
+        );
+        if published {
+            evidence.extend(others_wait(
+                run.fleet(),
+                &cache,
+                &lock_pattern,
+                &format!("holder stopped at {after_rename}"),
+            ));
+        } else {
+            evidence.push(format!(
+                "the holder (pid {pid}) never stopped at {after_rename} with the model published"
+            ));
+        }
+        let _ = holder_fleet.resume(pid);
+    }
+    let holder_outcomes = holder_fleet.wait();
+    run.wait();
+    run.recover(last);
+    run.served_from_routes(&[&route]);
+    let record = run.evaluate();
+    let phase = holder_phase(&s, &holder, &holder_outcomes, false);
+    Ok(phases::merge(record, vec![phase], vec![phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence)]))
+}
+
+fn complete_final(target: &crate::target::Target, cache: &Path, model: &str) -> bool {
+    let snapshot = CacheSnapshot::take(cache, &target.spec.files, &target.models);
+    super::crash::has_complete_final(&snapshot, model)
+}
+
+fn holder_phase(
+    s: &crate::scenario::Scenario,
+    plan: &ProcessPlan,
+    outcomes: &[ProcessOutcome],
+    killed: bool,
+) -> phases::Phase {
+    let mut expectations = holder_phase_expectations(s.target(), plan, killed);
+    // The holder's cache is checked with the others' (same dir) at the end.
+    expectations.skip.insert(Invariant::OneFinalArtifactPerModel);
+    phases::check_phase(
+        s,
+        PhaseInput {
+            label: "holder",
+            expectations,
+            outcomes,
+            caches: Vec::new(),
+            compiled: Vec::new(),
+            compiled_reference: None,
+            served: None,
+        },
+    )
+}
+
+/// Process A is armed to pause right after taking the exclusive lock; B..N start and must all block on
+/// the lock (`/proc/locks`); at that moment the lock probe must see A's lock (a positive check that the
+/// `no_lock_held` probe works); then A is killed (SIGKILL): the kernel releases its lock, the others
+/// proceed and succeed with one download, and no lock is left held.
+pub fn live_lock_holder_blocks_others_and_a_killed_holder_releases(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = phases::scenario("live_lock_holder_blocks_others_and_a_killed_holder_releases", opts)?;
+    let spec = s.target().spec.clone();
+    let Some(fps) = spec.failpoints.clone() else {
+        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+    };
+    let after_lock = fps.names.iter().find(|n| n.contains("after_lock")).cloned();
+    let (Some(after_lock), Some(pause), Some(lock_pattern)) =
+        (after_lock, fps.pause_action.clone(), spec.files.lock.clone())
+    else {
+        return Ok(phases::not_applicable(
+            &s,
+            "needs an after-lock failpoint, a pause action and lock files",
+        ));
+    };
+    let target = s.target().clone();
+    let server = phases::server()?;
+    let model = phases::first_model(&s);
+    let route = phases::serve(&server, &target, &model, FaultPlan::default());
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let holder =
+        s.writer(0, &model, &url, &cache).failpoints(Some(&phases::arm(&after_lock, &pause))).role("holder");
+    let n = s.tier().capped(WAITERS + 1).max(2);
+    let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
+    let last = s.writer(n, &model, &url, &cache).role("recovery");
+    let mut holder_fleet =
+        phases::side_fleet(&target, &s.dir().join("holder"), std::slice::from_ref(&holder))?;
+    let pid = holder_fleet.pids()[0];
+    let mut evidence = Vec::new();
+    let stopped = stopped_or(&holder_fleet, pid, &after_lock, &mut evidence);
+    let mut run = s.launch(others)?;
+    let mut probe: Option<InvariantResult> = None;
+    if stopped {
+        evidence.extend(others_wait(
+            run.fleet(),
+            &cache,
+            &lock_pattern,
+            &format!("holder stopped at {after_lock}"),
+        ));
+        let snapshot = CacheSnapshot::take(&cache, &target.spec.files, &target.models);
+        let held: Vec<String> = snapshot.held_locks().iter().map(|l| l.path.display().to_string()).collect();
+        probe = Some(if held.is_empty() {
+            phases::verdict(
+                Invariant::NoLockHeld.name(),
+                vec![format!(
+                    "while pid {pid} was stopped after locking, the lock probe saw no held lock (the target did \
+                     not lock, or the probe cannot see a live holder)"
+                )],
+            )
+        } else {
+            phases::held_with(
+                Invariant::NoLockHeld.name(),
+                vec![format!(
+                    "positive check: while pid {pid} was stopped holding it, the probe reported as held: {}",
+                    held.join(", ")
+                )],
+            )
+        });
+    }
+    holder_fleet.kill(pid);
+    let holder_outcomes = holder_fleet.wait();
+    run.wait();
+    run.recover(last);
+    run.served_from_routes(&[&route]);
+    let record = run.evaluate();
+    let phase = holder_phase(&s, &holder, &holder_outcomes, true);
+    let mut extra = vec![phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence)];
+    extra.extend(probe);
+    Ok(phases::merge(record, vec![phase], extra))
+}

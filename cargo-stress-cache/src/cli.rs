@@ -18,8 +18,7 @@ pub enum CargoCli {
 #[command(
     version,
     about = "Build a target with failpoints, run the stress tiers through nextest, report invariants, \
-             benchmarks and flakes",
-    args_conflicts_with_subcommands = true
+             benchmarks and flakes"
 )]
 pub struct StressCache {
     /// Options that apply to every subcommand.
@@ -107,6 +106,28 @@ pub struct TargetOpts {
     /// A standalone target declaration (same schema plus `command`) for a program outside the workspace.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+}
+
+impl StressCache {
+    /// Tier-run options given before a subcommand, which would otherwise be silently ignored
+    /// (global options such as `--format` may stand anywhere).
+    pub fn misplaced_run_options(&self) -> Option<&'static str> {
+        self.command.as_ref()?;
+        let t = &self.run.tier;
+        let given = [
+            (self.target.package.is_some(), "--package"),
+            (self.target.spec.is_some(), "--spec"),
+            (t.tier != Tier::Pr, "--tier"),
+            (!t.filtersets.is_empty(), "--filterset"),
+            (t.partition.is_some(), "--partition"),
+            (t.run_dir.is_some(), "--run-dir"),
+            (t.seed.is_some(), "--seed"),
+            (t.processes.is_some(), "--processes"),
+            (self.run.repeat != 1, "--repeat"),
+            (self.run.mutant.is_some(), "--mutant"),
+        ];
+        given.into_iter().find(|(set, _)| *set).map(|(_, name)| name)
+    }
 }
 
 /// Options shared by tier runs and the mutants matrix.

@@ -103,6 +103,11 @@ fn init_logging(global: &GlobalOpts) {
 }
 
 fn dispatch(args: StressCache) -> Result<i32> {
+    if let Some(option) = args.misplaced_run_options() {
+        return Err(Error::Usage(format!(
+            "{option} belongs to a tier run or after the subcommand (e.g. `cargo stress-cache mutants {option} ...`)"
+        )));
+    }
     let global = args.global;
     if !(global.threshold.is_finite() && global.threshold >= 0.0) {
         return Err(Error::Usage(format!(

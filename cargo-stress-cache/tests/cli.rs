@@ -63,6 +63,19 @@ fn missing_spec_file_exits_2_with_one_line() -> Result<()> {
 }
 
 #[test]
+fn global_options_may_precede_the_subcommand_but_tier_options_may_not() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (code, _, stderr) =
+        run(stress_cache(&["-q", "--format", "json", "report", tmp.path().to_str().context("utf8")?]))?;
+    // Parsed fine; fails only because the directory holds no results.
+    assert_setup_error(code, &stderr, "no scenario records or JUnit reports found");
+    let (code, _, stderr) =
+        run(stress_cache(&["--repeat", "3", "report", tmp.path().to_str().context("utf8")?]))?;
+    assert_setup_error(code, &stderr, "--repeat belongs to a tier run");
+    Ok(())
+}
+
+#[test]
 fn unknown_flag_exits_2_with_one_line() -> Result<()> {
     let (code, _, stderr) = run(stress_cache(&["--no-such-flag"]))?;
     assert_setup_error(code, &stderr, "unexpected argument '--no-such-flag'");

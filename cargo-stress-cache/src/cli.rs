@@ -61,6 +61,10 @@ pub enum Command {
         /// Only these mutants (default: every declared one).
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
+        /// Keep the temp dirs of the (expected) failures of mutant runs; by default they are removed
+        /// once aggregated, as eleven mutants × every scenario add up to gigabytes.
+        #[arg(long)]
+        keep_mutant_dirs: bool,
     },
 }
 

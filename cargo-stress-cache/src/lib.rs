@@ -121,7 +121,9 @@ fn dispatch(args: StressCache) -> Result<i32> {
         None => run_tier(cargo, &global, &args.target, &args.run.tier, args.run.repeat, args.run.mutant),
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
         Some(Command::Report { dirs }) => report(&global, &dirs),
-        Some(Command::Mutants { target, tier, only }) => mutants(cargo, &global, &target, &tier, &only),
+        Some(Command::Mutants { target, tier, only, keep_mutant_dirs }) => {
+            mutants(cargo, &global, &target, &tier, &only, keep_mutant_dirs)
+        }
     }
 }
 
@@ -282,6 +284,7 @@ fn mutants(
     target: &TargetOpts,
     tier: &TierOpts,
     only: &[String],
+    keep_mutant_dirs: bool,
 ) -> Result<i32> {
     let setup = setup(cargo, global, target)?;
     let declared: Vec<String> = setup.target.spec.mutant_names().to_vec();
@@ -314,7 +317,7 @@ fn mutants(
         seed: tier.seed,
         processes: tier.processes,
     };
-    let matrix = mutants::run(&tier_run, &run_dir, &chosen)?;
+    let matrix = mutants::run(&tier_run, &run_dir, &chosen, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
     for row in matrix.mutants.iter().filter(|m| !m.killed) {
         log::warn!("mutant `{}` survived: no invariant caught it", row.mutant);

@@ -97,7 +97,7 @@ impl Matrix {
 
 /// Runs the clean tier and one tier per mutant into `run_dir/clean` and `run_dir/mutant-<name>`,
 /// writes `mutants.json` and `mutants.md`, and returns the matrix.
-pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String]) -> Result<Matrix> {
+pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs: bool) -> Result<Matrix> {
     let clean_dir = rundir::subdir(run_dir, "clean")?;
     let clean = tier_run.run(&clean_dir, 1, None, "clean build")?;
     crate::report::write_all(&clean_dir, &clean)?;
@@ -108,6 +108,9 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String]) -> Result
         let label = format!("mutant {}/{} `{name}`", i + 1, mutants.len());
         let agg = tier_run.run(&dir, 1, Some(name), &label)?;
         crate::report::write_all(&dir, &agg)?;
+        if !keep_dirs {
+            remove_kept_dirs(&dir);
+        }
         let mut killed_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for inv in agg.invariants.iter().filter(|r| r.violated > 0) {
             killed_by.entry(inv.scenario.clone()).or_default().push(inv.invariant.clone());
@@ -138,6 +141,19 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String]) -> Result
     rundir::write(&run_dir.join("mutants.json"), &matrix.render(Format::Json))?;
     rundir::write(&run_dir.join("mutants.md"), &matrix.render(Format::Markdown))?;
     Ok(matrix)
+}
+
+/// Removes `repeat-*/kept` under a mutant's run dir: those failures were the point of the run.
+fn remove_kept_dirs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let kept = entry.path().join("kept");
+        if kept.is_dir()
+            && let Err(e) = std::fs::remove_dir_all(&kept)
+        {
+            log::warn!("cannot remove {}: {e}", kept.display());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -332,3 +332,48 @@ fn compiled_direct_dir_mutant_leaves_a_half_entry() -> Result<()> {
     assert!(half.join(beaker::compiled::MANIFEST_FILE).is_file());
     Ok(())
 }
+
+/// Eight concurrent cutouts on empty caches: all succeed, one download, one compile, one entry.
+#[test]
+fn concurrent_cutouts_download_once_and_compile_once() -> Result<()> {
+    let world = World::new()?;
+    let server = ModelServer::start(world.model.clone())?;
+    let image = world.image();
+    let children = (0..8)
+        .map(|i| {
+            let out = world.root.join(format!("out{i}"));
+            Command::new(env!("CARGO_BIN_EXE_beaker"))
+                .args([
+                    "cutout",
+                    image.to_str().unwrap(),
+                    "--output-dir",
+                    out.to_str().unwrap(),
+                    "--metadata",
+                ])
+                .env_clear()
+                .env("ONNX_MODEL_CACHE_DIR", world.cache_dir())
+                .env("BEAKER_COMPILED_CACHE_DIR", world.compiled_dir())
+                .env("BEAKER_CUTOUT_MODEL_URL", &server.url)
+                .env("BEAKER_CUTOUT_MODEL_SHA256", &world.sha256)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map(|child| (out, child))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut compiled_misses = 0;
+    for (out, child) in children {
+        ok(&child.wait_with_output()?)?;
+        let meta = metadata(&out)?;
+        assert_eq!(meta["model"]["sha256"].as_str(), Some(world.sha256.as_str()));
+        if meta["compiled_cache"]["hit"].as_bool() == Some(false) {
+            compiled_misses += 1;
+        }
+    }
+    assert_eq!(server.requests(), 1, "one download");
+    assert_eq!(compiled_misses, 1, "one compile");
+    let entries: Vec<_> = std::fs::read_dir(world.compiled_dir())?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    assert_eq!(entries.len(), 2, "one entry and its lock: {entries:?}");
+    Ok(())
+}

@@ -72,7 +72,12 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     }
     let object = store.join("objects").join(format!("{key}.bin"));
     let lock_path = store.join("locks").join(format!("{key}.lock"));
-    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io("open lock"))?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("open lock"))?;
     // One writer per object; the kernel releases the lock if this process dies.
     lock.lock().map_err(io("lock"))?;
     if !object.exists() {

@@ -242,6 +242,17 @@ fn model_breaking_the_contract_exits_4_and_bad_image_exits_2() -> Result<()> {
     assert!(stderr.starts_with("beaker: error: ") && stderr.lines().count() == 1, "{stderr:?}");
     assert!(!out.join("bird_cutout.png").exists());
 
+    // A well-formed protobuf whose graph output names no node: tract 0.23 panics on it; beaker must
+    // still report one line and exit 4.
+    let mut proto =
+        <tract_onnx::pb::ModelProto as prost::Message>::decode(&*beaker::fixtures::small_model())?;
+    proto.graph.as_mut().context("graph")?.output[0].name = "nobody-makes-this".into();
+    let broken = ModelServer::start(prost::Message::encode_to_vec(&proto))?;
+    let run = world.cutout(&broken.url, "", &world.root.join("out2"))?;
+    let stderr = String::from_utf8(run.stderr)?;
+    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    assert!(stderr.lines().count() == 1 && !stderr.contains("panicked at"), "{stderr:?}");
+
     let missing = world.root.join("no-such.png");
     let run = world.beaker(&server.url, "", &["cutout", missing.to_str().unwrap()])?;
     assert_eq!(run.status.code(), Some(2));

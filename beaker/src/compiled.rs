@@ -287,7 +287,9 @@ fn remove_entry(entry: &Path) -> Result<()> {
     let doomed = build_dir(entry);
     fs::rename(entry, &doomed).map_err(|e| BeakerError::io("rename", entry, e))?;
     fsio::fsync_dir(parent_of(entry))?;
-    fs::remove_dir_all(&doomed).map_err(|e| BeakerError::io("remove", &doomed, e))
+    // Whatever squats on the entry name goes, even a plain file.
+    let removed = if doomed.is_dir() { fs::remove_dir_all(&doomed) } else { fs::remove_file(&doomed) };
+    removed.map_err(|e| BeakerError::io("remove", &doomed, e))
 }
 
 /// Removes the build dirs of this entry left by dead processes. Call only under the exclusive lock.
@@ -435,6 +437,13 @@ mod tests {
         assert!(!outcome.hit);
         let name = entry_name(&sha);
         assert_eq!(names(dir.path()), vec![name.clone(), format!("{name}.lock")]);
+
+        // A plain file squatting on the entry name is replaced.
+        fs::remove_dir_all(&entry).unwrap();
+        fs::write(&entry, "not a directory").unwrap();
+        let (_, outcome) =
+            load_or_compile(dir.path(), &sha, || load_model_bytes(Path::new("small.onnx"), &bytes)).unwrap();
+        assert!(!outcome.hit && entry.join(MANIFEST_FILE).is_file());
 
         // A corrupted manifest is also rebuilt.
         fs::write(entry.join(MANIFEST_FILE), "format = 1\nmodel_sha256 = \"nope\"").unwrap();

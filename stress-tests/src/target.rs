@@ -1,7 +1,8 @@
 //! Finding and preparing the program under test, driven only by its declaration
 //! ([`TargetSpec`]) and the process boundary — the suite never links the target.
 //!
-//! - `STRESS_TARGET_SPEC=FILE`: a standalone spec; its `command` is the program.
+//! - `STRESS_TARGET_SPEC=FILE`: a standalone spec; its `command` is the program (a path, relative to the
+//!   spec file's dir if not found as given, or a name on `PATH`), unless `STRESS_TARGET_BIN` names it.
 //! - otherwise the workspace package with `[package.metadata.stress-cache]` is found with `cargo metadata`;
 //!   `STRESS_TARGET_BIN` names its binary, or it is built with its declared `failpoints`/`mutants` features
 //!   and copied to `target/stress-cache/bin/<binary>-<features>` (cross-process flock, atomic rename);
@@ -238,7 +239,10 @@ impl Target {
             let spec_file = PathBuf::from(spec_file);
             let spec = TargetSpec::from_spec_file(&spec_file)?;
             let command = spec.command.clone().unwrap_or_default();
-            let bin = resolve_program(&command, spec_file.parent())?;
+            let bin = match std::env::var_os("STRESS_TARGET_BIN").filter(|v| !v.is_empty()) {
+                Some(bin) => PathBuf::from(bin),
+                None => resolve_program(&command, spec_file.parent())?,
+            };
             (spec, bin)
         } else {
             let package = metadata
@@ -528,6 +532,13 @@ fn copy_if_changed(src: &Path, dest: &Path) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// A cheap identity of a file: SHA-256 (hex) of its size, mtime and inode.
+fn file_identity(path: &Path) -> Result<String, TargetError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(io_err("stat", path))?;
+    Ok(sha256_hex(format!("{}-{}.{}-{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).as_bytes()))
+}
+
 /// Streaming SHA-256 of a file, lower-case hex.
 pub fn file_sha256(path: &Path) -> Result<String, TargetError> {
     let file = File::open(path).map_err(io_err("open", path))?;
@@ -559,7 +570,8 @@ fn prepare_fixtures(
     stress_dir: &Path,
 ) -> Result<(BTreeMap<String, ModelFixture>, PathBuf), TargetError> {
     let fixtures_root = stress_dir.join("fixtures");
-    let _lock = DirLock::acquire(&stress_dir.join("bin").join(".build.lock"))?;
+    // Its own lock: fixtures need not wait for another process building a different binary.
+    let _lock = DirLock::acquire(&fixtures_root.join(".fixtures.lock"))?;
     let name = spec.binary.clone().unwrap_or_else(|| spec.display_name().to_string());
     let Some(fixtures) = &spec.fixtures else {
         let dir = fixtures_root.join(format!("{name}-blobs"));
@@ -572,7 +584,9 @@ fn prepare_fixtures(
         write_if_different(&input, b"stress-cache input\n")?;
         return Ok((models, input));
     };
-    let hash = file_sha256(bin)?;
+    // Keyed by the binary's identity (size, mtime, inode): cheap, and it changes whenever the binary is
+    // rebuilt or replaced (the copy is replaced by rename only when its bytes change).
+    let hash = file_identity(bin)?;
     let dir = fixtures_root.join(format!("{name}-{}", &hash[..16]));
     let stamp = dir.join(".complete");
     if !stamp.exists() {

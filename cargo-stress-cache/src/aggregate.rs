@@ -23,7 +23,32 @@ pub struct Inputs {
     pub records: Vec<(PathBuf, ScenarioRecord)>,
     /// JUnit reports, one per nextest run.
     pub junit: Vec<(PathBuf, Vec<Observation>)>,
+    /// Records whose seeded bug is not the one their run was started with: the suite's own
+    /// mutant self-checks (a test that runs scenarios against seeded bugs and passes when they are
+    /// killed). Their violations are expected, so they are counted but kept out of the verdict.
+    pub self_checks: usize,
 }
+
+/// `run.json` at the top of every run directory: what the run was started with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// Tier (`pr`, `nightly`).
+    pub tier: String,
+    /// The seeded bug every process ran with (`--mutant`, or one row of the mutants matrix).
+    pub mutant: Option<String>,
+    /// Repeats.
+    pub repeat: u32,
+    /// `--partition`, if any.
+    pub partition: Option<String>,
+    /// `-E` filtersets given.
+    pub filtersets: Vec<String>,
+}
+
+/// Name of the [`RunInfo`] file.
+pub const RUN_INFO: &str = "run.json";
+
+/// Which records belong to the run: `None` = unknown (no `run.json`), all of them.
+type Scope = Option<Option<String>>;
 
 /// Reads every record (`*.json` below a `records` directory) and JUnit report (`junit*.xml`) under `dirs`.
 pub fn collect(dirs: &[PathBuf]) -> Result<Inputs> {
@@ -36,7 +61,7 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Inputs> {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             ));
         }
-        walk(dir, 0, false, &mut inputs)?;
+        walk(dir, 0, false, &None, &mut inputs)?;
     }
     // Directory order is arbitrary; a stable order keeps reports reproducible.
     inputs.records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -44,7 +69,22 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Inputs> {
     Ok(inputs)
 }
 
-fn walk(dir: &Path, depth: usize, in_records: bool, inputs: &mut Inputs) -> Result<()> {
+fn walk(dir: &Path, depth: usize, in_records: bool, scope: &Scope, inputs: &mut Inputs) -> Result<()> {
+    let info_path = dir.join(RUN_INFO);
+    let own_scope;
+    let scope = if info_path.is_file() {
+        let text = std::fs::read_to_string(&info_path)
+            .map_err(|source| Error::io("cannot read", &info_path, source))?;
+        let info: RunInfo = serde_json::from_str(&text).map_err(|e| Error::Parse {
+            what: "run info",
+            path: info_path.clone(),
+            message: one_line(&e.to_string()),
+        })?;
+        own_scope = Some(info.mutant);
+        &own_scope
+    } else {
+        scope
+    };
     let entries = std::fs::read_dir(dir).map_err(|source| Error::io("cannot read directory", dir, source))?;
     for entry in entries {
         let entry = entry.map_err(|source| Error::io("cannot read directory", dir, source))?;
@@ -54,11 +94,15 @@ fn walk(dir: &Path, depth: usize, in_records: bool, inputs: &mut Inputs) -> Resu
         if file_type.is_dir() {
             // Kept temp dirs of failed scenarios hold the target's files, not results.
             if depth < MAX_DEPTH && name != "kept" {
-                walk(&path, depth + 1, in_records || name == "records", inputs)?;
+                walk(&path, depth + 1, in_records || name == "records", scope, inputs)?;
             }
         } else if file_type.is_file() {
             if in_records && name.ends_with(".json") {
-                inputs.records.push((path.clone(), read_record(&path)?));
+                let record = read_record(&path)?;
+                match scope {
+                    Some(expected) if *expected != record.mutant => inputs.self_checks += 1,
+                    _ => inputs.records.push((path.clone(), record)),
+                }
             } else if name.starts_with("junit") && name.ends_with(".xml") {
                 inputs.junit.push((path.clone(), junit::read(&path)?));
             }
@@ -104,6 +148,9 @@ pub struct Aggregate {
     /// Temp dirs of failed scenario runs, kept for debugging.
     #[serde(default)]
     pub kept_dirs: Vec<String>,
+    /// Records of the suite's own mutant self-checks, left out of the tables (see [`Inputs::self_checks`]).
+    #[serde(default)]
+    pub self_check_records: usize,
 }
 
 /// One scenario × invariant.
@@ -222,6 +269,7 @@ impl Aggregate {
             flakes: flake_rows(&observations),
             regressions: Vec::new(),
             kept_dirs: records.iter().filter_map(|r| r.kept_dir.clone()).collect(),
+            self_check_records: inputs.self_checks,
         }
     }
 

@@ -177,7 +177,7 @@ pub fn summary_line(agg: &Aggregate) -> String {
     let flaky = unstable.iter().filter(|f| f.verdict == Verdict::Flaky).count();
     let broken = unstable.len() - flaky;
     let status = if agg.violations() == 0 && unstable.is_empty() { "PASS" } else { "FAIL" };
-    format!(
+    let mut line = format!(
         "{status}: {} scenario runs, {} nextest runs; {} invariant violations; {} tests stable, {flaky} flaky, \
          {broken} broken; {} benchmark regressions",
         agg.records,
@@ -185,7 +185,14 @@ pub fn summary_line(agg: &Aggregate) -> String {
         agg.violations(),
         agg.flakes.len() - unstable.len(),
         agg.regressions.len()
-    )
+    );
+    if agg.self_check_records > 0 {
+        line.push_str(&format!(
+            " ({} records of the suite's own seeded-bug self-checks left out; their tests' pass/fail counts)",
+            agg.self_check_records
+        ));
+    }
+    line
 }
 
 /// Colours a cell that needs attention (only shown when the table's styling is on).

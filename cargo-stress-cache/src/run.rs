@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::aggregate::{self, Aggregate};
+use crate::aggregate::{self, Aggregate, RunInfo};
 use crate::cargo::Cargo;
 use crate::cli::Tier;
 use crate::errors::{Error, Result};
@@ -40,6 +40,15 @@ impl TierRun<'_> {
     /// `label` prefixes the progress lines (e.g. `mutant no-lock`).
     pub fn run(&self, run_dir: &Path, repeat: u32, mutant: Option<&str>, label: &str) -> Result<Aggregate> {
         let started = Instant::now();
+        let info = RunInfo {
+            tier: self.tier.as_str().to_string(),
+            mutant: mutant.map(str::to_string),
+            repeat,
+            partition: self.selection.partition.clone(),
+            filtersets: self.selection.filtersets.clone(),
+        };
+        let info_text = serde_json::to_string_pretty(&info).unwrap_or_else(|_| "{}".to_string());
+        rundir::write(&run_dir.join(aggregate::RUN_INFO), &info_text)?;
         for n in 1..=repeat {
             let dir = rundir::subdir(run_dir, &format!("repeat-{n}"))?;
             let env = SuiteEnv {

@@ -459,6 +459,7 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     assert!(stdout.contains("PASS: 2 scenario runs, 2 nextest runs"), "{stdout}");
     assert!(stdout.contains("stress-tests::fake fake_scenario"), "{stdout}");
     for file in [
+        "run.json",
         "target-spec.toml",
         "report.txt",
         "report.md",
@@ -501,5 +502,34 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         run(stress_cache(&["--manifest-path", manifest, "--spec", spec.to_str().context("utf8")?, "-q"]))?;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("PASS: 1 scenario runs"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn report_leaves_the_suites_own_mutant_self_checks_out_of_the_verdict() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let run_dir = tmp.path().join("pr-run");
+    // A clean run (run.json: no mutant) in which a self-check test ran a scenario against a seeded
+    // bug and saw it killed: that record's violation is expected.
+    let mut self_check = record("same_model_downloads_once", &["single_download"], 10.0, 100.0);
+    self_check.mutant = Some("no-lock".into());
+    write_repeat(
+        &run_dir,
+        1,
+        &[record("same_model_downloads_once", &[], 10.0, 100.0), self_check],
+        &[("same_model_downloads_once", ""), ("mutants_are_killed", "")],
+    )?;
+    let info = r#"{"tier":"pr","mutant":null,"repeat":1,"partition":null,"filtersets":[]}"#;
+    std::fs::write(run_dir.join("run.json"), info)?;
+    let dir = run_dir.to_str().context("utf8")?;
+    let (code, stdout, stderr) = run(stress_cache(&["report", dir]))?;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("1 records of the suite's own seeded-bug self-checks left out"), "{stdout}");
+    assert!(!stdout.contains("VIOLATED"), "{stdout}");
+
+    // Without run.json every record counts.
+    std::fs::remove_file(run_dir.join("run.json"))?;
+    let (code, stdout, _) = run(stress_cache(&["report", dir]))?;
+    assert_eq!(code, 1, "{stdout}");
     Ok(())
 }

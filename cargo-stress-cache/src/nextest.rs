@@ -162,13 +162,17 @@ fn exit_meaning(code: i32) -> &'static str {
     }
 }
 
-/// The scenarios are the suite's integration tests (`stress-tests/tests/*.rs`); its library unit tests
-/// are not stress scenarios. nextest unions several `-E`, so each user filterset is intersected here.
+/// The scenarios: the suite's integration tests (`stress-tests/tests/*.rs`) minus its self-checks.
+/// The library's unit tests, the model server's wire tests and `mutants_are_killed` (which runs
+/// scenarios against *every* seeded bug itself) test the suite, not the target, so a tier or a
+/// mutants row does not run them. nextest unions several `-E`, so each user filterset is intersected.
 pub fn scenario_filtersets(user: &[String]) -> Vec<String> {
+    const SCENARIOS: &str =
+        "kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke)";
     if user.is_empty() {
-        return vec!["kind(test)".to_string()];
+        return vec![SCENARIOS.to_string()];
     }
-    user.iter().map(|expr| format!("kind(test) & ({expr})")).collect()
+    user.iter().map(|expr| format!("{SCENARIOS} & ({expr})")).collect()
 }
 
 /// One scenario of the suite.
@@ -217,11 +221,17 @@ mod tests {
 
     #[test]
     fn user_filtersets_are_intersected_with_the_scenario_binaries() {
-        assert_eq!(scenario_filtersets(&[]), vec!["kind(test)"]);
+        assert_eq!(
+            scenario_filtersets(&[]),
+            vec!["kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke)"]
+        );
         let user = vec!["test(crash)".to_string(), "binary(gc)".to_string()];
         assert_eq!(
             scenario_filtersets(&user),
-            vec!["kind(test) & (test(crash))", "kind(test) & (binary(gc))"]
+            vec![
+                "kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke) & (test(crash))",
+                "kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke) & (binary(gc))"
+            ]
         );
     }
 }

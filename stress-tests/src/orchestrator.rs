@@ -6,7 +6,8 @@
 //! the start bytes at once and the fleet execs together. Each thread then reaps its child with `wait4`
 //! (exit code or signal, peak RSS, wall time from release). A watchdog SIGKILLs the process group of any
 //! process still running at the fleet deadline and marks it hung. Dropping the fleet (also on panic)
-//! kills and reaps whatever is left: no child or zombie outlives it.
+//! kills and reaps whatever is left: no child or zombie outlives it; and each child has
+//! `PR_SET_PDEATHSIG=SIGKILL`, so none outlives a test process that is itself killed.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -199,6 +200,9 @@ fn park_at_start_line(index: u32, start_r: i32, start_w: i32, ready_w: i32) -> s
     // SAFETY: raw syscalls on descriptors inherited from the parent; buffers are on the stack.
     unsafe {
         libc::close(start_w);
+        // Die with the harness: the forking thread is the one that reaps this child, so it lives exactly as
+        // long as the child is ours; if the whole test process dies (even by SIGKILL), so does the child.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
         let pid = libc::getpid() as u32;
         let mut msg = [0u8; 8];
         msg[..4].copy_from_slice(&index.to_le_bytes());

@@ -12,7 +12,7 @@ use crate::server::{FaultPlan, Gate};
 use super::{ScenarioOptions, amend, overlap, setup};
 
 /// How long a gate may hold a download while the rest of the fleet catches up.
-const OVERLAP_TIMEOUT: Duration = Duration::from_secs(10);
+const OVERLAP_TIMEOUT: Duration = overlap::DEFAULT_TIMEOUT;
 
 /// N processes (16 in the PR tier) ask for the same model on one shared cache; the first download is
 /// parked mid-body until every other process is blocked on the cache lock (or parked too), and a reader

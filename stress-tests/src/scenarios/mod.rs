@@ -7,10 +7,12 @@ use std::path::Path;
 
 use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 
+pub mod cache_dir;
 pub mod contention;
 pub mod network;
 pub mod overlap;
 pub mod setup;
+pub mod tmpfs;
 
 /// How a scenario runs beyond the tier: the seeded bug every target process runs with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

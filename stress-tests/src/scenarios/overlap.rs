@@ -18,6 +18,9 @@ use crate::snapshot::walk;
 
 use super::setup;
 
+/// How long a gate may hold a download while the rest of the fleet catches up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where a gated download parks: after 64 KiB or half the body, whichever is smaller (at least 1 byte).
 pub fn gate_point(body_len: usize) -> GatePoint {
     GatePoint::AfterBytes(((body_len / 2).min(64 * 1024)).max(1) as u64)
@@ -82,6 +85,18 @@ pub fn hold_until_overlap(
     caches: &[PathBuf],
     timeout: Duration,
 ) -> Overlap {
+    hold_until_overlap_then(run, gate, caches, timeout, || {})
+}
+
+/// [`hold_until_overlap`], running `before_release` after the parked scan and just before the release
+/// (e.g. to empty the cache or make it unwritable while the download is parked).
+pub fn hold_until_overlap_then(
+    run: &ScenarioRun<'_>,
+    gate: &Gate,
+    caches: &[PathBuf],
+    timeout: Duration,
+    before_release: impl FnOnce(),
+) -> Overlap {
     let start = Instant::now();
     let target = run.target();
     let files = &target.spec.files;
@@ -115,6 +130,7 @@ pub fn hold_until_overlap(
     } else {
         ReaderReport::default()
     };
+    before_release();
     gate.release();
     Overlap {
         by_deadline: !held,

@@ -52,6 +52,8 @@ impl Cargo {
     /// `cargo <subcommand...>` with the shared options appended.
     pub fn command(&self, subcommand: &[&str]) -> Command {
         let mut cmd = Command::new(&self.program);
+        // Under `cargo run` (the workspace alias) this process carries our package's variables.
+        stress_cache_metadata::cargo_env::scrub_package_env(&mut cmd);
         cmd.args(subcommand);
         cmd.arg("--color").arg(self.color.as_str());
         if let Some(path) = &self.manifest_path {

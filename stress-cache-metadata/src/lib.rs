@@ -3,11 +3,12 @@
 //! `[package.metadata.stress-cache]` or a `--spec` file) and the per-scenario JSON record
 //! ([`ScenarioRecord`]) the suite writes and the CLI aggregates.
 
+pub mod cargo_env;
 mod record;
 mod target;
 
 pub use record::{Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioRecord};
 pub use target::{
-    CompiledCache, EnvNames, ExitCodes, Features, FilePatterns, Failpoints, Fixtures, LockKind, MetadataFile,
+    CompiledCache, EnvNames, ExitCodes, Failpoints, Features, FilePatterns, Fixtures, LockKind, MetadataFile,
     Mutants, ServerLayout, SpecError, TargetSpec,
 };

@@ -300,10 +300,15 @@ impl TargetSpec {
         let text = std::fs::read_to_string(path)
             .map_err(|source| SpecError::Read { path: path.display().to_string(), source })?;
         let origin = path.display().to_string();
-        let spec: TargetSpec = toml::from_str(&text)
-            .map_err(|e| SpecError::Malformed { origin: origin.clone(), message: one_line(&e.to_string()) })?;
+        let spec: TargetSpec = toml::from_str(&text).map_err(|e| SpecError::Malformed {
+            origin: origin.clone(),
+            message: one_line(&e.to_string()),
+        })?;
         if spec.command.is_none() {
-            return Err(SpecError::Invalid { origin, message: "`command` is required in a spec file".into() });
+            return Err(SpecError::Invalid {
+                origin,
+                message: "`command` is required in a spec file".into(),
+            });
         }
         spec.validate(&origin)?;
         Ok(spec)
@@ -311,8 +316,10 @@ impl TargetSpec {
 
     /// Parses `[package.metadata.stress-cache]` given as a JSON value (as `cargo metadata` reports it).
     pub fn from_package_metadata(origin: &str, value: &serde_json::Value) -> Result<Self, SpecError> {
-        let spec: TargetSpec = serde_json::from_value(value.clone())
-            .map_err(|e| SpecError::Malformed { origin: origin.to_string(), message: one_line(&e.to_string()) })?;
+        let spec: TargetSpec = serde_json::from_value(value.clone()).map_err(|e| SpecError::Malformed {
+            origin: origin.to_string(),
+            message: one_line(&e.to_string()),
+        })?;
         spec.validate(origin)?;
         Ok(spec)
     }
@@ -328,10 +335,14 @@ impl TargetSpec {
         }
         let all_args = self.args.join(" ");
         if self.env.url.is_none() && !all_args.contains("{url}") {
-            return invalid("the model URL must be given through `env.url` or an `{url}` placeholder in `args`".into());
+            return invalid(
+                "the model URL must be given through `env.url` or an `{url}` placeholder in `args`".into(),
+            );
         }
         if self.env.cache_dir.is_none() && !all_args.contains("{cache_dir}") {
-            return invalid("the cache dir must be given through `env.cache-dir` or `{cache_dir}` in `args`".into());
+            return invalid(
+                "the cache dir must be given through `env.cache-dir` or `{cache_dir}` in `args`".into(),
+            );
         }
         if self.features.checksum && self.env.sha256.is_none() && !all_args.contains("{sha256}") {
             return invalid("`features.checksum` needs `env.sha256` or `{sha256}` in `args`".into());

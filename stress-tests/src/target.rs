@@ -478,6 +478,7 @@ fn build_target(
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(&cargo);
+    stress_cache_metadata::cargo_env::scrub_package_env(&mut cmd);
     cmd.arg("build").arg("--manifest-path").arg(manifest).args(["-p", package, "--bin", &binary]);
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));

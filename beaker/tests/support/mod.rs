@@ -26,20 +26,8 @@ pub fn bin() -> &'static Path {
         }
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let mut cargo = Command::new(env!("CARGO"));
-        // The package variables cargo sets for this test process must not leak into the nested
-        // build: build scripts (ring, via cc) fingerprint them, and a changed value would rebuild
-        // those dependencies in the shared target dir, twice.
-        for (var, _) in std::env::vars_os() {
-            let var = var.to_string_lossy();
-            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_CFG_"]
-                .iter()
-                .any(|p| var.starts_with(p))
-                || var == "CARGO_TARGET_TMPDIR"
-                || var == "OUT_DIR"
-            {
-                cargo.env_remove(var.as_ref());
-            }
-        }
+        // Package variables of this test process must not leak into the nested build (see the fn).
+        stress_cache_metadata::cargo_env::scrub_package_env(&mut cargo);
         let status = cargo
             .args(["build", "-p", "beaker", "--features", "failpoints,mutants", "--manifest-path"])
             .arg(&manifest)

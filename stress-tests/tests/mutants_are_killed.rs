@@ -46,15 +46,15 @@ const KILLS: &[Kill] = &[
     },
     Kill {
         mutant: "skip-verify",
-        scenario: "corrupted_downloads_fail_some_processes_without_poisoning",
-        run: network::corrupted_downloads_fail_some_processes_without_poisoning,
-        violates: &["integrity_failure_observed"],
+        scenario: "corrupt_body_never_reaches_a_final_name_even_on_crash",
+        run: crash::corrupt_body_never_reaches_a_final_name_even_on_crash,
+        violates: &["failures_have_expected_class"],
     },
     Kill {
         mutant: "verify-after-rename",
         scenario: "corrupt_body_never_reaches_a_final_name_even_on_crash",
         run: crash::corrupt_body_never_reaches_a_final_name_even_on_crash,
-        violates: &["final_artifacts_match_checksum"],
+        violates: &["failures_have_expected_class"],
     },
     Kill {
         mutant: "leave-partial",
@@ -155,8 +155,8 @@ mutant_is_killed! {
     no_lock_is_killed_by_download_amplification => "no-lock",
     shared_tmp_name_is_killed_by_download_amplification => "shared-tmp-name",
     direct_write_is_killed_by_a_crash_mid_download => "direct-write",
-    skip_verify_is_killed_by_corrupted_downloads => "skip-verify",
-    verify_after_rename_is_killed_by_a_crash_after_rename => "verify-after-rename",
+    skip_verify_is_killed_by_a_corrupted_body_reaching_publish => "skip-verify",
+    verify_after_rename_is_killed_by_a_corrupted_body_reaching_publish => "verify-after-rename",
     leave_partial_is_killed_by_a_network_failing_every_try => "leave-partial",
     unlock_before_rename_is_killed_by_a_paused_publisher => "unlock-before-rename",
     no_timeout_is_killed_by_a_stall => "no-timeout",
@@ -329,7 +329,8 @@ fn a_prefix_under_a_final_name_violates_readers_saw_only_complete_content() {
     let route = phases::serve(&server, &target, &model, FaultPlan::default());
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
-    phases::setup_run(&mut s, &[s.writer(900, &model, &url, &cache)], "warmup").expect("warmup");
+    let warmup = s.writer(900, &model, &url, &cache);
+    phases::setup_run(&mut s, &[warmup], "warmup").expect("warmup");
     let finals = CacheSnapshot::take(&cache, &target.spec.files, &target.models);
     let final_path = finals.finals().first().map(|f| f.path.clone()).expect("a final after the warmup");
     let bytes = &target.model(&model).bytes;

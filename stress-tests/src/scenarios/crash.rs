@@ -236,10 +236,12 @@ fn recover(
     Ok(phases::merge(run.evaluate(), earlier, extra))
 }
 
-/// A corrupted body (the route's first response) reaches a process armed with the target's
-/// after-rename failpoint set to crash: correct code fails the integrity check before renaming, so the
-/// crash is never reached and no corrupted file is ever under a final name; a build that renames first
-/// leaves the corrupted final when it dies. Then a concurrent clean recovery.
+/// A corrupted body (the route's first response) reaches a process armed to crash at the target's
+/// before-rename ("written and verified") and after-rename failpoints: correct code fails the integrity
+/// check before either, so it exits with the integrity class and no corrupted file is ever under a final
+/// name. A build that renames (or publishes) before verifying reaches a publish failpoint with the
+/// corrupted body and dies there: that is a violation (`failures_have_expected_class`), and a corrupted
+/// final left by the crash violates `final_artifacts_match_checksum`. Then a concurrent clean recovery.
 pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
@@ -247,9 +249,15 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     let Some(fps) = s.target().spec.failpoints.clone() else {
         return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
     };
-    let Some(after_rename) = fps.names.iter().find(|n| n.contains("after_rename")).cloned() else {
-        return Ok(phases::not_applicable(&s, "the target declares no after-rename failpoint"));
-    };
+    let publish_points: Vec<String> = fps
+        .names
+        .iter()
+        .filter(|n| !n.starts_with("compiled") && (n.contains("before_rename") || n.contains("after_rename")))
+        .cloned()
+        .collect();
+    if publish_points.is_empty() {
+        return Ok(phases::not_applicable(&s, "the target declares no before/after-rename failpoint"));
+    }
     if !s.target().spec.features.checksum {
         return Ok(phases::not_applicable(&s, "the target takes no checksum (a corrupted body is a model)"));
     }
@@ -261,16 +269,16 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     let cache = s.cache_dir("shared");
 
     let before = phases::counts(&route);
-    let armed = s
-        .writer(0, &model, &url, &cache)
-        .failpoints(Some(&phases::arm(&after_rename, &fps.crash_action)))
-        .role("armed");
+    let armed_with: Vec<String> =
+        publish_points.iter().map(|fp| phases::arm(fp, &fps.crash_action)).collect();
+    let armed = s.writer(0, &model, &url, &cache).failpoints(Some(&armed_with.join(";"))).role("armed");
     let outcomes = s.run_to_completion(std::slice::from_ref(&armed), "armed")?;
     let mut expectations = Expectations::clean(&target, &[armed]);
     expectations.processes[0] =
         expectations.processes[0].clone().allow(&[OutcomeClass::Integrity, OutcomeClass::Crashed]).crash();
-    // A crash (allowed) may leave a temp file; it must never leave corrupted content.
+    // A crash (see below) may leave a temp file; it must never leave corrupted content under a final name.
     expectations.skip.insert(Invariant::NoTempFilesLeft);
+    expectations.skip.insert(Invariant::NoPartialContent);
     let phase = phases::check_phase(
         &s,
         PhaseInput {
@@ -283,9 +291,22 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
             served: Some(phases::served_since(&route, &before)),
         },
     );
+    let past_verify: Vec<String> = outcomes
+        .iter()
+        .filter(|o| crashed(o))
+        .map(|o| {
+            format!(
+                "with a corrupted body the process reached a publish failpoint ({}) and died there: it got past \
+                 the integrity check: {}",
+                publish_points.join(", "),
+                o.describe()
+            )
+        })
+        .collect();
     let complete_final =
         phase.caches.iter().flat_map(|c| c.finals()).any(|f| f.content == Content::Complete(model.clone()));
-    recover(&mut s, vec![phase], Vec::new(), &model, &url, &cache, None, complete_final, &route)
+    let extra = vec![phases::verdict(Invariant::FailuresHaveExpectedClass.name(), past_verify)];
+    recover(&mut s, vec![phase], extra, &model, &url, &cache, None, complete_final, &route)
 }
 
 /// Whether a snapshot holds a complete final of `model`.

@@ -1,0 +1,148 @@
+//! The suite on a second target of another shape (`tiny-cache`: arguments instead of env vars, a cache with
+//! subdirectories, no checksum option, no failpoints, no metadata file, no gc, no compiled cache), driven
+//! only through its declaration `targets/tiny-cache.toml`.
+//!
+//! The scenario functions of `stress_tests::scenarios` run on the shared target (`ScenarioOptions` has no
+//! target), so these tests rebuild the same scenarios from the library for this target: the same-model
+//! contention scenario (gate-forced overlap, reader probe, recovery) and a network-fault scenario. Every
+//! invariant that applies is checked; the record lists the ones skipped for lack of a feature. The crash,
+//! compiled, gc and lock scenarios need failpoints / gc-args / a compiled cache and print why they skip.
+
+use std::path::Path;
+use std::time::Duration;
+
+use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use stress_tests::invariants::Invariant;
+use stress_tests::scenario::Scenario;
+use stress_tests::scenarios::{ScenarioOptions, assert_held, overlap, phases};
+use stress_tests::server::{Fault, FaultPlan, Gate};
+use stress_tests::target::Target;
+
+fn tiny() -> Target {
+    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
+    let spec = stress_cache_metadata::TargetSpec::from_spec_file(&spec_path).expect("spec");
+    Target::prepare(spec, env!("CARGO_BIN_EXE_tiny-cache").into()).expect("prepare tiny-cache")
+}
+
+fn scenario(name: &str) -> Scenario {
+    phases::scenario_on(name, &ScenarioOptions::default(), tiny()).expect("scenario")
+}
+
+/// The invariants the checker cannot evaluate for this target, and why (recorded as notes).
+fn skipped(target: &Target) -> InvariantResult {
+    let mut why = Vec::new();
+    if target.spec.metadata_file.is_none() {
+        why.push(format!(
+            "{}: skipped, the target writes no metadata file",
+            Invariant::SuccessesLoadedExpectedModel
+        ));
+    }
+    if target.spec.compiled.is_none() {
+        why.push(format!(
+            "{}: skipped, the target has no compiled cache",
+            Invariant::CompiledEntriesCompleteOrAbsent
+        ));
+    }
+    if !target.spec.features.checksum {
+        why.push("checksum: the target takes none (finals are still classified by content)".into());
+    }
+    phases::held_with("skipped_for_lack_of_a_feature", why)
+}
+
+fn reported(record: &ScenarioRecord) -> Vec<&str> {
+    record.invariants.iter().map(|i| i.name.as_str()).collect()
+}
+
+/// Every invariant that applies to the target was checked (reported) in the record.
+fn assert_applicable_checked(record: &ScenarioRecord, target: &Target) {
+    let names = reported(record);
+    for invariant in Invariant::ALL {
+        let applies = match invariant {
+            Invariant::SuccessesLoadedExpectedModel => target.spec.metadata_file.is_some(),
+            Invariant::CompiledEntriesCompleteOrAbsent => target.spec.compiled.is_some(),
+            _ => true,
+        };
+        if applies {
+            assert!(
+                names.contains(&invariant.name()),
+                "{invariant} applies to {} but was not checked",
+                record.target
+            );
+        }
+    }
+}
+
+#[test]
+fn second_target_same_model_from_n_processes_downloads_once() {
+    let mut s = scenario("second_target_same_model_from_n_processes_downloads_once");
+    let target = s.target().clone();
+    let server = phases::server().expect("server");
+    let model = phases::first_model(&s);
+    let gate = Gate::named("tiny-mid-body");
+    let len = target.model(&model).bytes.len();
+    let route = phases::serve(&server, &target, &model, overlap::gated_plan(&gate, len));
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let n = s.tier().contention_processes();
+    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
+    let recovery = s.writer(n, &model, &url, &cache).role("recovery");
+    let mut run = s.launch(plans).expect("launch");
+    run.start_reader();
+    let forced =
+        overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), Duration::from_secs(15));
+    run.wait();
+    run.served_from_routes(&[&route]);
+    run.recover(recovery);
+    let mut extra = forced.results();
+    extra.push(skipped(&target));
+    let record = phases::merge(run.evaluate(), Vec::new(), extra);
+    assert_applicable_checked(&record, &target);
+    assert_eq!(record.outcomes.get("ok"), Some(&n), "{record:#?}");
+    assert_held(&record);
+}
+
+#[test]
+fn second_target_recovers_from_bodies_closed_midway() {
+    let mut s = scenario("second_target_recovers_from_bodies_closed_midway");
+    let target = s.target().clone();
+    let server = phases::server().expect("server");
+    let model = phases::first_model(&s);
+    let half = (target.model(&model).bytes.len() / 2) as u64;
+    let faults = vec![Fault::CloseAfter(half), Fault::Reset];
+    let route = phases::serve(&server, &target, &model, FaultPlan::new(faults.clone()));
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let n = s.tier().capped(4);
+    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
+    let recovery = s.writer(n, &model, &url, &cache).role("recovery");
+    let mut run = s.launch(plans).expect("launch");
+    run.start_reader();
+    run.wait();
+    run.served_from_routes(&[&route]);
+    run.recover(recovery);
+    let served = route.served_faults();
+    let missing: Vec<String> = faults
+        .iter()
+        .filter(|f| !served.contains(f))
+        .map(|f| format!("fault {f} was never served"))
+        .collect();
+    let extra = vec![phases::verdict("fault_injected", missing), skipped(&target)];
+    let record = phases::merge(run.evaluate(), Vec::new(), extra);
+    assert_applicable_checked(&record, &target);
+    assert_held(&record);
+}
+
+/// The failpoint, gc and compiled scenarios do not apply to a target without those features: each says so
+/// (the record checks nothing and passes) instead of failing.
+#[test]
+fn second_target_without_failpoints_gc_or_compiled_cache_skips_those_scenarios_clearly() {
+    let target = tiny();
+    assert!(
+        target.spec.failpoints.is_none() && target.spec.gc_args.is_none() && target.spec.compiled.is_none()
+    );
+    let s = phases::scenario_on("second_target_crash_scenarios", &ScenarioOptions::default(), target)
+        .expect("scenario");
+    let record =
+        phases::not_applicable(&s, "the target declares no failpoints, no gc-args and no compiled cache");
+    assert!(record.invariants.is_empty() && record.passed());
+}

@@ -15,7 +15,8 @@
 //! let mut run = s.launch(plans).unwrap();
 //! run.start_reader();
 //! run.wait();
-//! run.recover(s.writer(999, "small", &server.url(&route), &cache).role("recovery"));
+//! let recovery = run.scenario().writer(999, "small", &server.url(&route), &cache).role("recovery");
+//! run.recover(recovery);
 //! run.served_from_routes(&[&route]);
 //! run.finish(); // checks, writes the record, panics on violations
 //! ```
@@ -268,6 +269,11 @@ impl ScenarioRun<'_> {
     /// The running fleet (pids, stop/resume, lock waiters, wait_until). Panics after [`ScenarioRun::wait`].
     pub fn fleet(&self) -> &Fleet {
         self.fleet.as_ref().expect("the fleet is still running (before wait)")
+    }
+
+    /// The scenario (to make more plans, e.g. the recovery plan).
+    pub fn scenario(&self) -> &Scenario {
+        self.scenario
     }
 
     /// The plans, by fleet index.

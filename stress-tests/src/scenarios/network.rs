@@ -2,6 +2,7 @@
 //! corrupted bodies, and an HTTP error storm with Retry-After. Each runs a few processes (the tier's count
 //! capped to [`FAULT_PROCESSES`]) on one shared cache with a reader probe, then a clean recovery run.
 
+use std::path::Path;
 use std::time::Duration;
 
 use stress_cache_metadata::{InvariantResult, ScenarioRecord};
@@ -9,7 +10,8 @@ use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 use crate::invariants::{Invariant, OutcomeClass};
 use crate::scenario::ScenarioError;
 use crate::server::{Fault, FaultPlan, RouteHandle};
-use crate::snapshot::CacheSnapshot;
+use crate::snapshot::{CacheSnapshot, Content, classify};
+use crate::target::Target;
 
 use super::{ScenarioOptions, amend, setup};
 
@@ -180,8 +182,11 @@ pub fn network_failure_on_every_try_fails_cleanly(
 /// corrupted body fail with the integrity class, the others succeed with the right model, the final
 /// artifact is complete and a recovery run loads the expected model. A scenario check
 /// (`integrity_failure_observed`) fails when corrupted bodies were served but no process failed with the
-/// integrity class — a corrupted download was accepted. Catches `skip-verify`
-/// (`final_artifacts_match_checksum`, `successes_loaded_expected_model`, `integrity_failure_observed`).
+/// integrity class — a corrupted download was accepted. Catches `skip-verify`: the corrupted body is
+/// published under the final name (the reader may see it: `readers_saw_only_complete_content`); a target
+/// that then notices at load time quarantines it, and the quarantined corrupted copy proves the publish
+/// (`final_artifacts_match_checksum`); one that does not notice fails `integrity_failure_observed` and
+/// `successes_loaded_expected_model`.
 /// For a target without a checksum option the checksum-dependent checks are skipped (noted in the record).
 pub fn corrupted_downloads_fail_some_processes_without_poisoning(
     opts: &ScenarioOptions,
@@ -217,9 +222,11 @@ pub fn corrupted_downloads_fail_some_processes_without_poisoning(
     run.wait();
     run.served_from_routes(&[&route]);
     run.recover(recovery);
+    let quarantined = published_then_quarantined(&cache, run.target());
     let (record, path) = run.evaluate();
     let mut extra = vec![fault_injected(&route, &[Fault::Corrupt])];
     if checksum {
+        extra.push(setup::verdict("final_artifacts_match_checksum", quarantined));
         let corrupt_served = route.served_faults().iter().filter(|f| **f == Fault::Corrupt).count();
         let integrity = record.outcomes.get(OutcomeClass::Integrity.name()).copied().unwrap_or(0);
         let evidence = if corrupt_served > 0 && integrity == 0 {
@@ -239,6 +246,29 @@ pub fn corrupted_downloads_fail_some_processes_without_poisoning(
         ));
     }
     Ok(amend(record, path.as_deref(), extra))
+}
+
+/// Quarantined files (moved aside by the target after they failed to load or to match) that are not a
+/// complete model: proof that a corrupted or truncated download was once published under a final name.
+/// A target that verifies before publishing never has one in a run whose only faults are bad bodies.
+fn published_then_quarantined(cache: &Path, target: &Target) -> Vec<String> {
+    let snapshot = CacheSnapshot::take(cache, &target.spec.files, &target.models);
+    snapshot
+        .quarantined
+        .iter()
+        .filter_map(|p| {
+            let bytes = std::fs::read(p).ok()?;
+            let content = classify(&bytes, &target.models);
+            (!matches!(content, Content::Complete(_))).then(|| {
+                format!(
+                    "{}: {} ({} B) was published under a final name, then quarantined",
+                    p.display(),
+                    content.label(),
+                    bytes.len()
+                )
+            })
+        })
+        .collect()
 }
 
 /// 503 and 429 with `Retry-After: 0`, then a 503 without it, then the model: every process succeeds

@@ -23,7 +23,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a gated download parks: after 64 KiB or half the body, whichever is smaller (at least 1 byte).
 pub fn gate_point(body_len: usize) -> GatePoint {
-    GatePoint::AfterBytes(((body_len / 2).min(64 * 1024)).max(1) as u64)
+    GatePoint::AfterBytes((body_len / 2).clamp(1, 64 * 1024) as u64)
 }
 
 /// A plan that parks every response at [`gate_point`] until `gate` is released (responses arriving after

@@ -35,7 +35,9 @@ pub fn scenario(name: &str, opts: &ScenarioOptions) -> Result<Scenario, Scenario
 /// A scenario on an explicit target (e.g. a second target) with the options' mutant.
 pub fn scenario_on(name: &str, opts: &ScenarioOptions, target: Target) -> Result<Scenario, ScenarioError> {
     let mut tier = TierConfig::from_env()?;
-    tier.mutant = opts.mutant.clone().or(tier.mutant);
+    // The options decide (`ScenarioOptions::from_env` reads `STRESS_MUTANT`): a clean run stays clean
+    // even when the environment names a mutant.
+    tier.mutant = opts.mutant.clone();
     Scenario::with_target(name, target, tier)
 }
 

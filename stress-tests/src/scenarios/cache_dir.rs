@@ -161,5 +161,5 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
         )],
     ));
     drop(fs);
-    Ok(amend(record, path.as_deref(), extra))
+    Ok(amend(record, path.as_deref(), s.dir(), extra))
 }

@@ -43,7 +43,7 @@ pub fn same_model_from_n_processes_downloads_once(
     run.served_from_routes(&[&route]);
     run.recover(recovery);
     let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), forced.results()))
+    Ok(amend(record, path.as_deref(), s.dir(), forced.results()))
 }
 
 /// Half the processes ask for the small model, half for the large one, all on one shared cache, started
@@ -132,7 +132,7 @@ pub fn same_file_name_with_different_bytes_stays_isolated(
     run.served_from_routes(&[&routes[0], &routes[1]]);
     run.recover(recovery);
     let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), forced.results()))
+    Ok(amend(record, path.as_deref(), s.dir(), forced.results()))
 }
 
 /// Every process has its own cache dir; all fetch the same model at once. Property: each cache ends with

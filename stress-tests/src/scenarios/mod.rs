@@ -3,7 +3,7 @@
 //! its fleet, checks every invariant, writes its record and returns it **without asserting**;
 //! [`assert_held`] turns a record into a test verdict.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 
@@ -59,11 +59,19 @@ pub fn assert_held(record: &ScenarioRecord) {
 /// Adds scenario-specific verdicts to a record the runner already wrote: a result named like an existing
 /// invariant is merged into it (held only if both held; evidence appended), others are appended. When
 /// anything changed the record file at `path` is rewritten atomically (temp file + rename), so the JSON on
-/// disk always equals the returned record.
-pub fn amend(mut record: ScenarioRecord, path: Option<&Path>, extra: Vec<InvariantResult>) -> ScenarioRecord {
+/// disk always equals the returned record. If the verdicts turn a passing record into a failing one, the
+/// scenario's temp dir `dir` is copied next to the record (`$STRESS_KEEP_DIR` or `<results>/kept/`) for
+/// debugging, as the runner does for its own failures.
+pub fn amend(
+    mut record: ScenarioRecord,
+    path: Option<&Path>,
+    dir: &Path,
+    extra: Vec<InvariantResult>,
+) -> ScenarioRecord {
     if extra.is_empty() {
         return record;
     }
+    let passed_before = record.passed();
     for r in extra {
         match record.invariants.iter_mut().find(|i| i.name == r.name) {
             Some(existing) => {
@@ -73,10 +81,36 @@ pub fn amend(mut record: ScenarioRecord, path: Option<&Path>, extra: Vec<Invaria
             None => record.invariants.push(r),
         }
     }
+    if passed_before && !record.passed() && record.kept_dir.is_none() {
+        let results = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        record.kept_dir = keep_copy(dir, &record.scenario, &results).map(|p| p.display().to_string());
+    }
     if let Some(path) = path {
         rewrite(&record, path);
     }
     record
+}
+
+/// Copies `dir` to `$STRESS_KEEP_DIR` (or `<results>/kept/`) as `<scenario>-<unix ms>-<pid>`.
+fn keep_copy(dir: &Path, scenario: &str, results: &Path) -> Option<PathBuf> {
+    let base = std::env::var_os("STRESS_KEEP_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| results.join("kept"));
+    let dest = base.join(format!("{scenario}-{}-{}", crate::orchestrator::unix_ms_now(), std::process::id()));
+    std::fs::create_dir_all(&dest).ok()?;
+    for entry in crate::snapshot::walk(dir) {
+        let to = dest.join(&entry.relative);
+        if entry.is_dir {
+            let _ = std::fs::create_dir_all(&to);
+        } else if entry.is_file {
+            if let Some(parent) = to.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = std::fs::copy(&entry.path, &to);
+        }
+    }
+    Some(dest)
 }
 
 fn rewrite(record: &ScenarioRecord, path: &Path) {

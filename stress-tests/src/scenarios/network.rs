@@ -61,7 +61,7 @@ fn recovers_from(
     run.served_from_routes(&[&route]);
     run.recover(recovery);
     let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), vec![fault_injected(&route, &faults)]))
+    Ok(amend(record, path.as_deref(), s.dir(), vec![fault_injected(&route, &faults)]))
 }
 
 /// Half the small model's body, the byte count used by mid-body faults.
@@ -175,7 +175,7 @@ pub fn network_failure_on_every_try_fails_cleanly(
     route.set_schedule(FaultPlan::default());
     run.recover(recovery);
     let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), extra))
+    Ok(amend(record, path.as_deref(), s.dir(), extra))
 }
 
 /// The first two bodies are corrupted (same length, bytes flipped), then correct: the processes that got a
@@ -245,7 +245,7 @@ pub fn corrupted_downloads_fail_some_processes_without_poisoning(
             vec!["skipped: the target declares no checksum option".into()],
         ));
     }
-    Ok(amend(record, path.as_deref(), extra))
+    Ok(amend(record, path.as_deref(), s.dir(), extra))
 }
 
 /// Quarantined files (moved aside by the target after they failed to load or to match) that are not a

@@ -312,13 +312,15 @@ fn publish(cfg: &Config, final_path: &Path, lock_path: &Path, progress: &mut Pro
     failpoints::check(failpoints::CACHE_BEFORE_RENAME, "rename", partial.path())?;
     let guard = crate::mutant_or!(UnlockBeforeRename => { drop(guard); None::<LockGuard> }, else guard);
     partial.persist(final_path)?;
+    // Right after the rename, whatever comes next: a crash here must find only verified bytes under
+    // the final name (the verify-after-rename mutant is what this point exposes).
+    failpoints::check(failpoints::CACHE_AFTER_RENAME, "rename", final_path)?;
     if !verify_first && let Err(e) = verify(cfg, &actual_sha, final_path, final_path) {
         fsio::remove_durable(final_path)?;
         return Err(e);
     }
     progress.download_phase = Some(Phase::since("download", download_start));
     log::info!("published {} ({} bytes)", final_path.display(), stats.bytes_received);
-    failpoints::check(failpoints::CACHE_AFTER_RENAME, "rename", final_path)?;
     drop(guard);
     Ok(())
 }

@@ -12,11 +12,8 @@
 //! Plus in-process baselines for the large model: SHA-256 of the bytes (what re-hashing every hit
 //! would add) and reading + parsing the ONNX file directly with tract (no cache at all).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -214,49 +211,22 @@ impl Bench {
     }
 }
 
-/// A loopback HTTP/1.1 server that answers `GET /models/large/large.onnx` with the model.
+/// The suite's loopback model server (`stress_tests::server`) with one route serving `body` at `MODEL_PATH`.
 struct Server {
+    _server: stress_tests::server::ModelServer,
+    route: stress_tests::server::RouteHandle,
     url: String,
-    requests: Arc<AtomicUsize>,
 }
 
 impl Server {
     fn start(body: Vec<u8>) -> Result<Server> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}{MODEL_PATH}", listener.local_addr()?);
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        std::thread::spawn(move || {
-            // Bounded; the thread ends with the bench process.
-            for stream in listener.incoming().take(10_000).flatten() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let _ = serve(stream, &body);
-            }
-        });
-        Ok(Server { url, requests })
+        let server = stress_tests::server::ModelServer::start()?;
+        let route = server.add_route(stress_tests::server::Route::new(MODEL_PATH, body));
+        let url = server.url(&route);
+        Ok(Server { _server: server, route, url })
     }
 
     fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.route.requests() as usize
     }
-}
-
-fn serve(stream: TcpStream, body: &[u8]) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    for _ in 0..100 {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let mut stream = stream;
-    if request_line.starts_with(&format!("GET {MODEL_PATH} ")) {
-        write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-        stream.write_all(body)?;
-    } else {
-        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    }
-    stream.flush()
 }

@@ -1,65 +1,29 @@
 //! `beaker cutout` end to end: the real binary against a loopback model server serving the large
 //! fixture, through both caches (cold, then warm), plus the failure classes cutout owns.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, ensure};
 
-/// A loopback HTTP/1.1 server answering every GET of `/models/large/large.onnx` with `body`.
+/// The suite's loopback model server (`stress_tests::server`) with one route serving `body` at `/models/large/large.onnx`.
 struct ModelServer {
+    _server: stress_tests::server::ModelServer,
+    route: stress_tests::server::RouteHandle,
     url: String,
-    requests: Arc<AtomicUsize>,
 }
 
 impl ModelServer {
     fn start(body: Vec<u8>) -> Result<ModelServer> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}/models/large/large.onnx", listener.local_addr()?);
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        std::thread::spawn(move || {
-            // Bounded: a test makes a handful of requests; the thread dies with the test process.
-            for stream in listener.incoming().take(256).flatten() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let _ = serve(stream, &body);
-            }
-        });
-        Ok(ModelServer { url, requests })
+        let server = stress_tests::server::ModelServer::start()?;
+        let route = server.add_route(stress_tests::server::Route::new("/models/large/large.onnx", body));
+        let url = server.url(&route);
+        Ok(ModelServer { _server: server, route, url })
     }
 
     fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.route.requests() as usize
     }
-}
-
-fn serve(stream: TcpStream, body: &[u8]) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Skip the headers (bounded).
-    for _ in 0..100 {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let mut stream = stream;
-    if request_line.starts_with("GET /models/large/large.onnx ") {
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-            body.len()
-        )?;
-        stream.write_all(body)?;
-    } else {
-        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    }
-    stream.flush()
 }
 
 /// A scratch world: cache dirs, fixtures, output dir.

@@ -31,7 +31,7 @@ use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, TierOpt
 use crate::errors::{EXIT_OK, EXIT_SETUP, Error, Result};
 use crate::nextest::Selection;
 use crate::run::TierRun;
-use crate::workspace::{Target, Workspace};
+use crate::workspace::{Target, TargetSource, Workspace};
 
 /// Parses `args` (as cargo passes them: `cargo-stress-cache stress-cache ...`), runs, and returns the
 /// exit code. Errors are printed here as one `error:` line (plus maybe one `help:` line).
@@ -178,6 +178,7 @@ fn run_tier(
         None => tier.tier.as_str().to_string(),
     };
     let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
+    let target_bin = pin_if_built(&setup.target, &run_dir, target_bin)?;
     let spec_path = rundir::write_spec(&run_dir, &setup.target.spec, &target_bin)?;
     let tier_run = TierRun {
         cargo: &setup.cargo,
@@ -305,6 +306,7 @@ fn mutants(
     let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
     let label = format!("mutants-{}", tier.tier.as_str());
     let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
+    let target_bin = pin_if_built(&setup.target, &run_dir, target_bin)?;
     let spec_path = rundir::write_spec(&run_dir, &setup.target.spec, &target_bin)?;
     let tier_run = TierRun {
         cargo: &setup.cargo,
@@ -324,4 +326,13 @@ fn mutants(
     }
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
     Ok(matrix.exit_code())
+}
+
+/// A binary cargo built is copied into the run dir (see [`rundir::pin_executable`]); a `--spec`
+/// program is run where it is installed, next to whatever it needs.
+fn pin_if_built(target: &Target, run_dir: &std::path::Path, executable: PathBuf) -> Result<PathBuf> {
+    match target.source {
+        TargetSource::Package { .. } => rundir::pin_executable(run_dir, &executable),
+        TargetSource::SpecFile { .. } => Ok(executable),
+    }
 }

@@ -68,6 +68,22 @@ pub fn subdir(parent: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Copies the built executable into `<run dir>/bin/` and returns the copy.
+///
+/// Why: cargo's uplifted binary (`target/debug/<bin>`) is replaced by the next `cargo build` or
+/// `cargo test` of that package in the same target dir, with whatever features that build had — a tier
+/// running meanwhile would silently stress a binary without failpoints. The run owns its copy.
+pub fn pin_executable(run_dir: &Path, executable: &Path) -> Result<PathBuf> {
+    let bin_dir = subdir(run_dir, "bin")?;
+    let name = executable.file_name().unwrap_or(std::ffi::OsStr::new("target"));
+    let pinned = bin_dir.join(name);
+    let staging = bin_dir.join(format!(".{}.copying", name.to_string_lossy()));
+    // Staged in the same directory, then renamed: the suite never sees a half-copied binary.
+    std::fs::copy(executable, &staging).map_err(|e| Error::io("copy the target executable", &staging, e))?;
+    std::fs::rename(&staging, &pinned).map_err(|e| Error::io("rename the target executable", &pinned, e))?;
+    Ok(pinned)
+}
+
 /// Writes the resolved target declaration as TOML (the file `STRESS_TARGET_SPEC` names), with
 /// `command` set to the absolute path of the executable to stress: the suite reads this file as a
 /// standalone spec (`TargetSpec::from_spec_file`, which requires `command`), and a relative command

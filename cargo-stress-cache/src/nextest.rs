@@ -167,8 +167,7 @@ fn exit_meaning(code: i32) -> &'static str {
 /// scenarios against *every* seeded bug itself) test the suite, not the target, so a tier or a
 /// mutants row does not run them. nextest unions several `-E`, so each user filterset is intersected.
 pub fn scenario_filtersets(user: &[String]) -> Vec<String> {
-    const SCENARIOS: &str =
-        "kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke)";
+    const SCENARIOS: &str = "kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/)";
     if user.is_empty() {
         return vec![SCENARIOS.to_string()];
     }
@@ -223,14 +222,14 @@ mod tests {
     fn user_filtersets_are_intersected_with_the_scenario_binaries() {
         assert_eq!(
             scenario_filtersets(&[]),
-            vec!["kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke)"]
+            vec!["kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/)"]
         );
         let user = vec!["test(crash)".to_string(), "binary(gc)".to_string()];
         assert_eq!(
             scenario_filtersets(&user),
             vec![
-                "kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke) & (test(crash))",
-                "kind(test) & !binary(server) & !binary(mutants_are_killed) & !binary(core_smoke) & (binary(gc))"
+                "kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/) & (test(crash))",
+                "kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/) & (binary(gc))"
             ]
         );
     }

@@ -15,9 +15,6 @@ use crate::scenario::{Scenario, ScenarioError};
 use crate::server::{FaultPlan, ModelServer, Route, RouteHandle};
 use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot};
 use crate::target::{ProcessPlan, Target};
-use crate::tier::TierConfig;
-
-use super::ScenarioOptions;
 
 /// Name of the check that a process holding a cache lock (alive, stopped) keeps every other process of
 /// that entry waiting. Not one of [`Invariant::ALL`]: it needs a process held at a failpoint, so only the
@@ -27,28 +24,8 @@ pub const LIVE_HOLDER_BLOCKS_OTHERS: &str = "live_lock_holder_blocks_others";
 /// Bound of every wait for an event (a process stopped, blocked on a lock, exited).
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A scenario on the shared target ([`Target::shared`]) with the options' mutant.
-pub fn scenario(name: &str, opts: &ScenarioOptions) -> Result<Scenario, ScenarioError> {
-    scenario_on(name, opts, Target::shared()?.clone())
-}
-
-/// A scenario on an explicit target (e.g. a second target) with the options' mutant.
-pub fn scenario_on(name: &str, opts: &ScenarioOptions, target: Target) -> Result<Scenario, ScenarioError> {
-    let mut tier = TierConfig::from_env()?;
-    // The options decide (`ScenarioOptions::from_env` reads `STRESS_MUTANT`): a clean run stays clean
-    // even when the environment names a mutant.
-    tier.mutant = opts.mutant.clone();
-    Scenario::with_target(name, target, tier)
-}
-
-/// A model server on loopback.
-pub fn server() -> Result<ModelServer, ScenarioError> {
-    ModelServer::start().map_err(|e| ScenarioError::Io {
-        action: "start the model server on",
-        path: "127.0.0.1:0".into(),
-        source: std::io::Error::other(e.to_string()),
-    })
-}
+// Scenario and server set-up are shared with the other scenario modules.
+pub use super::setup::{scenario, scenario_on, server};
 
 /// The first model identity of the target (models are used generically).
 pub fn first_model(s: &Scenario) -> String {

@@ -14,8 +14,14 @@ use super::ScenarioOptions;
 /// A scenario named `name` on the shared target, with the tier from the environment and the options'
 /// mutant (which every [`Scenario::writer`] plan then carries).
 pub fn scenario(name: &str, opts: &ScenarioOptions) -> Result<Scenario, ScenarioError> {
-    let target = Target::shared()?.clone();
+    scenario_on(name, opts, Target::shared()?.clone())
+}
+
+/// A scenario on an explicit target (e.g. a second target) with the options' mutant.
+pub fn scenario_on(name: &str, opts: &ScenarioOptions, target: Target) -> Result<Scenario, ScenarioError> {
     let mut tier = TierConfig::from_env()?;
+    // The options decide (`ScenarioOptions::from_env` reads `STRESS_MUTANT`): a clean run stays clean
+    // even when the environment names a mutant.
     tier.mutant = opts.mutant.clone();
     Scenario::with_target(name, target, tier)
 }

@@ -96,8 +96,10 @@ fn cargo_step(root: &Path, args: &[&str]) -> Result<()> {
 
 fn cargo_status(root: &Path, args: &[&str]) -> Result<std::process::ExitStatus> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    Command::new(cargo())
-        .args(args)
+    let mut cmd = Command::new(cargo());
+    // `cargo xtask` is a `cargo run`: its package variables must not reach nested builds.
+    stress_cache_metadata::cargo_env::scrub_package_env(&mut cmd);
+    cmd.args(args)
         .current_dir(root)
         .status()
         .with_context(|| format!("cannot run `cargo {}`", args.join(" ")))

@@ -118,6 +118,11 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Io], false);
     }
+    // The holder that is mid-download when the directory turns read-only receives the whole body and
+    // then cannot publish it; the next lock holder rightly downloads again, and the server can write a
+    // whole (small) body into loopback socket buffers before that client fails to create its partial.
+    // So the bound here is one body per writer, not one per model (that holds on a clean network).
+    run.body_bound(&small, n as u64);
     run.start_reader();
     let forced = overlap::hold_until_overlap_then(
         &run,

@@ -14,6 +14,7 @@ use crate::snapshot::{CacheSnapshot, Content};
 use crate::target::{PlanCommand, ProcessPlan};
 
 use super::ScenarioOptions;
+use super::phases::SharedModel;
 use super::phases::{self, Phase, PhaseInput};
 
 /// Clean processes of the concurrent recovery after a crash (before the `STRESS_PROCESSES` cap).
@@ -83,12 +84,8 @@ pub fn crash_at_then_recovers(
     if pre == Precondition::Gc && s.target().spec.gc_args.is_none() {
         return Ok(phases::not_applicable(&s, "the gc failpoint needs `gc-args`"));
     }
-    let target = s.target().clone();
-    let server = phases::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::default());
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target, server, model, route, url, cache } =
+        phases::shared_model(&s, FaultPlan::default())?;
     let compiled_dirs: Vec<PathBuf> = s.writer(0, &model, &url, &cache).compiled_dir.into_iter().collect();
     let reference = if target.spec.compiled.is_some() && failpoint.starts_with("compiled") {
         let reference_route = phases::serve_uncounted(&server, &target, &model, "reference");
@@ -261,12 +258,8 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     if !s.target().spec.features.checksum {
         return Ok(phases::not_applicable(&s, "the target takes no checksum (a corrupted body is a model)"));
     }
-    let target = s.target().clone();
-    let server = phases::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::new([Fault::Corrupt]));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target, server: _server, model, route, url, cache } =
+        phases::shared_model(&s, FaultPlan::new([Fault::Corrupt]))?;
 
     let before = phases::counts(&route);
     let armed_with: Vec<String> =

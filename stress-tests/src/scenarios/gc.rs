@@ -9,6 +9,7 @@ use crate::server::FaultPlan;
 use crate::target::{PlanCommand, ProcessPlan};
 
 use super::ScenarioOptions;
+use super::phases::SharedModel;
 use super::phases::{self, PhaseInput};
 
 /// Readers before the `STRESS_PROCESSES` cap.
@@ -30,12 +31,8 @@ pub fn gc_racing_with_readers_never_breaks_a_reader(
     let (Some(reader_fp), Some(pause)) = (fps.reader.clone(), fps.pause_action.clone()) else {
         return Ok(phases::not_applicable(&s, "the target declares no reader failpoint or no pause action"));
     };
-    let target = s.target().clone();
-    let server = phases::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::default());
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target, server: _server, model, route, url, cache } =
+        phases::shared_model(&s, FaultPlan::default())?;
     let warmup = s.writer(900, &model, &url, &cache).role("warmup");
     phases::setup_run(&mut s, &[warmup], "warmup")?;
 
@@ -101,12 +98,8 @@ pub fn gc_and_readers_released_together_never_break_a_reader(
     if s.target().spec.gc_args.is_none() {
         return Ok(phases::not_applicable(&s, "the target declares no gc-args"));
     }
-    let target = s.target().clone();
-    let server = phases::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::default());
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target: _, server: _server, model, route, url, cache } =
+        phases::shared_model(&s, FaultPlan::default())?;
     let warmup = s.writer(900, &model, &url, &cache).role("warmup");
     phases::setup_run(&mut s, &[warmup], "warmup")?;
 

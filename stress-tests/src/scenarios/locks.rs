@@ -15,6 +15,7 @@ use crate::snapshot::CacheSnapshot;
 use crate::target::ProcessPlan;
 
 use super::ScenarioOptions;
+use super::phases::SharedModel;
 use super::phases::{self, LIVE_HOLDER_BLOCKS_OTHERS, PhaseInput};
 
 /// Processes waiting behind the holder, before the `STRESS_PROCESSES` cap.
@@ -96,12 +97,8 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
             "needs before/after-rename failpoints, a pause action and lock files",
         ));
     };
-    let target = s.target().clone();
-    let server = phases::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::default());
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target, server: _server, model, route, url, cache } =
+        phases::shared_model(&s, FaultPlan::default())?;
     let armed = format!("{};{}", phases::arm(&before_rename, &pause), phases::arm(&after_rename, &pause));
     let holder = s.writer(0, &model, &url, &cache).failpoints(Some(&armed)).role("paused-writer");
     let n = s.tier().capped(WAITERS + 1).max(2);
@@ -197,12 +194,8 @@ pub fn live_lock_holder_blocks_others_and_a_killed_holder_releases(
             "needs an after-lock failpoint, a pause action and lock files",
         ));
     };
-    let target = s.target().clone();
-    let server = phases::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::default());
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target, server: _server, model, route, url, cache } =
+        phases::shared_model(&s, FaultPlan::default())?;
     let holder =
         s.writer(0, &model, &url, &cache).failpoints(Some(&phases::arm(&after_lock, &pause))).role("holder");
     let n = s.tier().capped(WAITERS + 1).max(2);

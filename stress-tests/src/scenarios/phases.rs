@@ -32,6 +32,34 @@ pub fn first_model(s: &Scenario) -> String {
     s.target().model_ids().into_iter().next().unwrap_or_default()
 }
 
+/// The set-up most phased scenarios start from: the target's first model served on loopback with `plan`,
+/// and one cache directory shared by every process of the scenario.
+pub struct SharedModel {
+    /// The target (a clone, so the scenario can be borrowed mutably meanwhile).
+    pub target: Target,
+    /// The server; keep it alive for the whole scenario.
+    pub server: ModelServer,
+    /// The model identity served.
+    pub model: String,
+    /// Its route (counters).
+    pub route: RouteHandle,
+    /// Its URL.
+    pub url: String,
+    /// The shared cache directory.
+    pub cache: PathBuf,
+}
+
+/// Starts [`SharedModel`] for scenario `s`.
+pub fn shared_model(s: &Scenario, plan: FaultPlan) -> Result<SharedModel, ScenarioError> {
+    let target = s.target().clone();
+    let server = server()?;
+    let model = first_model(s);
+    let route = serve(&server, &target, &model, plan);
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    Ok(SharedModel { target, server, model, route, url, cache })
+}
+
 /// Serves `model` under the target's path prefixed by `prefix` (`""` for the declared path), with the
 /// target's extra headers, a model id (so it counts as amplification) and a fault plan.
 pub fn serve(server: &ModelServer, target: &Target, model: &str, plan: FaultPlan) -> RouteHandle {

@@ -177,25 +177,14 @@ fn run_tier(
         Some(m) => format!("{}-mutant-{m}", tier.tier.as_str()),
         None => tier.tier.as_str().to_string(),
     };
-    let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
-    let target_bin = pin_if_built(&setup.target, &run_dir, target_bin)?;
-    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec, &target_bin)?;
-    let tier_run = TierRun {
-        cargo: &setup.cargo,
-        workspace_root: setup.workspace.root(),
-        target_dir: &setup.target_dir,
-        target_bin: &target_bin,
-        target_spec: &spec_path,
-        tier: tier.tier,
-        selection: selection(global, tier),
-        seed: tier.seed,
-        processes: tier.processes,
-    };
-    let mut agg = tier_run.run(&run_dir, repeat, mutant.as_deref(), &label)?;
+    let prepared = PreparedRun::create(&setup, tier, &label, target_bin)?;
+    let run_dir = &prepared.dir;
+    let tier_run = prepared.tier_run(&setup, global, tier);
+    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label)?;
     if let Some(base) = &baseline {
         agg.compare_with(base, global.threshold);
     }
-    finish(&agg, &run_dir, global)
+    finish(&agg, run_dir, global)
 }
 
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
@@ -305,27 +294,46 @@ fn mutants(
     // One build with both features serves the clean run too: without STRESS_MUTANT no bug is active.
     let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
     let label = format!("mutants-{}", tier.tier.as_str());
-    let run_dir = rundir::create(&setup.target_dir, &label, tier.run_dir.as_deref())?;
-    let target_bin = pin_if_built(&setup.target, &run_dir, target_bin)?;
-    let spec_path = rundir::write_spec(&run_dir, &setup.target.spec, &target_bin)?;
-    let tier_run = TierRun {
-        cargo: &setup.cargo,
-        workspace_root: setup.workspace.root(),
-        target_dir: &setup.target_dir,
-        target_bin: &target_bin,
-        target_spec: &spec_path,
-        tier: tier.tier,
-        selection: selection(global, tier),
-        seed: tier.seed,
-        processes: tier.processes,
-    };
-    let matrix = mutants::run(&tier_run, &run_dir, &chosen, keep_mutant_dirs)?;
+    let prepared = PreparedRun::create(&setup, tier, &label, target_bin)?;
+    let run_dir = &prepared.dir;
+    let tier_run = prepared.tier_run(&setup, global, tier);
+    let matrix = mutants::run(&tier_run, run_dir, &chosen, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
     for row in matrix.mutants.iter().filter(|m| !m.killed) {
         log::warn!("mutant `{}` survived: no invariant caught it", row.mutant);
     }
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
     Ok(matrix.exit_code())
+}
+
+/// The run directory of one invocation, with its own copy of the target and the spec the suite reads.
+struct PreparedRun {
+    dir: PathBuf,
+    target_bin: PathBuf,
+    spec: PathBuf,
+}
+
+impl PreparedRun {
+    fn create(setup: &Setup, tier: &TierOpts, label: &str, built: PathBuf) -> Result<Self> {
+        let dir = rundir::create(&setup.target_dir, label, tier.run_dir.as_deref())?;
+        let target_bin = pin_if_built(&setup.target, &dir, built)?;
+        let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
+        Ok(PreparedRun { dir, target_bin, spec })
+    }
+
+    fn tier_run<'a>(&'a self, setup: &'a Setup, global: &GlobalOpts, tier: &TierOpts) -> TierRun<'a> {
+        TierRun {
+            cargo: &setup.cargo,
+            workspace_root: setup.workspace.root(),
+            target_dir: &setup.target_dir,
+            target_bin: &self.target_bin,
+            target_spec: &self.spec,
+            tier: tier.tier,
+            selection: selection(global, tier),
+            seed: tier.seed,
+            processes: tier.processes,
+        }
+    }
 }
 
 /// A binary cargo built is copied into the run dir (see [`rundir::pin_executable`]); a `--spec`

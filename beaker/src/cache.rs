@@ -266,6 +266,10 @@ fn identity(path: &Path) -> Result<Option<(u64, u64)>> {
 /// rename → fsync dir → unlock.
 fn publish(cfg: &Config, final_path: &Path, lock_path: &Path, progress: &mut Progress) -> Result<()> {
     let wait_start = fsio::unix_ms_now();
+    let unlocked_cleanup: bool = crate::mutant_or!(CleanPartialsUnlocked => true, else false);
+    if unlocked_cleanup {
+        fsio::remove_stale_partials(final_path)?;
+    }
     let mut take_lock = || -> Result<Option<LockGuard>> {
         let (guard, waited) = LockGuard::exclusive(lock_path)?;
         progress.lock_wait += waited;

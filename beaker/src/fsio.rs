@@ -51,6 +51,10 @@ pub fn create_dir_all(dir: &Path) -> Result<()> {
 
 /// fsyncs a directory so that renames and unlinks in it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
+    let skip: bool = crate::mutant_or!(NoFsync => true, else false);
+    if skip {
+        return Ok(());
+    }
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| BeakerError::io("fsync directory", dir, e))
 }
 
@@ -141,6 +145,10 @@ impl Partial {
 
     /// fsyncs the file's contents.
     pub fn sync(&mut self) -> Result<()> {
+        let skip: bool = crate::mutant_or!(NoFsync => true, else false);
+        if skip {
+            return Ok(());
+        }
         self.file.sync_all().map_err(|e| BeakerError::io("fsync", &self.path, e))
     }
 
@@ -151,6 +159,11 @@ impl Partial {
 
     /// Renames the file to `final_path` (same directory) and fsyncs the directory.
     pub fn persist(mut self, final_path: &Path) -> Result<()> {
+        let copy: bool = crate::mutant_or!(CopyIntoFinal => self.path != final_path, else false);
+        if copy {
+            fs::copy(&self.path, final_path).map_err(|e| BeakerError::io("copy", final_path, e))?;
+            return Ok(());
+        }
         if self.path != final_path {
             rename_durable(&self.path, final_path)?;
         } else {

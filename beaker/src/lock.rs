@@ -80,6 +80,12 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        #[cfg(feature = "mutants")]
+        if self.kind == LockKind::Exclusive
+            && crate::mutants::active() == Some(crate::mutants::Mutant::UnlinkLockOnRelease)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
         // Closing the descriptor releases the lock too; unlocking first makes the release explicit.
         let _ = self.file.unlock();
     }

@@ -7,7 +7,9 @@ pub mod cargo_env;
 mod record;
 mod target;
 
-pub use record::{Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioRecord};
+pub use record::{
+    Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome, ScenarioRecord, Status,
+};
 pub use target::{
     CompiledCache, EnvNames, ExitCodes, Failpoints, Features, FilePatterns, Fixtures, LockKind, MetadataFile,
     Mutants, ServerLayout, SpecError, TargetSpec,

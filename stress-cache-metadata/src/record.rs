@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of [`ScenarioRecord`] written by this crate.
-pub const RECORD_SCHEMA_VERSION: u32 = 1;
+/// Version of [`ScenarioRecord`] written by this crate. Version 2: every invariant is held, violated or
+/// skipped (with a reason), setup errors are their own outcome, and a mutant run records whether the
+/// seeded bug was confirmed active.
+pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
 /// One scenario run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,17 +41,102 @@ pub struct ScenarioRecord {
     /// Where the scenario's temp dir was kept (failed runs only).
     #[serde(default)]
     pub kept_dir: Option<String>,
+    /// Setup errors: the scenario could not produce the situation it checks (a precondition not met, a
+    /// failpoint never reached, an overlap never forced, the target failed to start or rejected its
+    /// configuration). Any of them makes the run [`ScenarioOutcome::Error`]: not a verdict about the
+    /// target, and never a kill.
+    #[serde(default)]
+    pub setup_errors: Vec<String>,
+    /// Why the scenario did not apply to the target at all (nothing was run).
+    #[serde(default)]
+    pub not_applicable: Option<String>,
+    /// With a mutant: whether some process of the scenario confirmed the seeded bug was active (the
+    /// target's declared marker on stderr). `None` without a mutant.
+    #[serde(default)]
+    pub mutant_active: Option<bool>,
 }
 
 impl ScenarioRecord {
-    /// Whether every invariant held.
+    /// The scenario's outcome: error (setup) before failed (a violation) before passed.
+    pub fn outcome(&self) -> ScenarioOutcome {
+        if !self.setup_errors.is_empty() {
+            ScenarioOutcome::Error
+        } else if self.not_applicable.is_some() {
+            ScenarioOutcome::NotApplicable
+        } else if self.invariants.iter().any(InvariantResult::is_violated) {
+            ScenarioOutcome::Failed
+        } else {
+            ScenarioOutcome::Passed
+        }
+    }
+
+    /// Whether the scenario passed: no setup error, no violation, and it applied.
     pub fn passed(&self) -> bool {
-        self.invariants.iter().all(|i| i.held)
+        self.outcome() == ScenarioOutcome::Passed
     }
 
     /// Names of the violated invariants.
     pub fn violated(&self) -> Vec<&str> {
-        self.invariants.iter().filter(|i| !i.held).map(|i| i.name.as_str()).collect()
+        self.invariants.iter().filter(|i| i.is_violated()).map(|i| i.name.as_str()).collect()
+    }
+
+    /// Names of the invariants that held.
+    pub fn held(&self) -> Vec<&str> {
+        self.invariants.iter().filter(|i| i.status == Status::Held).map(|i| i.name.as_str()).collect()
+    }
+
+    /// Names of the skipped invariants.
+    pub fn skipped(&self) -> Vec<&str> {
+        self.invariants.iter().filter(|i| i.status == Status::Skipped).map(|i| i.name.as_str()).collect()
+    }
+}
+
+/// How one scenario run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioOutcome {
+    /// Every checked invariant held.
+    Passed,
+    /// Some invariant was violated.
+    Failed,
+    /// The scenario could not set up what it checks (see [`ScenarioRecord::setup_errors`]).
+    Error,
+    /// The scenario does not apply to the target (see [`ScenarioRecord::not_applicable`]).
+    NotApplicable,
+}
+
+impl ScenarioOutcome {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioOutcome::Passed => "passed",
+            ScenarioOutcome::Failed => "failed",
+            ScenarioOutcome::Error => "error",
+            ScenarioOutcome::NotApplicable => "not-applicable",
+        }
+    }
+}
+
+/// An invariant's status in one scenario run. "Not observed" is `Skipped`, never `Held`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Checked against an observation, and it held.
+    Held,
+    /// Checked, and violated: the evidence says where.
+    Violated,
+    /// Not checked: the reason says why (does not apply, not observable for this target).
+    Skipped,
+}
+
+impl Status {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Held => "held",
+            Status::Violated => "violated",
+            Status::Skipped => "skipped",
+        }
     }
 }
 
@@ -58,11 +145,62 @@ impl ScenarioRecord {
 pub struct InvariantResult {
     /// Stable snake_case name, e.g. `no_partial_content`.
     pub name: String,
-    /// Whether it held.
-    pub held: bool,
-    /// Evidence: files, hashes, pids, stderr excerpts (empty when it held).
+    /// Held, violated or skipped.
+    pub status: Status,
+    /// Evidence: files, hashes, pids, stderr excerpts (what was observed; for a violation, where).
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// Why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl InvariantResult {
+    /// A checked invariant: violated when `evidence` is non-empty.
+    pub fn checked(name: &str, evidence: Vec<String>) -> Self {
+        let status = if evidence.is_empty() { Status::Held } else { Status::Violated };
+        InvariantResult { name: name.to_string(), status, evidence, reason: None }
+    }
+
+    /// A checked invariant that held, with what was observed (a positive check's witness).
+    pub fn held_with(name: &str, observed: Vec<String>) -> Self {
+        InvariantResult { name: name.to_string(), status: Status::Held, evidence: observed, reason: None }
+    }
+
+    /// An invariant that was not checked, and why.
+    pub fn skipped(name: &str, reason: impl Into<String>) -> Self {
+        InvariantResult {
+            name: name.to_string(),
+            status: Status::Skipped,
+            evidence: Vec::new(),
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// Whether it was violated.
+    pub fn is_violated(&self) -> bool {
+        self.status == Status::Violated
+    }
+
+    /// Merges another verdict of the same invariant (e.g. from another phase): violated wins over held,
+    /// held over skipped; evidence is appended with `label` in front.
+    pub fn merge(&mut self, other: InvariantResult, label: Option<&str>) {
+        use Status::*;
+        self.status = match (self.status, other.status) {
+            (Violated, _) | (_, Violated) => Violated,
+            (Held, _) | (_, Held) => Held,
+            (Skipped, Skipped) => Skipped,
+        };
+        if self.status != Skipped {
+            self.reason = None;
+        } else if self.reason.is_none() {
+            self.reason = other.reason;
+        }
+        self.evidence.extend(other.evidence.into_iter().map(|e| match label {
+            Some(l) => format!("[{l}] {e}"),
+            None => e,
+        }));
+    }
 }
 
 /// Figures of one run. Latencies are per process, from the common start to exit.

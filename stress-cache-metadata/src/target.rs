@@ -178,7 +178,7 @@ pub struct CompiledCache {
 }
 
 /// What the target can do.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Features {
     /// The target accepts an expected checksum.
@@ -193,6 +193,20 @@ pub struct Features {
     /// The target validates a model by loading it (so served bytes must be real fixtures).
     #[serde(default)]
     pub loads_model: bool,
+    /// The target promises durability: published bytes are fsynced before the rename that publishes them,
+    /// and the directory after it. `false` reports `published_durably` as skipped, not violated.
+    #[serde(default = "yes")]
+    pub durable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features { checksum: false, failpoints: None, mutants: None, loads_model: false, durable: true }
+    }
 }
 
 /// Exit codes by failure class.
@@ -279,6 +293,21 @@ pub struct Failpoints {
 pub struct Mutants {
     /// Mutant names.
     pub names: Vec<String>,
+    /// A line the target prints on stderr when a seeded bug is active, with `{mutant}` for its name. A
+    /// mutant counts as run (and so can count as killed) only where a process printed it: a build without
+    /// the mutants feature, or a name the target ignores, is "not run", never "killed".
+    pub active_marker: String,
+    /// For each mutant, the scenarios expected to kill it (record names). A kill elsewhere only is shown
+    /// as such, not as "killed where expected".
+    #[serde(default)]
+    pub killed_by: BTreeMap<String, Vec<String>>,
+}
+
+impl Mutants {
+    /// The marker line for `mutant`.
+    pub fn marker_for(&self, mutant: &str) -> String {
+        self.active_marker.replace("{mutant}", mutant)
+    }
 }
 
 /// How to produce fixtures.
@@ -351,6 +380,14 @@ impl TargetSpec {
             && fixtures.models.len() < 2
         {
             return invalid("`fixtures.models` needs at least two models".into());
+        }
+        if let Some(m) = &self.mutants {
+            if !m.active_marker.contains("{mutant}") {
+                return invalid("`mutants.active-marker` must contain `{mutant}`".into());
+            }
+            if let Some(unknown) = m.killed_by.keys().find(|k| !m.names.contains(k)) {
+                return invalid(format!("`mutants.killed-by` names undeclared mutant `{unknown}`"));
+            }
         }
         Ok(())
     }

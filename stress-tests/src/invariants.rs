@@ -272,7 +272,7 @@ pub struct Observations<'a> {
 }
 
 fn result(invariant: Invariant, evidence: Vec<String>) -> InvariantResult {
-    InvariantResult { name: invariant.name().to_string(), held: evidence.is_empty(), evidence }
+    InvariantResult::checked(invariant.name(), evidence)
 }
 
 fn excerpt(outcome: &ProcessOutcome) -> String {
@@ -491,7 +491,7 @@ pub fn assert_all_held(scenario: &str, results: &[InvariantResult]) {
 
 /// [`assert_all_held`], appending `notes` (e.g. where the record and the kept dir are) to the message.
 pub fn assert_all_held_with_notes(scenario: &str, results: &[InvariantResult], notes: &[String]) {
-    let violated: Vec<&InvariantResult> = results.iter().filter(|r| !r.held).collect();
+    let violated: Vec<&InvariantResult> = results.iter().filter(|r| r.is_violated()).collect();
     if violated.is_empty() {
         return;
     }
@@ -624,11 +624,12 @@ mod tests {
             .iter()
             .find(|r| r.name == invariant.name())
             .unwrap_or_else(|| panic!("{invariant} not reported"))
-            .held
+            .status
+            == stress_cache_metadata::Status::Held
     }
 
     fn violated(results: &[InvariantResult]) -> Vec<&str> {
-        results.iter().filter(|r| !r.held).map(|r| r.name.as_str()).collect()
+        results.iter().filter(|r| r.is_violated()).map(|r| r.name.as_str()).collect()
     }
 
     /// A clean cache (one complete final, a free lock, metadata naming the right model) passes everything.
@@ -881,7 +882,7 @@ mod tests {
     fn assert_all_held_lists_violations() {
         assert_all_held(
             "s",
-            &[InvariantResult { name: "no_lock_held".into(), held: false, evidence: vec!["x.lock".into()] }],
+            &[InvariantResult::checked("no_lock_held", vec!["x.lock".into()])],
         );
     }
 }

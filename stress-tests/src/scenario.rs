@@ -426,7 +426,7 @@ impl ScenarioRun<'_> {
             recovery: self.recovery.as_ref(),
         };
         let mut results = invariants::check(&obs);
-        let failed = results.iter().any(|r| !r.held);
+        let failed = results.iter().any(|r| r.is_violated());
         let results_dir = record::results_dir(target);
         let root = self.scenario.root.path().to_path_buf();
         let kept = if failed { keep_dir(&root, &self.scenario.name, &results_dir) } else { None };

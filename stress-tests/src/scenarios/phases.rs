@@ -209,12 +209,12 @@ pub fn check_phase(s: &Scenario, input: PhaseInput<'_>) -> Phase {
 
 /// A result under `name`, held when `evidence` is empty.
 pub fn verdict(name: &str, evidence: Vec<String>) -> InvariantResult {
-    InvariantResult { name: name.to_string(), held: evidence.is_empty(), evidence }
+    InvariantResult::checked(name, evidence)
 }
 
 /// A positive check that held, with what it saw (e.g. the lock probe saw a live holder's lock).
 pub fn held_with(name: &str, evidence: Vec<String>) -> InvariantResult {
-    InvariantResult { name: name.to_string(), held: true, evidence }
+    InvariantResult::held_with(name, evidence)
 }
 
 /// Merges intermediate phases and extra results into the final record (an invariant holds only if it

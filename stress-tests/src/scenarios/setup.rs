@@ -67,10 +67,10 @@ pub fn model_route(target: &Target, model: &str, plan: FaultPlan) -> Route {
 
 /// A scenario-specific verdict: held when `evidence` is empty.
 pub fn verdict(name: &str, evidence: Vec<String>) -> InvariantResult {
-    InvariantResult { name: name.to_string(), held: evidence.is_empty(), evidence }
+    InvariantResult::checked(name, evidence)
 }
 
 /// A note in the record that is not a failure (e.g. how an overlap was forced).
 pub fn note(name: &str, evidence: Vec<String>) -> InvariantResult {
-    InvariantResult { name: name.to_string(), held: true, evidence }
+    InvariantResult::held_with(name, evidence)
 }

@@ -125,6 +125,10 @@ fn attempt_once(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
+                let unwrap: bool = crate::mutant_or!(UnwrapReadError => true, else false);
+                if unwrap {
+                    panic!("reading the response body failed: {e}");
+                }
                 read_error = Some(e);
                 break;
             }

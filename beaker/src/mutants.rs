@@ -45,6 +45,11 @@ pub enum Mutant {
     /// `copy-into-final`: the verified partial is copied into the final name (create, truncate, write)
     /// instead of renamed: the final name holds a growing file for a while.
     CopyIntoFinal,
+    /// `unwrap-read-error`: a failed read of the response body (reset, early close) panics instead of
+    /// being retried.
+    UnwrapReadError,
+    /// `quarantine-noop`: moving a bad final aside does nothing, so the refetch finds the same bad file.
+    QuarantineNoop,
 }
 
 impl Mutant {
@@ -65,6 +70,8 @@ impl Mutant {
         Mutant::UnlinkLockOnRelease,
         Mutant::CleanPartialsUnlocked,
         Mutant::CopyIntoFinal,
+        Mutant::UnwrapReadError,
+        Mutant::QuarantineNoop,
     ];
 
     /// The name used in `BEAKER_MUTANT` and in the stress declaration.
@@ -85,6 +92,8 @@ impl Mutant {
             Mutant::UnlinkLockOnRelease => "unlink-lock-on-release",
             Mutant::CleanPartialsUnlocked => "clean-partials-unlocked",
             Mutant::CopyIntoFinal => "copy-into-final",
+            Mutant::UnwrapReadError => "unwrap-read-error",
+            Mutant::QuarantineNoop => "quarantine-noop",
         }
     }
 

@@ -439,7 +439,7 @@ impl Fleet {
 
     /// Whether `pid` is stopped (state `T` in `/proc/<pid>/stat`), e.g. parked by a `pause` failpoint.
     pub fn is_stopped(&self, pid: u32) -> bool {
-        proc_state(pid) == Some('T')
+        is_job_stopped(pid)
     }
 
     /// Resumes a stopped process (SIGCONT).
@@ -647,7 +647,29 @@ fn watchdog(shared: Arc<Shared>, deadline: Duration) {
     }
 }
 
-/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `D`, `T`, `Z`, ...), if the process exists.
+/// Whether `pid` is stopped by a stop signal (job-control stop). Under the file-system tracer a process
+/// shows state `t` both in such a stop and, for microseconds, at every traced syscall; the tracer traces
+/// no `kill`/`tkill`/`tgkill`, so a `t` stop inside one of those (a process that raised SIGSTOP on
+/// itself, as a pause failpoint does) or outside any syscall (stopped from outside) is the job-control
+/// stop, and a `t` inside any other syscall is the tracer at work.
+pub fn is_job_stopped(pid: u32) -> bool {
+    match proc_state(pid) {
+        Some('T') => true,
+        Some('t') => {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else { return false };
+            match text.split_whitespace().next() {
+                Some("-1") => true,
+                Some(nr) => nr.parse::<i64>().is_ok_and(|nr| {
+                    nr == libc::SYS_kill || nr == libc::SYS_tkill || nr == libc::SYS_tgkill
+                }),
+                None => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `T`, `t`, `Z`, ...).
 pub fn proc_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use stress_cache_metadata::FilePatterns;
 
 use crate::pattern::FilePattern;
 use crate::snapshot::walk;
@@ -121,6 +123,83 @@ pub fn holding(lines: &[LockLine], pids: &[u32], files: &BTreeSet<FileId>) -> BT
         .filter_map(|l| u32::try_from(l.pid).ok())
         .filter(|pid| pids.contains(pid))
         .collect()
+}
+
+/// A file some live process has open for writing (from `/proc/<pid>/fd` and `fdinfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenForWrite {
+    /// The process.
+    pub pid: u32,
+    /// The file (as the kernel names it; ` (deleted)` when unlinked).
+    pub path: PathBuf,
+    /// Opened with `O_APPEND`.
+    pub append: bool,
+}
+
+/// Files under `dir` that `pids` have open with write access (`O_WRONLY`/`O_RDWR`), except those matching
+/// `except` (e.g. lock files, which are opened read-write only to lock them).
+pub fn open_for_write(pids: &[u32], dir: &Path, except: Option<&FilePattern>) -> Vec<OpenForWrite> {
+    let mut out = Vec::new();
+    for &pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten().take(4096) {
+            let Ok(path) = std::fs::read_link(fd.path()) else { continue };
+            let Ok(relative) = path.strip_prefix(dir) else { continue };
+            if except.is_some_and(|p| p.matches(relative)) {
+                continue;
+            }
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()));
+            let flags = info.ok().and_then(|text| {
+                let flags = text.lines().find_map(|l| l.strip_prefix("flags:"))?.trim().to_string();
+                u32::from_str_radix(&flags, 8).ok()
+            });
+            if let Some(f) = flags.filter(|f| f & 0b11 != 0) {
+                out.push(OpenForWrite { pid, path, append: f & 0o2000 != 0 });
+            }
+        }
+    }
+    out
+}
+
+/// Live check of "every writer holds the entry's exclusive lock": each of `pids` that has a data file of
+/// `dir` open for writing must hold an exclusive (`WRITE`) lock on one of `dir`'s lock files right now.
+/// Returns (checks made, witnesses, violations).
+pub fn writers_hold_exclusive_locks(
+    pids: &[u32],
+    dir: &Path,
+    files: &FilePatterns,
+) -> (usize, Vec<String>, Vec<String>) {
+    let Some(lock_pattern) = files.lock.as_deref() else { return (0, Vec::new(), Vec::new()) };
+    let pattern = FilePattern::new(lock_pattern);
+    let final_ = FilePattern::new(&files.final_);
+    // A final opened to append is a reader bumping its mtime under a shared lock (LRU), not a download.
+    let writers: Vec<OpenForWrite> = open_for_write(pids, dir, Some(&pattern))
+        .into_iter()
+        .filter(|w| !(w.append && w.path.strip_prefix(dir).is_ok_and(|r| final_.matches(r))))
+        .collect();
+    if writers.is_empty() {
+        return (0, Vec::new(), Vec::new());
+    }
+    let ids = lock_file_ids(dir, lock_pattern);
+    let lines = read_proc_locks().unwrap_or_default();
+    let (mut witnesses, mut evidence) = (Vec::new(), Vec::new());
+    for w in &writers {
+        let holds = lines.iter().any(|l| {
+            !l.blocked && l.write && i64::from(w.pid) == l.pid && ids.contains(&l.file())
+        });
+        if holds {
+            witnesses.push(format!("pid {} writing {} holds an exclusive lock of the cache", w.pid, w.path.display()));
+        } else {
+            evidence.push(format!(
+                "pid {} is writing {} without holding an exclusive lock on any lock file of {} ({})",
+                w.pid,
+                w.path.display(),
+                dir.display(),
+                lock_pattern
+            ));
+        }
+    }
+    (writers.len(), witnesses, evidence)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use stress_cache_metadata::FilePatterns;
+
 use crate::pattern::FilePattern;
 use crate::snapshot::{Content, classify, walk};
 use crate::target::ModelFixture;
@@ -35,16 +37,24 @@ pub struct ReaderProbe {
 }
 
 impl ReaderProbe {
-    /// Starts reading every file matching `final_pattern` under each of `dirs` until [`ReaderProbe::stop`]
-    /// or `deadline`.
+    /// Starts reading every final artifact (the final pattern, minus anything a lock, partial or quarantine
+    /// pattern also matches: a reader never reads a lock as content) under each of `dirs` until
+    /// [`ReaderProbe::stop`] or `deadline`.
     pub fn start(
         dirs: Vec<PathBuf>,
-        final_pattern: &str,
+        files: &FilePatterns,
         models: BTreeMap<String, ModelFixture>,
         deadline: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<()>();
-        let pattern = FilePattern::new(final_pattern);
+        let pattern = FinalOnly {
+            final_: FilePattern::new(&files.final_),
+            not: [Some(&files.partial), files.lock.as_ref(), files.quarantine.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|p| FilePattern::new(p))
+                .collect(),
+        };
         let handle = std::thread::Builder::new()
             .name("reader-probe".into())
             .spawn(move || run(dirs, pattern, models, deadline, rx))
@@ -69,9 +79,21 @@ impl Drop for ReaderProbe {
     }
 }
 
+/// The final pattern without the other roles' files.
+struct FinalOnly {
+    final_: FilePattern,
+    not: Vec<FilePattern>,
+}
+
+impl FinalOnly {
+    fn matches(&self, relative: &std::path::Path) -> bool {
+        self.final_.matches(relative) && !self.not.iter().any(|p| p.matches(relative))
+    }
+}
+
 fn run(
     dirs: Vec<PathBuf>,
-    pattern: FilePattern,
+    pattern: FinalOnly,
     models: BTreeMap<String, ModelFixture>,
     deadline: Duration,
     stop: mpsc::Receiver<()>,
@@ -126,6 +148,22 @@ mod tests {
     use super::*;
     use crate::target::blob_models;
 
+    fn bin_files() -> FilePatterns {
+        toml::from_str("final = \"*.bin\"\npartial = \"*.partial\"\nlock = \"*.bin.lock\"").unwrap()
+    }
+
+    #[test]
+    fn never_reads_a_lock_file_as_content_even_when_the_final_pattern_matches_it() {
+        let models = blob_models();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alpha"), &models["alpha"].bytes).unwrap();
+        std::fs::write(dir.path().join("alpha.lock"), b"").unwrap();
+        let files: FilePatterns = toml::from_str("final = \"*\"\npartial = \"*.part\"\nlock = \"*.lock\"").unwrap();
+        let report = ReaderProbe::start(vec![dir.path().to_path_buf()], &files, models, Duration::from_secs(5)).stop();
+        assert!(report.bad_reads.is_empty(), "{:?}", report.bad_reads);
+        assert_eq!(report.complete_reads, 1);
+    }
+
     #[test]
     fn reports_a_prefix_visible_under_a_final_name() {
         let models = blob_models();
@@ -134,7 +172,7 @@ mod tests {
         std::fs::write(dir.path().join("beta.bin"), &models["beta"].bytes).unwrap();
         std::fs::write(dir.path().join("beta.bin.1-2.partial"), b"ignored: not a final name").unwrap();
         let probe =
-            ReaderProbe::start(vec![dir.path().to_path_buf()], "*.bin", models, Duration::from_secs(5));
+            ReaderProbe::start(vec![dir.path().to_path_buf()], &bin_files(), models, Duration::from_secs(5));
         let report = probe.stop();
         assert!(report.scans >= 1);
         assert_eq!(report.complete_reads, 1);
@@ -148,7 +186,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("alpha.bin"), &models["alpha"].bytes).unwrap();
         let probe =
-            ReaderProbe::start(vec![dir.path().to_path_buf()], "*.bin", models, Duration::from_secs(5));
+            ReaderProbe::start(vec![dir.path().to_path_buf()], &bin_files(), models, Duration::from_secs(5));
         let report = probe.stop();
         assert!(report.bad_reads.is_empty());
         assert_eq!(report.complete_reads, 1, "a complete file is read once, then recognised by identity");

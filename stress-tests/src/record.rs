@@ -127,6 +127,9 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         figures,
         process_runs: runs,
         kept_dir: input.kept_dir.map(|p| p.display().to_string()),
+        setup_errors: Vec::new(),
+        not_applicable: None,
+        mutant_active: None,
     }
 }
 
@@ -191,6 +194,9 @@ mod tests {
             figures: Figures::default(),
             process_runs: vec![],
             kept_dir: None,
+            setup_errors: vec![],
+            not_applicable: None,
+            mutant_active: None,
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -73,8 +73,10 @@ pub fn walk(dir: &Path) -> Vec<WalkEntry> {
 pub enum Content {
     /// Exactly the model's bytes.
     Complete(String),
-    /// A strict prefix (possibly empty) of the model's bytes, with its length.
+    /// A strict, non-empty prefix of the model's bytes, with its length.
     Prefix(String, u64),
+    /// No bytes at all (an empty lock or sidecar file is not a "prefix" of a model).
+    Empty,
     /// Same length as the model but different bytes, or (64 B or more) at least half of its bytes equal to
     /// the model's at the same offsets (truncated-and-flipped, or extended).
     Corrupted(String),
@@ -89,7 +91,16 @@ impl Content {
             Content::Complete(m) => format!("complete({m})"),
             Content::Prefix(m, n) => format!("prefix({m}, {n} B)"),
             Content::Corrupted(m) => format!("corrupted({m})"),
+            Content::Empty => "empty".to_string(),
             Content::Unrelated => "unrelated".to_string(),
+        }
+    }
+
+    /// The model this content is (a copy, prefix or corruption of), if any.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Content::Complete(m) | Content::Prefix(m, _) | Content::Corrupted(m) => Some(m),
+            Content::Empty | Content::Unrelated => None,
         }
     }
 
@@ -101,6 +112,9 @@ impl Content {
 
 /// Classifies `bytes` against the models (exact match, then strict prefix, then corrupted, else unrelated).
 pub fn classify(bytes: &[u8], models: &BTreeMap<String, ModelFixture>) -> Content {
+    if bytes.is_empty() {
+        return Content::Empty;
+    }
     let sha = sha256_hex(bytes);
     if let Some(m) = models.values().find(|m| m.sha256 == sha && m.bytes.len() == bytes.len()) {
         return Content::Complete(m.id.clone());
@@ -198,8 +212,9 @@ pub struct CacheSnapshot {
     pub files: Vec<FileEntry>,
     /// Lock files.
     pub locks: Vec<LockEntry>,
-    /// Files the target moved aside on purpose (not cache content).
-    pub quarantined: Vec<PathBuf>,
+    /// Files the target moved aside on purpose (quarantine), classified too: they are not cache content,
+    /// but a quarantined file that is not a complete model was once published under a final name.
+    pub quarantined: Vec<FileEntry>,
     /// Files that vanished or could not be read during the walk.
     pub unreadable: Vec<String>,
 }
@@ -224,12 +239,9 @@ impl CacheSnapshot {
                 snapshot.locks.push(LockEntry { relative: entry.relative, path: entry.path, held });
                 continue;
             }
-            if quarantine.as_ref().is_some_and(|p| p.matches(&entry.relative)) {
-                snapshot.quarantined.push(entry.path);
-                continue;
-            }
+            let quarantined = quarantine.as_ref().is_some_and(|p| p.matches(&entry.relative));
             match fs::read(&entry.path) {
-                Ok(bytes) => snapshot.files.push(FileEntry {
+                Ok(bytes) => (if quarantined { &mut snapshot.quarantined } else { &mut snapshot.files }).push(FileEntry {
                     is_final: final_.matches(&entry.relative),
                     is_partial: partial.matches(&entry.relative),
                     len: bytes.len() as u64,
@@ -262,6 +274,11 @@ impl CacheSnapshot {
     /// Prefixes and corrupted copies.
     pub fn partial_or_corrupt(&self) -> Vec<&FileEntry> {
         self.files.iter().filter(|f| f.content.is_partial_or_corrupt()).collect()
+    }
+
+    /// Quarantined files, classified.
+    pub fn quarantined(&self) -> &[FileEntry] {
+        &self.quarantined
     }
 
     /// Locks held now.

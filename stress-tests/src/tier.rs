@@ -85,6 +85,9 @@ pub struct TierConfig {
     pub seed: u64,
     /// `STRESS_MUTANT`: seeded bug every process runs with.
     pub mutant: Option<String>,
+    /// `STRESS_TRACE` (`on` by default, `off`): record every target process's file-system operations.
+    /// Off, the trace invariants are reported as skipped, never as held.
+    pub trace: bool,
 }
 
 impl TierConfig {
@@ -120,7 +123,18 @@ impl TierConfig {
             _ => DEFAULT_SEED,
         };
         let mutant = lookup("STRESS_MUTANT").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        Ok(TierConfig { tier, process_cap, seed, mutant })
+        let trace = match lookup("STRESS_TRACE").as_deref().map(str::trim) {
+            None | Some("") | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(TierError::BadNumber {
+                    var: "STRESS_TRACE",
+                    value: other.to_string(),
+                    expected: "`on` or `off`",
+                });
+            }
+        };
+        Ok(TierConfig { tier, process_cap, seed, mutant, trace })
     }
 
     /// Processes for a contention scenario: the tier's count, capped by `STRESS_PROCESSES`.
@@ -175,6 +189,9 @@ mod tests {
         assert!(e.contains("weekly") && e.contains("pr") && e.contains("nightly"), "{e}");
         assert!(config(&[("STRESS_PROCESSES", "0")]).is_err());
         assert!(config(&[("STRESS_SEED", "abc")]).is_err());
+        assert!(config(&[("STRESS_PROCESSES", "abc")]).is_err());
+        assert!(config(&[("STRESS_TRACE", "maybe")]).is_err());
+        assert!(!config(&[("STRESS_TRACE", "off")]).unwrap().trace);
     }
 
     #[test]

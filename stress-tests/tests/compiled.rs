@@ -1,10 +1,8 @@
-//! The compiled-model cache under contention.
+//! The compiled-model cache under contention (see `stress_tests::scenarios::compiled`).
 
-use stress_tests::scenarios::{ScenarioOptions, assert_held, compiled};
+use stress_tests::scenarios::run_and_assert;
 
 #[test]
 fn compiled_cache_concurrency_builds_each_entry_once() {
-    let record = compiled::compiled_cache_concurrency_builds_each_entry_once(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("compiled_cache_concurrency_builds_each_entry_once");
 }

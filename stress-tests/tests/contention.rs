@@ -1,42 +1,35 @@
 //! Contention scenarios (see `stress_tests::scenarios::contention`): each test runs one scenario with the
-//! options from the environment (`STRESS_MUTANT`) and fails listing every violated invariant.
+//! options from the environment (`STRESS_MUTANT`) and fails listing its setup errors or every violated
+//! invariant.
 
-use stress_tests::scenarios::{ScenarioOptions, assert_held, contention};
+use stress_tests::scenarios::run_and_assert;
 
 #[test]
 fn same_model_from_n_processes_downloads_once() {
-    let record = contention::same_model_from_n_processes_downloads_once(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("same_model_from_n_processes_downloads_once");
 }
 
 #[test]
 fn different_models_in_parallel_share_one_cache() {
-    let record = contention::different_models_in_parallel_share_one_cache(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("different_models_in_parallel_share_one_cache");
 }
 
 #[test]
 fn same_file_name_with_different_bytes_stays_isolated() {
-    let record = contention::same_file_name_with_different_bytes_stays_isolated(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("same_file_name_with_different_bytes_stays_isolated");
 }
 
 #[test]
 fn one_cache_per_process_downloads_once_per_cache() {
-    let record = contention::one_cache_per_process_downloads_once_per_cache(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("one_cache_per_process_downloads_once_per_cache");
 }
 
 #[test]
 fn cache_dir_created_emptied_and_made_unwritable_while_running() {
-    let record =
-        stress_tests::scenarios::cache_dir::cache_dir_created_emptied_and_made_unwritable_while_running(
-            &ScenarioOptions::from_env(),
-        )
-        .expect("scenario setup (needs root with CAP_SYS_ADMIN to mount tmpfs)");
-    assert_held(&record);
+    run_and_assert("cache_dir_created_emptied_and_made_unwritable_while_running");
+}
+
+#[test]
+fn late_joiners_while_a_download_is_in_flight() {
+    run_and_assert("late_joiners_while_a_download_is_in_flight");
 }

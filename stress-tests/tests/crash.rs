@@ -1,7 +1,7 @@
 //! Crash at every failpoint the target declares, then recovery; a corrupted body never reaches a final
 //! name, even when the process dies right after the rename.
 
-use stress_tests::scenarios::{ScenarioOptions, assert_held, crash};
+use stress_tests::scenarios::{crash, run_and_assert};
 use stress_tests::target::Target;
 
 /// One test per failpoint beaker declares (a target that does not declare one prints why and passes).
@@ -12,9 +12,7 @@ macro_rules! crash_then_recovers {
         $(
             #[test]
             fn $test() {
-                let record = crash::crash_at_then_recovers(&ScenarioOptions::from_env(), $failpoint)
-                    .expect("scenario setup");
-                assert_held(&record);
+                run_and_assert(&crash::scenario_name($failpoint));
             }
         )*
     };
@@ -41,15 +39,11 @@ fn crash_at_every_other_declared_failpoint_then_recovers() {
         println!("every failpoint of {} has its own test", target.spec.display_name());
     }
     for failpoint in others {
-        let record =
-            crash::crash_at_then_recovers(&ScenarioOptions::from_env(), &failpoint).expect("scenario setup");
-        assert_held(&record);
+        run_and_assert(&crash::scenario_name(&failpoint));
     }
 }
 
 #[test]
 fn corrupt_body_never_reaches_a_final_name_even_on_crash() {
-    let record = crash::corrupt_body_never_reaches_a_final_name_even_on_crash(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("corrupt_body_never_reaches_a_final_name_even_on_crash");
 }

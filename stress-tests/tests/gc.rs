@@ -1,17 +1,13 @@
-//! gc racing with readers.
+//! gc racing with readers (see `stress_tests::scenarios::gc`).
 
-use stress_tests::scenarios::{ScenarioOptions, assert_held, gc};
+use stress_tests::scenarios::run_and_assert;
 
 #[test]
 fn gc_racing_with_readers_never_breaks_a_reader() {
-    let record = gc::gc_racing_with_readers_never_breaks_a_reader(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("gc_racing_with_readers_never_breaks_a_reader");
 }
 
 #[test]
 fn gc_and_readers_released_together_never_break_a_reader() {
-    let record = gc::gc_and_readers_released_together_never_break_a_reader(&ScenarioOptions::from_env())
-        .expect("scenario setup");
-    assert_held(&record);
+    run_and_assert("gc_and_readers_released_together_never_break_a_reader");
 }

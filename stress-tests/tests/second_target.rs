@@ -11,10 +11,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord, Status};
 use stress_tests::invariants::Invariant;
 use stress_tests::scenario::Scenario;
-use stress_tests::scenarios::{ScenarioOptions, assert_held, overlap, phases};
+use stress_tests::scenarios::{ScenarioOptions, assert_held, network, overlap, phases};
 use stress_tests::server::{Fault, FaultPlan, Gate};
 use stress_tests::target::Target;
 
@@ -28,46 +28,23 @@ fn scenario(name: &str) -> Scenario {
     phases::scenario_on(name, &ScenarioOptions::default(), tiny()).expect("scenario")
 }
 
-/// The invariants the checker cannot evaluate for this target, and why (recorded as notes).
-fn skipped(target: &Target) -> InvariantResult {
-    let mut why = Vec::new();
-    if target.spec.metadata_file.is_none() {
-        why.push(format!(
-            "{}: skipped, the target writes no metadata file",
-            Invariant::SuccessesLoadedExpectedModel
-        ));
-    }
-    if target.spec.compiled.is_none() {
-        why.push(format!(
-            "{}: skipped, the target has no compiled cache",
-            Invariant::CompiledEntriesCompleteOrAbsent
-        ));
-    }
-    if !target.spec.features.checksum {
-        why.push("checksum: the target takes none (finals are still classified by content)".into());
-    }
-    phases::held_with("skipped_for_lack_of_a_feature", why)
-}
-
-fn reported(record: &ScenarioRecord) -> Vec<&str> {
-    record.invariants.iter().map(|i| i.name.as_str()).collect()
-}
-
-/// Every invariant that applies to the target was checked (reported) in the record.
-fn assert_applicable_checked(record: &ScenarioRecord, target: &Target) {
-    let names = reported(record);
+/// Every invariant is reported (held, violated or skipped); those that do not apply to the target are
+/// skipped with a reason, never dropped and never counted as held.
+fn assert_every_invariant_reported(record: &ScenarioRecord, target: &Target) {
     for invariant in Invariant::ALL {
+        let r = record
+            .invariants
+            .iter()
+            .find(|r| r.name == invariant.name())
+            .unwrap_or_else(|| panic!("{invariant} was not reported for {}", record.target));
         let applies = match invariant {
             Invariant::SuccessesLoadedExpectedModel => target.spec.metadata_file.is_some(),
             Invariant::CompiledEntriesCompleteOrAbsent => target.spec.compiled.is_some(),
             _ => true,
         };
-        if applies {
-            assert!(
-                names.contains(&invariant.name()),
-                "{invariant} applies to {} but was not checked",
-                record.target
-            );
+        if !applies {
+            assert_eq!(r.status, Status::Skipped, "{invariant} cannot apply to {}: {r:?}", record.target);
+            assert!(r.reason.is_some(), "a skip says why: {r:?}");
         }
     }
 }
@@ -90,13 +67,12 @@ fn second_target_same_model_from_n_processes_downloads_once() {
     run.start_reader();
     let forced =
         overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), Duration::from_secs(15));
+    forced.record_into(&mut run);
     run.wait();
     run.served_from_routes(&[&route]);
     run.recover(recovery);
-    let mut extra = forced.results();
-    extra.push(skipped(&target));
-    let record = phases::merge(run.evaluate(), Vec::new(), extra);
-    assert_applicable_checked(&record, &target);
+    let record = run.evaluate();
+    assert_every_invariant_reported(&record, &target);
     assert_eq!(record.outcomes.get("ok"), Some(&n), "{record:#?}");
     assert_held(&record);
 }
@@ -120,20 +96,16 @@ fn second_target_recovers_from_bodies_closed_midway() {
     run.wait();
     run.served_from_routes(&[&route]);
     run.recover(recovery);
-    let served = route.served_faults();
-    let missing: Vec<String> = faults
-        .iter()
-        .filter(|f| !served.contains(f))
-        .map(|f| format!("fault {f} was never served"))
-        .collect();
-    let extra = vec![phases::verdict("fault_injected", missing), skipped(&target)];
-    let record = phases::merge(run.evaluate(), Vec::new(), extra);
-    assert_applicable_checked(&record, &target);
+    for e in network::faults_not_injected(&route, &faults) {
+        run.setup_error(e);
+    }
+    let record = run.evaluate();
+    assert_every_invariant_reported(&record, &target);
     assert_held(&record);
 }
 
 /// The failpoint, gc and compiled scenarios do not apply to a target without those features: each says so
-/// (the record checks nothing and passes) instead of failing.
+/// in a record of its own (not applicable: checks nothing, passes nothing) instead of failing.
 #[test]
 fn second_target_without_failpoints_gc_or_compiled_cache_skips_those_scenarios_clearly() {
     let target = tiny();
@@ -142,7 +114,8 @@ fn second_target_without_failpoints_gc_or_compiled_cache_skips_those_scenarios_c
     );
     let s = phases::scenario_on("second_target_crash_scenarios", &ScenarioOptions::default(), target)
         .expect("scenario");
-    let record =
-        phases::not_applicable(&s, "the target declares no failpoints, no gc-args and no compiled cache");
-    assert!(record.invariants.is_empty() && record.passed());
+    let record = s.not_applicable("the target declares no failpoints, no gc-args and no compiled cache");
+    assert!(record.invariants.is_empty());
+    assert_eq!(record.outcome(), ScenarioOutcome::NotApplicable);
+    assert!(!record.passed(), "not applicable is not a pass");
 }

@@ -4,16 +4,16 @@
 
 use std::path::Path;
 
-use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use stress_cache_metadata::ScenarioRecord;
 
-use crate::invariants::OutcomeClass;
+use crate::invariants::{Expectations, OutcomeClass};
 use crate::scenario::ScenarioError;
 use crate::server::{FaultPlan, Gate};
-use crate::snapshot::CacheSnapshot;
 
 use super::network::{FAULT_DEADLINE, FAULT_PROCESSES};
+use super::phases::{self, PhaseInput};
 use super::tmpfs::Tmpfs;
-use super::{ScenarioOptions, amend, overlap, setup};
+use super::{ScenarioOptions, overlap, setup};
 
 /// Removes every entry under `dir` (files, and directories recursively); returns how many top-level
 /// entries were removed.
@@ -53,7 +53,6 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
     let mnt = target.stress_dir().join("mnt");
     let large_len = target.model(&large).bytes.len() as u64;
     let small_len = target.model(&small).bytes.len();
-    let mut extra: Vec<InvariantResult> = Vec::new();
 
     // Disk full: a tmpfs of half the large model.
     let mut full = Tmpfs::new_under(&mnt, "disk-full", (large_len / 2).max(64 * 1024))?;
@@ -64,44 +63,23 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
         .map(|i| s.writer(1000 + i, &large, &large_url, &full_cache).role("disk-full"))
         .collect();
     let full_outcomes = s.run_to_completion(&full_plans, "disk-full")?;
-    let full_snapshot = CacheSnapshot::take(&full_cache, &target.spec.files, &target.models);
+    let mut full_expectations = Expectations::clean(&target, &full_plans);
+    for e in &mut full_expectations.processes {
+        *e = e.clone().allow(&[OutcomeClass::Io]);
+    }
+    let disk_full = phases::check_phase(
+        &s,
+        PhaseInput {
+            label: "disk-full phase",
+            expectations: full_expectations,
+            outcomes: &full_outcomes,
+            caches: vec![full_cache.clone()],
+            compiled: Vec::new(),
+            compiled_reference: None,
+            served: None,
+        },
+    );
     full.unmount()?;
-    let codes = &target.spec.exit_codes;
-    extra.push(setup::verdict(
-        "failures_have_expected_class",
-        full_outcomes
-            .iter()
-            .filter(|o| OutcomeClass::of(o, codes) != OutcomeClass::Io)
-            .map(|o| {
-                format!(
-                    "disk-full phase: class {}, expected io: {}",
-                    OutcomeClass::of(o, codes),
-                    o.describe()
-                )
-            })
-            .collect(),
-    ));
-    extra.push(setup::verdict(
-        "no_temp_files_left",
-        full_snapshot
-            .partials()
-            .iter()
-            .map(|f| format!("disk-full phase: temp file left: {}", f.evidence()))
-            .collect(),
-    ));
-    extra.push(setup::verdict(
-        "no_partial_content",
-        full_snapshot
-            .files
-            .iter()
-            .filter(|f| !f.is_partial)
-            .map(|f| format!("disk-full phase: left behind: {}", f.evidence()))
-            .collect(),
-    ));
-    extra.push(setup::verdict(
-        "no_lock_held",
-        full_snapshot.held_locks().iter().map(|l| format!("disk-full phase: {}", l.path.display())).collect(),
-    ));
 
     // Created, emptied and made read-only while running.
     let fs = Tmpfs::new_under(&mnt, "cache-dir", 4 * large_len + (1 << 20))?;
@@ -115,6 +93,8 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
     let mut cover: Option<Result<Tmpfs, ScenarioError>> = None;
     let mut emptied = 0;
     let mut run = s.launch(plans)?;
+    run.add_phase(disk_full);
+    run.also_check_cache(&full_cache);
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Io], false);
     }
@@ -140,31 +120,14 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
     if let Some(c) = cover.as_mut() {
         c.unmount()?;
     }
+    forced.record_into(&mut run);
+    log::info!(
+        "emptied {emptied} entr(ies) and covered {} read-only while the download was parked; disk-full tmpfs of {} B",
+        cache.display(),
+        (large_len / 2).max(64 * 1024)
+    );
     run.recover(recovery);
-    let (record, path) = run.evaluate();
-    extra.extend(forced.results());
-    extra.push(setup::verdict(
-        "cache_dir_created_concurrently",
-        if forced.by_deadline {
-            vec![format!(
-                "not every process reached the cache lock or the download within {:?}: {} parked, {} waiting, {} exited",
-                overlap::DEFAULT_TIMEOUT,
-                forced.parked,
-                forced.lock_waiters,
-                forced.exited
-            )]
-        } else {
-            Vec::new()
-        },
-    ));
-    extra.push(setup::note(
-        "cache_dir_stress",
-        vec![format!(
-            "emptied {emptied} entr(ies) and covered {} read-only while the download was parked; disk-full tmpfs of {} B",
-            cache.display(),
-            (large_len / 2).max(64 * 1024)
-        )],
-    ));
+    let record = run.evaluate();
     drop(fs);
-    Ok(amend(record, path.as_deref(), s.dir(), extra))
+    Ok(record)
 }

@@ -9,7 +9,7 @@ use stress_cache_metadata::ScenarioRecord;
 use crate::scenario::ScenarioError;
 use crate::server::{FaultPlan, Gate};
 
-use super::{ScenarioOptions, amend, overlap, setup};
+use super::{ScenarioOptions, overlap, setup};
 
 /// How long a gate may hold a download while the rest of the fleet catches up.
 const OVERLAP_TIMEOUT: Duration = overlap::DEFAULT_TIMEOUT;
@@ -39,11 +39,11 @@ pub fn same_model_from_n_processes_downloads_once(
     let mut run = s.launch(plans)?;
     run.start_reader();
     let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
+    forced.record_into(&mut run);
     run.wait();
     run.served_from_routes(&[&route]);
     run.recover(recovery);
-    let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), s.dir(), forced.results()))
+    Ok(run.evaluate())
 }
 
 /// Half the processes ask for the small model, half for the large one, all on one shared cache, started
@@ -79,7 +79,7 @@ pub fn different_models_in_parallel_share_one_cache(
     run.wait();
     run.served_from_routes(&[&small_route, &large_route]);
     run.recover(recovery);
-    Ok(run.evaluate().0)
+    Ok(run.evaluate())
 }
 
 /// Two different models served under the same file name at two URL paths (the target's path template with
@@ -128,11 +128,11 @@ pub fn same_file_name_with_different_bytes_stays_isolated(
     let mut run = s.launch(plans)?;
     run.start_reader();
     let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
+    forced.record_into(&mut run);
     run.wait();
     run.served_from_routes(&[&routes[0], &routes[1]]);
     run.recover(recovery);
-    let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), s.dir(), forced.results()))
+    Ok(run.evaluate())
 }
 
 /// Every process has its own cache dir; all fetch the same model at once. Property: each cache ends with
@@ -159,5 +159,48 @@ pub fn one_cache_per_process_downloads_once_per_cache(
     run.wait();
     run.served_from_routes(&[&route]);
     run.recover(recovery);
-    Ok(run.evaluate().0)
+    Ok(run.evaluate())
 }
+
+/// One process starts downloading the model; once its download is parked mid-body with data on disk,
+/// N-1 more processes start (late joiners, as when jobs start staggered while a download is in flight),
+/// and the gate is released only when every joiner is blocked on the cache lock. Property: the joiners
+/// never touch the live download's temp file, everyone succeeds with one download, and the usual
+/// invariants hold.
+///
+/// Catches cleanup that does not take the lock first (`clean-partials-unlocked`: the joiners delete the
+/// live partial — `live_temp_files_left_alone` on the trace, and the downloader's publish fails:
+/// `failures_have_expected_class`), and any writer that works without the lock while others arrive.
+pub fn late_joiners_while_a_download_is_in_flight(opts: &ScenarioOptions) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario("late_joiners_while_a_download_is_in_flight", opts)?;
+    let server = setup::server()?;
+    let (small, _) = setup::small_and_large(s.target());
+    let gate = Gate::named("late-joiners-mid-body");
+    let len = s.target().model(&small).bytes.len();
+    let route = server.add_route(setup::model_route(s.target(), &small, overlap::gated_plan(&gate, len)));
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let n = s.tier().capped(JOINERS + 1).max(2);
+    let first = vec![s.writer(0, &small, &url, &cache)];
+    let joiners: Vec<_> = (1..n).map(|i| s.writer(i, &small, &url, &cache).role("joiner")).collect();
+    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let mut run = s.launch(first)?;
+    run.start_reader();
+    // The first download must be parked with bytes on disk before anyone else starts.
+    let parked = run.fleet().wait_until(|_| gate.parked() > 0 && overlap::data_on_disk(&run, &cache), OVERLAP_TIMEOUT);
+    if parked {
+        run.join(joiners)?;
+        let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
+        forced.record_into(&mut run);
+    } else {
+        gate.release();
+        run.setup_error(format!("the first download never parked with data on disk within {OVERLAP_TIMEOUT:?}"));
+    }
+    run.wait();
+    run.served_from_routes(&[&route]);
+    run.recover(recovery);
+    Ok(run.evaluate())
+}
+
+/// Late joiners of [`late_joiners_while_a_download_is_in_flight`] (before the `STRESS_PROCESSES` cap).
+const JOINERS: usize = 7;

@@ -15,7 +15,8 @@ use crate::target::{PlanCommand, ProcessPlan};
 
 use super::ScenarioOptions;
 use super::phases::SharedModel;
-use super::phases::{self, Phase, PhaseInput};
+use super::phases::{self, PhaseInput};
+use crate::scenario::Phase;
 
 /// Clean processes of the concurrent recovery after a crash (before the `STRESS_PROCESSES` cap).
 const RECOVERY_PROCESSES: usize = 3;
@@ -73,16 +74,31 @@ pub fn crash_at_then_recovers(
     opts: &ScenarioOptions,
     failpoint: &str,
 ) -> Result<ScenarioRecord, ScenarioError> {
+    crash_at(opts, failpoint, None)
+}
+
+/// The crash scenario with `failpoint` armed on a plain writer of a cold cache, whatever path the
+/// failpoint is on: a failpoint the writer never reaches makes the run a setup error (the checker's
+/// own test of that outcome).
+pub fn crash_with_armed_writer(opts: &ScenarioOptions, failpoint: &str) -> Result<ScenarioRecord, ScenarioError> {
+    crash_at(opts, failpoint, Some(Precondition::Cold))
+}
+
+fn crash_at(
+    opts: &ScenarioOptions,
+    failpoint: &str,
+    forced: Option<Precondition>,
+) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = phases::scenario(&scenario_name(failpoint), opts)?;
     let Some(fps) = s.target().spec.failpoints.clone() else {
-        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+        return Ok(s.not_applicable("the target declares no failpoints"));
     };
     if !fps.names.iter().any(|n| n == failpoint) {
-        return Ok(phases::not_applicable(&s, &format!("the target does not declare failpoint {failpoint}")));
+        return Ok(s.not_applicable(&format!("the target does not declare failpoint {failpoint}")));
     }
-    let pre = precondition(&fps, failpoint);
+    let pre = forced.unwrap_or_else(|| precondition(&fps, failpoint));
     if pre == Precondition::Gc && s.target().spec.gc_args.is_none() {
-        return Ok(phases::not_applicable(&s, "the gc failpoint needs `gc-args`"));
+        return Ok(s.not_applicable("the gc failpoint needs `gc-args`"));
     }
     let SharedModel { target, server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::default())?;
@@ -94,11 +110,13 @@ pub fn crash_at_then_recovers(
         None
     };
     let mut earlier: Vec<Phase> = Vec::new();
-    let mut extra = Vec::new();
+    let mut setup_errors = Vec::new();
     match &pre {
         Precondition::Warm | Precondition::Gc => {
             let warmup = s.writer(900, &model, &url, &cache).role("warmup");
-            phases::setup_run(&mut s, &[warmup], "warmup")?;
+            if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {
+                return Ok(s.error_record(&e));
+            }
         }
         Precondition::StalePartial(mid) => {
             let before = phases::counts(&route);
@@ -107,6 +125,7 @@ pub fn crash_at_then_recovers(
                 .failpoints(Some(&phases::arm(mid, &fps.crash_action)))
                 .role("first-crash");
             let outcomes = s.run_to_completion(std::slice::from_ref(&plan), "first-crash")?;
+            let first_crashed = outcomes.iter().all(crashed);
             let phase = crash_phase(
                 &s,
                 &format!("first crash at {mid}"),
@@ -119,10 +138,9 @@ pub fn crash_at_then_recovers(
                 &route,
             );
             let stale = phase.caches.iter().map(|c| c.partials().len()).sum::<usize>();
-            if stale == 0 {
-                extra.push(phases::verdict(
-                    Invariant::FailuresHaveExpectedClass.name(),
-                    vec![format!("precondition not met: the first crash at {mid} left no partial for {failpoint} to clean")],
+            if !first_crashed || stale == 0 {
+                setup_errors.push(format!(
+                    "precondition not met: the first crash at {mid} left no partial for {failpoint} to clean"
                 ));
             }
             earlier.push(phase);
@@ -151,22 +169,27 @@ pub fn crash_at_then_recovers(
         &before,
         &route,
     );
-    let reached: Vec<String> = outcomes
-        .iter()
-        .filter(|o| !crashed(o))
-        .map(|o| {
-            format!(
-                "failpoint {failpoint} was not reached (the armed process did not crash, the scenario would be vacuous): {}",
-                o.describe()
-            )
-        })
-        .collect();
+    setup_errors.extend(outcomes.iter().filter(|o| !crashed(o)).map(|o| {
+        format!(
+            "failpoint {failpoint} was not reached (the armed process did not crash, so the scenario proves \
+             nothing): {}",
+            o.describe()
+        )
+    }));
     let complete_final =
         phase.caches.iter().flat_map(|c| c.finals()).any(|f| f.content == Content::Complete(model.clone()));
     earlier.push(phase);
-    extra.push(phases::verdict(Invariant::FailuresHaveExpectedClass.name(), reached));
 
-    recover(&mut s, earlier, extra, &model, &url, &cache, reference, complete_final, &route)
+    let after = Recovery { earlier, setup_errors, extra: Vec::new(), complete_final_left: complete_final };
+    recover(&mut s, after, &model, &url, &cache, reference, &route)
+}
+
+/// What the phases before the concurrent recovery observed.
+struct Recovery {
+    earlier: Vec<Phase>,
+    setup_errors: Vec<String>,
+    extra: Vec<stress_cache_metadata::InvariantResult>,
+    complete_final_left: bool,
 }
 
 /// Checks the cache right after a crashing phase: every final complete, compiled entries complete or
@@ -186,8 +209,13 @@ fn crash_phase(
 ) -> Phase {
     let mut expectations = Expectations::clean(s.target(), &[plan]);
     expectations.processes[0] = expectations.processes[0].clone().allow(&[OutcomeClass::Crashed]).crash();
-    expectations.skip.insert(Invariant::NoPartialContent);
-    expectations.skip.insert(Invariant::NoTempFilesLeft);
+    if !outcomes.iter().all(crashed) {
+        // Not a verdict: the failpoint was never reached, which the caller records as a setup error.
+        expectations.skip(Invariant::FailuresHaveExpectedClass, "the armed process did not crash (setup error)");
+    }
+    let why = "a crash may leave temp files and prefixes; the recovery must remove them (checked after it)";
+    expectations.skip(Invariant::NoPartialContent, why);
+    expectations.skip(Invariant::NoTempFilesLeft, why);
     phases::check_phase(
         s,
         PhaseInput {
@@ -204,18 +232,16 @@ fn crash_phase(
 
 /// The concurrent recovery: clean writers released together with a reader probe, then one more clean
 /// run (`no_poisoning`); merged with the earlier phases.
-#[allow(clippy::too_many_arguments)]
 fn recover(
     s: &mut Scenario,
-    earlier: Vec<Phase>,
-    extra: Vec<stress_cache_metadata::InvariantResult>,
+    after: Recovery,
     model: &str,
     url: &str,
     cache: &std::path::Path,
     reference: Option<crate::snapshot::CompiledReference>,
-    complete_final_left: bool,
     route: &crate::server::RouteHandle,
 ) -> Result<ScenarioRecord, ScenarioError> {
+    let Recovery { earlier, setup_errors, extra, complete_final_left } = after;
     let k = s.tier().capped(RECOVERY_PROCESSES);
     let plans: Vec<ProcessPlan> = (1..=k).map(|i| s.writer(i, model, url, cache).role("recovery")).collect();
     let last = s.writer(k + 1, model, url, cache).role("recovery");
@@ -226,11 +252,26 @@ fn recover(
     if let Some(r) = reference {
         run.compiled_reference(r);
     }
+    for phase in earlier {
+        run.add_phase(phase);
+    }
+    for e in setup_errors {
+        run.setup_error(e);
+    }
+    for v in extra {
+        run.add_verdict(v);
+    }
+    if complete_final_left {
+        // Nobody needed to download, so nobody had a reason to clean the crash's temp files yet.
+        let why = "a complete final survived the crash: no process of the fleet downloads, so none cleans yet";
+        run.skip_after_fleet(Invariant::NoTempFilesLeft, why);
+        run.skip_after_fleet(Invariant::NoPartialContent, why);
+    }
     run.start_reader();
     run.wait();
     run.recover(last);
     run.served(phases::served_since(route, &before));
-    Ok(phases::merge(run.evaluate(), earlier, extra))
+    Ok(run.evaluate())
 }
 
 /// A corrupted body (the route's first response) reaches a process armed to crash at the target's
@@ -244,7 +285,7 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = phases::scenario("corrupt_body_never_reaches_a_final_name_even_on_crash", opts)?;
     let Some(fps) = s.target().spec.failpoints.clone() else {
-        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+        return Ok(s.not_applicable("the target declares no failpoints"));
     };
     let publish_points: Vec<String> = fps
         .names
@@ -253,10 +294,10 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
         .cloned()
         .collect();
     if publish_points.is_empty() {
-        return Ok(phases::not_applicable(&s, "the target declares no before/after-rename failpoint"));
+        return Ok(s.not_applicable("the target declares no before/after-rename failpoint"));
     }
-    if !s.target().spec.features.checksum {
-        return Ok(phases::not_applicable(&s, "the target takes no checksum (a corrupted body is a model)"));
+    if !s.target().spec.features.checksum && !s.target().spec.features.loads_model {
+        return Ok(s.not_applicable("the target neither takes a checksum nor loads the model: it cannot detect a corrupted body"));
     }
     let SharedModel { target, server: _server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::new([Fault::Corrupt]))?;
@@ -270,8 +311,9 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     expectations.processes[0] =
         expectations.processes[0].clone().allow(&[OutcomeClass::Integrity, OutcomeClass::Crashed]).crash();
     // A crash (see below) may leave a temp file; it must never leave corrupted content under a final name.
-    expectations.skip.insert(Invariant::NoTempFilesLeft);
-    expectations.skip.insert(Invariant::NoPartialContent);
+    let why = "a crash may leave a temp file; only a final name must never hold corrupted content";
+    expectations.skip(Invariant::NoTempFilesLeft, why);
+    expectations.skip(Invariant::NoPartialContent, why);
     let phase = phases::check_phase(
         &s,
         PhaseInput {
@@ -299,7 +341,8 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     let complete_final =
         phase.caches.iter().flat_map(|c| c.finals()).any(|f| f.content == Content::Complete(model.clone()));
     let extra = vec![phases::verdict(Invariant::FailuresHaveExpectedClass.name(), past_verify)];
-    recover(&mut s, vec![phase], extra, &model, &url, &cache, None, complete_final, &route)
+    let after = Recovery { earlier: vec![phase], setup_errors: Vec::new(), extra, complete_final_left: complete_final };
+    recover(&mut s, after, &model, &url, &cache, None, &route)
 }
 
 /// Whether a snapshot holds a complete final of `model`.

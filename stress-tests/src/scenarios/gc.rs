@@ -3,7 +3,7 @@
 
 use stress_cache_metadata::ScenarioRecord;
 
-use crate::invariants::{Expectations, Invariant};
+use crate::invariants::Expectations;
 use crate::scenario::ScenarioError;
 use crate::server::FaultPlan;
 use crate::target::{PlanCommand, ProcessPlan};
@@ -26,15 +26,17 @@ pub fn gc_racing_with_readers_never_breaks_a_reader(
     let mut s = phases::scenario("gc_racing_with_readers_never_breaks_a_reader", opts)?;
     let spec = s.target().spec.clone();
     let (Some(fps), Some(_)) = (spec.failpoints.clone(), spec.gc_args.clone()) else {
-        return Ok(phases::not_applicable(&s, "the target declares no failpoints or no gc-args"));
+        return Ok(s.not_applicable("the target declares no failpoints or no gc-args"));
     };
     let (Some(reader_fp), Some(pause)) = (fps.reader.clone(), fps.pause_action.clone()) else {
-        return Ok(phases::not_applicable(&s, "the target declares no reader failpoint or no pause action"));
+        return Ok(s.not_applicable("the target declares no reader failpoint or no pause action"));
     };
     let SharedModel { target, server: _server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::default())?;
     let warmup = s.writer(900, &model, &url, &cache).role("warmup");
-    phases::setup_run(&mut s, &[warmup], "warmup")?;
+    if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {
+        return Ok(s.error_record(&e));
+    }
 
     let n = s.tier().capped(READERS);
     let readers: Vec<ProcessPlan> = (0..n)
@@ -46,21 +48,19 @@ pub fn gc_racing_with_readers_never_breaks_a_reader(
         .collect();
     let gc_plan = s.writer(100, &model, &url, &cache).command(PlanCommand::Gc { max_bytes: 0 }).role("gc");
     let last = s.writer(n + 1, &model, &url, &cache).role("recovery");
-    let gc_dir = s.dir().join("gc-fleet");
     let before = phases::counts(&route);
     let mut run = s.launch(readers)?;
     run.body_bound(&model, 0);
     let pids = run.fleet().pids();
     let all_stopped =
         run.fleet().wait_until(|f| pids.iter().all(|p| f.is_stopped(*p)), phases::EVENT_TIMEOUT);
-    let mut vacuous = Vec::new();
     let mut gc_outcomes = Vec::new();
     if all_stopped {
-        let mut gc = phases::side_fleet(&target, &gc_dir, std::slice::from_ref(&gc_plan))?;
-        gc_outcomes = gc.wait();
+        let mut gc = run.side_fleet("gc", std::slice::from_ref(&gc_plan))?;
+        gc_outcomes = run.reap_side(&mut gc);
     } else {
         let stopped: Vec<u32> = pids.iter().copied().filter(|p| run.fleet().is_stopped(*p)).collect();
-        vacuous.push(format!(
+        run.setup_error(format!(
             "not every reader stopped at {reader_fp} within {:?} (stopped: {stopped:?} of {pids:?}): gc was not run",
             phases::EVENT_TIMEOUT
         ));
@@ -69,11 +69,8 @@ pub fn gc_racing_with_readers_never_breaks_a_reader(
         let _ = run.fleet().resume(*pid);
     }
     run.wait();
-    run.recover(last);
-    run.served(phases::served_since(&route, &before));
-    let record = run.evaluate();
     let gc_phase = phases::check_phase(
-        &s,
+        run.scenario(),
         PhaseInput {
             label: "gc while every reader held the entry",
             expectations: Expectations::clean(&target, &[gc_plan]),
@@ -84,8 +81,10 @@ pub fn gc_racing_with_readers_never_breaks_a_reader(
             served: None,
         },
     );
-    let extra = vec![phases::verdict(Invariant::FailuresHaveExpectedClass.name(), vacuous)];
-    Ok(phases::merge(record, vec![gc_phase], extra))
+    run.add_phase(gc_phase);
+    run.recover(last);
+    run.served(phases::served_since(&route, &before));
+    Ok(run.evaluate())
 }
 
 /// Warm cache; readers and gc processes (`{max_bytes}` = 0) released together, nobody paused: every
@@ -96,12 +95,14 @@ pub fn gc_and_readers_released_together_never_break_a_reader(
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = phases::scenario("gc_and_readers_released_together_never_break_a_reader", opts)?;
     if s.target().spec.gc_args.is_none() {
-        return Ok(phases::not_applicable(&s, "the target declares no gc-args"));
+        return Ok(s.not_applicable("the target declares no gc-args"));
     }
     let SharedModel { target: _, server: _server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::default())?;
     let warmup = s.writer(900, &model, &url, &cache).role("warmup");
-    phases::setup_run(&mut s, &[warmup], "warmup")?;
+    if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {
+        return Ok(s.error_record(&e));
+    }
 
     let n = s.tier().capped(READERS * 2);
     let mut plans: Vec<ProcessPlan> =
@@ -119,5 +120,5 @@ pub fn gc_and_readers_released_together_never_break_a_reader(
     run.wait();
     run.recover(last);
     run.served(phases::served_since(&route, &before));
-    Ok(phases::merge(run.evaluate(), Vec::new(), Vec::new()))
+    Ok(run.evaluate())
 }

@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use stress_cache_metadata::ScenarioRecord;
 
-use crate::invariants::{Expectations, Invariant, OutcomeClass};
+use crate::invariants::{Expectations, Invariant, LiveLockObservation, OutcomeClass};
 use crate::orchestrator::{Fleet, ProcessOutcome};
+use crate::proc_locks;
 use crate::scenario::ScenarioError;
 use crate::server::FaultPlan;
 use crate::snapshot::CacheSnapshot;
@@ -51,15 +52,31 @@ fn others_wait(fleet: &Fleet, cache: &Path, lock_pattern: &str, moment: &str) ->
     evidence
 }
 
-fn stopped_or(fleet: &Fleet, pid: u32, what: &str, evidence: &mut Vec<String>) -> bool {
-    let stopped = fleet.wait_until(|f| f.is_stopped(pid), phases::EVENT_TIMEOUT);
-    if !stopped {
-        evidence.push(format!(
-            "the holder (pid {pid}) never stopped at {what} within {:?}",
-            phases::EVENT_TIMEOUT
-        ));
+/// Waits (bounded) for the holder to stop at its failpoint; `Err` is the setup error when it never does.
+fn holder_stopped(fleet: &Fleet, pid: u32, what: &str) -> Result<(), String> {
+    if fleet.wait_until(|f| f.is_stopped(pid), phases::EVENT_TIMEOUT) {
+        Ok(())
+    } else {
+        Err(format!("the holder (pid {pid}) never stopped at failpoint {what} within {:?}", phases::EVENT_TIMEOUT))
     }
-    stopped
+}
+
+/// Live check while `pid` is stopped at a failpoint after taking its lock: it must hold an exclusive lock on
+/// one of the cache's lock files (`/proc/locks`).
+fn holder_holds_exclusive(pid: u32, cache: &Path, lock_pattern: &str, moment: &str) -> LiveLockObservation {
+    let ids = proc_locks::lock_file_ids(cache, lock_pattern);
+    let lines = proc_locks::read_proc_locks().unwrap_or_default();
+    let holds = lines.iter().any(|l| !l.blocked && l.write && l.pid == i64::from(pid) && ids.contains(&l.file()));
+    let line = format!("{moment}: pid {pid}");
+    if holds {
+        LiveLockObservation { checks: 1, witnesses: vec![format!("{line} holds an exclusive lock of the cache")], evidence: vec![] }
+    } else {
+        LiveLockObservation {
+            checks: 1,
+            witnesses: vec![],
+            evidence: vec![format!("{line} holds no exclusive lock on any lock file of {} ({lock_pattern})", cache.display())],
+        }
+    }
 }
 
 fn holder_phase_expectations(
@@ -85,17 +102,14 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
     let mut s = phases::scenario("writer_paused_before_publish_keeps_others_waiting", opts)?;
     let spec = s.target().spec.clone();
     let Some(fps) = spec.failpoints.clone() else {
-        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+        return Ok(s.not_applicable("the target declares no failpoints"));
     };
     let before_rename = fps.names.iter().find(|n| n.contains("before_rename") && n.starts_with("cache"));
     let after_rename = fps.names.iter().find(|n| n.contains("after_rename"));
     let (Some(before_rename), Some(after_rename), Some(pause), Some(lock_pattern)) =
         (before_rename.cloned(), after_rename.cloned(), fps.pause_action.clone(), spec.files.lock.clone())
     else {
-        return Ok(phases::not_applicable(
-            &s,
-            "needs before/after-rename failpoints, a pause action and lock files",
-        ));
+        return Ok(s.not_applicable("needs before/after-rename failpoints, a pause action and lock files"));
     };
     let SharedModel { target, server: _server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::default())?;
@@ -104,45 +118,45 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
     let n = s.tier().capped(WAITERS + 1).max(2);
     let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
     let last = s.writer(n, &model, &url, &cache).role("recovery");
-    let mut holder_fleet =
-        phases::side_fleet(&target, &s.dir().join("holder"), std::slice::from_ref(&holder))?;
-    let pid = holder_fleet.pids()[0];
+    let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
+    let pid = holder_fleet.fleet.pids()[0];
     let mut evidence = Vec::new();
-    let stopped = stopped_or(&holder_fleet, pid, &before_rename, &mut evidence);
+    let stopped = holder_stopped(&holder_fleet.fleet, pid, &before_rename);
     let mut run = s.launch(others)?;
-    if stopped {
-        evidence.extend(others_wait(
-            run.fleet(),
-            &cache,
-            &lock_pattern,
-            &format!("holder stopped at {before_rename}"),
-        ));
-        let _ = holder_fleet.resume(pid);
-        let published = holder_fleet.wait_until(
-            |f| f.is_stopped(pid) && complete_final(&target, &cache, &model),
-            phases::EVENT_TIMEOUT,
-        );
-        if published {
-            evidence.extend(others_wait(
-                run.fleet(),
-                &cache,
-                &lock_pattern,
-                &format!("holder stopped at {after_rename}"),
-            ));
-        } else {
-            evidence.push(format!(
-                "the holder (pid {pid}) never stopped at {after_rename} with the model published"
-            ));
+    match stopped {
+        Ok(()) => {
+            let moment = format!("holder stopped at {before_rename}");
+            run.add_live_locks(holder_holds_exclusive(pid, &cache, &lock_pattern, &moment));
+            evidence.extend(others_wait(run.fleet(), &cache, &lock_pattern, &moment));
+            let _ = holder_fleet.fleet.resume(pid);
+            let published = holder_fleet.fleet.wait_until(
+                |f| f.is_stopped(pid) && complete_final(&target, &cache, &model),
+                phases::EVENT_TIMEOUT,
+            );
+            if published {
+                let moment = format!("holder stopped at {after_rename}");
+                run.add_live_locks(holder_holds_exclusive(pid, &cache, &lock_pattern, &moment));
+                evidence.extend(others_wait(run.fleet(), &cache, &lock_pattern, &moment));
+            } else {
+                evidence.push(format!(
+                    "the holder (pid {pid}) never stopped at {after_rename} with the model published"
+                ));
+            }
+            let _ = holder_fleet.fleet.resume(pid);
         }
-        let _ = holder_fleet.resume(pid);
+        Err(e) => {
+            let _ = holder_fleet.fleet.resume(pid);
+            run.setup_error(e);
+        }
     }
-    let holder_outcomes = holder_fleet.wait();
+    let holder_outcomes = run.reap_side(&mut holder_fleet);
     run.wait();
+    let phase = holder_phase(run.scenario(), &holder, &holder_outcomes, false);
+    run.add_phase(phase);
+    run.add_verdict(phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence));
     run.recover(last);
     run.served_from_routes(&[&route]);
-    let record = run.evaluate();
-    let phase = holder_phase(&s, &holder, &holder_outcomes, false);
-    Ok(phases::merge(record, vec![phase], vec![phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence)]))
+    Ok(run.evaluate())
 }
 
 fn complete_final(target: &crate::target::Target, cache: &Path, model: &str) -> bool {
@@ -155,10 +169,9 @@ fn holder_phase(
     plan: &ProcessPlan,
     outcomes: &[ProcessOutcome],
     killed: bool,
-) -> phases::Phase {
+) -> crate::scenario::Phase {
     let mut expectations = holder_phase_expectations(s.target(), plan, killed);
-    // The holder's cache is checked with the others' (same dir) at the end.
-    expectations.skip.insert(Invariant::OneFinalArtifactPerModel);
+    expectations.skip(Invariant::OneFinalArtifactPerModel, "the holder's cache is checked with the others' (same dir)");
     phases::check_phase(
         s,
         PhaseInput {
@@ -183,66 +196,43 @@ pub fn live_lock_holder_blocks_others_and_a_killed_holder_releases(
     let mut s = phases::scenario("live_lock_holder_blocks_others_and_a_killed_holder_releases", opts)?;
     let spec = s.target().spec.clone();
     let Some(fps) = spec.failpoints.clone() else {
-        return Ok(phases::not_applicable(&s, "the target declares no failpoints"));
+        return Ok(s.not_applicable("the target declares no failpoints"));
     };
     let after_lock = fps.names.iter().find(|n| n.contains("after_lock")).cloned();
     let (Some(after_lock), Some(pause), Some(lock_pattern)) =
         (after_lock, fps.pause_action.clone(), spec.files.lock.clone())
     else {
-        return Ok(phases::not_applicable(
-            &s,
-            "needs an after-lock failpoint, a pause action and lock files",
-        ));
+        return Ok(s.not_applicable("needs an after-lock failpoint, a pause action and lock files"));
     };
-    let SharedModel { target, server: _server, model, route, url, cache } =
+    let SharedModel { target: _, server: _server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::default())?;
     let holder =
         s.writer(0, &model, &url, &cache).failpoints(Some(&phases::arm(&after_lock, &pause))).role("holder");
     let n = s.tier().capped(WAITERS + 1).max(2);
     let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
     let last = s.writer(n, &model, &url, &cache).role("recovery");
-    let mut holder_fleet =
-        phases::side_fleet(&target, &s.dir().join("holder"), std::slice::from_ref(&holder))?;
-    let pid = holder_fleet.pids()[0];
+    let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
+    let pid = holder_fleet.fleet.pids()[0];
     let mut evidence = Vec::new();
-    let stopped = stopped_or(&holder_fleet, pid, &after_lock, &mut evidence);
+    let stopped = holder_stopped(&holder_fleet.fleet, pid, &after_lock);
     let mut run = s.launch(others)?;
-    let mut probe: Option<InvariantResult> = None;
-    if stopped {
-        evidence.extend(others_wait(
-            run.fleet(),
-            &cache,
-            &lock_pattern,
-            &format!("holder stopped at {after_lock}"),
-        ));
-        let snapshot = CacheSnapshot::take(&cache, &target.spec.files, &target.models);
-        let held: Vec<String> = snapshot.held_locks().iter().map(|l| l.path.display().to_string()).collect();
-        probe = Some(if held.is_empty() {
-            phases::verdict(
-                Invariant::NoLockHeld.name(),
-                vec![format!(
-                    "while pid {pid} was stopped after locking, the lock probe saw no held lock (the target did \
-                     not lock, or the probe cannot see a live holder)"
-                )],
-            )
-        } else {
-            phases::held_with(
-                Invariant::NoLockHeld.name(),
-                vec![format!(
-                    "positive check: while pid {pid} was stopped holding it, the probe reported as held: {}",
-                    held.join(", ")
-                )],
-            )
-        });
+    match stopped {
+        Ok(()) => {
+            let moment = format!("holder stopped at {after_lock}");
+            run.add_live_locks(holder_holds_exclusive(pid, &cache, &lock_pattern, &moment));
+            evidence.extend(others_wait(run.fleet(), &cache, &lock_pattern, &moment));
+        }
+        Err(e) => {
+            run.setup_error(e);
+        }
     }
-    holder_fleet.kill(pid);
-    let holder_outcomes = holder_fleet.wait();
+    holder_fleet.fleet.kill(pid);
+    let holder_outcomes = run.reap_side(&mut holder_fleet);
     run.wait();
+    let phase = holder_phase(run.scenario(), &holder, &holder_outcomes, true);
+    run.add_phase(phase);
+    run.add_verdict(phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence));
     run.recover(last);
     run.served_from_routes(&[&route]);
-    let record = run.evaluate();
-    let phase = holder_phase(&s, &holder, &holder_outcomes, true);
-    let mut extra = vec![phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence)];
-    extra.extend(probe);
-    Ok(phases::merge(record, vec![phase], extra))
+    Ok(run.evaluate())
 }

@@ -3,10 +3,11 @@
 //! its fleet, checks every invariant, writes its record and returns it **without asserting**;
 //! [`assert_held`] turns a record into a test verdict.
 
-use std::path::{Path, PathBuf};
+use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord};
 
-use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use crate::scenario::ScenarioError;
 
+pub mod at_rest;
 pub mod cache_dir;
 pub mod contention;
 pub mod network;
@@ -35,102 +36,87 @@ impl ScenarioOptions {
     }
 }
 
-/// Panics with every violated invariant of `record` and its evidence (and where the record and the kept
-/// temp dir are); returns quietly when every invariant held.
+/// Panics with the scenario's setup errors, or every violated invariant of `record` and its evidence
+/// (and where the kept temp dir is); returns quietly when it passed or did not apply.
 pub fn assert_held(record: &ScenarioRecord) {
-    if record.passed() {
-        return;
-    }
-    let mut results = record.invariants.clone();
-    if let Some(kept) = &record.kept_dir {
-        results.push(InvariantResult {
-            name: "(kept dir)".into(),
-            held: false,
-            evidence: vec![kept.clone()],
-        });
-    }
     let label = match &record.mutant {
         Some(m) => format!("{} (mutant {m})", record.scenario),
         None => record.scenario.clone(),
     };
-    crate::invariants::assert_all_held(&label, &results);
-}
-
-/// Adds scenario-specific verdicts to a record the runner already wrote: a result named like an existing
-/// invariant is merged into it (held only if both held; evidence appended), others are appended. When
-/// anything changed the record file at `path` is rewritten atomically (temp file + rename), so the JSON on
-/// disk always equals the returned record. If the verdicts turn a passing record into a failing one, the
-/// scenario's temp dir `dir` is copied next to the record (`$STRESS_KEEP_DIR` or `<results>/kept/`) for
-/// debugging, as the runner does for its own failures.
-pub fn amend(
-    mut record: ScenarioRecord,
-    path: Option<&Path>,
-    dir: &Path,
-    extra: Vec<InvariantResult>,
-) -> ScenarioRecord {
-    if extra.is_empty() {
-        return record;
-    }
-    let passed_before = record.passed();
-    for r in extra {
-        match record.invariants.iter_mut().find(|i| i.name == r.name) {
-            Some(existing) => {
-                existing.held &= r.held;
-                existing.evidence.extend(r.evidence);
-            }
-            None => record.invariants.push(r),
+    let kept = record.kept_dir.iter().map(|k| format!("kept dir: {k}")).collect::<Vec<_>>();
+    match record.outcome() {
+        ScenarioOutcome::Passed | ScenarioOutcome::NotApplicable => {}
+        ScenarioOutcome::Error => panic!(
+            "scenario {label}: SETUP ERROR (not a verdict about the target):\n- {}\n{}",
+            record.setup_errors.join("\n- "),
+            kept.join("\n")
+        ),
+        ScenarioOutcome::Failed => {
+            crate::invariants::assert_all_held_with_notes(&label, &record.invariants, &kept)
         }
     }
-    if passed_before && !record.passed() && record.kept_dir.is_none() {
-        let results = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        record.kept_dir = keep_copy(dir, &record.scenario, &results).map(|p| p.display().to_string());
+}
+
+/// A scenario function: runs, checks, writes its record and returns it without asserting.
+pub type ScenarioFn = fn(&ScenarioOptions) -> Result<ScenarioRecord, ScenarioError>;
+
+/// Every scenario with a fixed name, by its record name (the crash scenarios are named per failpoint:
+/// see [`by_name`]).
+pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
+    ("same_model_from_n_processes_downloads_once", contention::same_model_from_n_processes_downloads_once),
+    ("different_models_in_parallel_share_one_cache", contention::different_models_in_parallel_share_one_cache),
+    ("same_file_name_with_different_bytes_stays_isolated", contention::same_file_name_with_different_bytes_stays_isolated),
+    ("one_cache_per_process_downloads_once_per_cache", contention::one_cache_per_process_downloads_once_per_cache),
+    ("late_joiners_while_a_download_is_in_flight", contention::late_joiners_while_a_download_is_in_flight),
+    ("recovers_from_refused", network::recovers_from_refused),
+    ("recovers_from_accept_then_close", network::recovers_from_accept_then_close),
+    ("recovers_from_headers_then_close", network::recovers_from_headers_then_close),
+    ("recovers_from_close_after_n_bytes", network::recovers_from_close_after_n_bytes),
+    ("recovers_from_reset", network::recovers_from_reset),
+    ("recovers_from_stall", network::recovers_from_stall),
+    ("network_failure_on_every_try_fails_cleanly", network::network_failure_on_every_try_fails_cleanly),
+    ("corrupted_downloads_fail_some_processes_without_poisoning", network::corrupted_downloads_fail_some_processes_without_poisoning),
+    ("http_error_storm_with_retry_after_recovers", network::http_error_storm_with_retry_after_recovers),
+    ("corrupted_final_at_rest_is_refetched_once", at_rest::corrupted_final_at_rest_is_refetched_once),
+    ("cache_dir_created_emptied_and_made_unwritable_while_running", cache_dir::cache_dir_created_emptied_and_made_unwritable_while_running),
+    ("corrupt_body_never_reaches_a_final_name_even_on_crash", crash::corrupt_body_never_reaches_a_final_name_even_on_crash),
+    ("compiled_cache_concurrency_builds_each_entry_once", compiled::compiled_cache_concurrency_builds_each_entry_once),
+    ("gc_racing_with_readers_never_breaks_a_reader", gc::gc_racing_with_readers_never_breaks_a_reader),
+    ("gc_and_readers_released_together_never_break_a_reader", gc::gc_and_readers_released_together_never_break_a_reader),
+    ("writer_paused_before_publish_keeps_others_waiting", locks::writer_paused_before_publish_keeps_others_waiting),
+    ("live_lock_holder_blocks_others_and_a_killed_holder_releases", locks::live_lock_holder_blocks_others_and_a_killed_holder_releases),
+];
+
+/// Runs the scenario named `name` (a [`SCENARIOS`] name or `crash_at_<failpoint>_then_recovers`), or
+/// `None` for an unknown name.
+pub fn by_name(name: &str, opts: &ScenarioOptions) -> Option<Result<ScenarioRecord, ScenarioError>> {
+    if let Some((_, f)) = SCENARIOS.iter().find(|(n, _)| *n == name) {
+        return Some(f(opts));
     }
-    if let Some(path) = path {
-        rewrite(&record, path);
+    let failpoint = name.strip_prefix("crash_at_")?.strip_suffix("_then_recovers")?;
+    Some(crash::crash_at_then_recovers(opts, failpoint))
+}
+
+/// Runs the scenario named `name` and returns its record — or, when it could not even be set up, an
+/// `error` record written for it: a setup failure is never a silent pass, nor an invariant violation.
+pub fn run(name: &str, opts: &ScenarioOptions) -> ScenarioRecord {
+    let result = by_name(name, opts).unwrap_or_else(|| panic!("no scenario named {name}"));
+    match result {
+        Ok(record) => record,
+        Err(e) => match setup::scenario(name, opts) {
+            Ok(s) => s.error_record(&e.to_string()),
+            Err(_) => panic!("scenario {name}: SETUP ERROR: {e}"),
+        },
     }
+}
+
+/// [`run`] with the options from the environment, then [`assert_held`]: the body of every scenario test.
+pub fn run_and_assert(name: &str) -> ScenarioRecord {
+    let record = run(name, &ScenarioOptions::from_env());
+    assert_held(&record);
     record
 }
 
-/// Copies `dir` to `$STRESS_KEEP_DIR` (or `<results>/kept/`) as `<scenario>-<unix ms>-<pid>`.
-fn keep_copy(dir: &Path, scenario: &str, results: &Path) -> Option<PathBuf> {
-    let base = std::env::var_os("STRESS_KEEP_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| results.join("kept"));
-    let dest = base.join(format!("{scenario}-{}-{}", crate::orchestrator::unix_ms_now(), std::process::id()));
-    std::fs::create_dir_all(&dest).ok()?;
-    for entry in crate::snapshot::walk(dir) {
-        let to = dest.join(&entry.relative);
-        if entry.is_dir {
-            let _ = std::fs::create_dir_all(&to);
-        } else if entry.is_file {
-            if let Some(parent) = to.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            let _ = std::fs::copy(&entry.path, &to);
-        }
-    }
-    Some(dest)
-}
-
-fn rewrite(record: &ScenarioRecord, path: &Path) {
-    let Some(dir) = path.parent() else { return };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.amend.tmp"));
-    let written = serde_json::to_vec_pretty(record)
-        .map_err(std::io::Error::other)
-        .and_then(|json| {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&json)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        log::warn!("cannot rewrite scenario record {}: {e}", path.display());
-        let _ = std::fs::remove_file(&tmp);
-    }
-}
 pub mod compiled;
 pub mod crash;
 pub mod gc;

@@ -2,18 +2,15 @@
 //! corrupted bodies, and an HTTP error storm with Retry-After. Each runs a few processes (the tier's count
 //! capped to [`FAULT_PROCESSES`]) on one shared cache with a reader probe, then a clean recovery run.
 
-use std::path::Path;
 use std::time::Duration;
 
 use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 
-use crate::invariants::{Invariant, OutcomeClass};
+use crate::invariants::OutcomeClass;
 use crate::scenario::ScenarioError;
 use crate::server::{Fault, FaultPlan, RouteHandle};
-use crate::snapshot::{CacheSnapshot, Content, classify};
-use crate::target::Target;
 
-use super::{ScenarioOptions, amend, setup};
+use super::{ScenarioOptions, setup};
 
 /// Processes per fault scenario (before the `STRESS_PROCESSES` cap): enough for one downloader and
 /// several waiters, few enough to stay fast.
@@ -23,19 +20,18 @@ pub const FAULT_PROCESSES: usize = 4;
 /// enough that a process without a read timeout (`no-timeout`) is reported hung quickly.
 pub const FAULT_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Verdict `fault_injected`: the route actually served each fault the scenario is about (otherwise the
-/// scenario proved nothing).
-fn fault_injected(route: &RouteHandle, wanted: &[Fault]) -> InvariantResult {
+/// Setup errors for each fault the scenario is about that the route never served: such a run proved
+/// nothing about the fault, so it is an `error`, not a pass.
+pub fn faults_not_injected(route: &RouteHandle, wanted: &[Fault]) -> Vec<String> {
     let served = route.served_faults();
-    let missing: Vec<String> = wanted
+    wanted
         .iter()
         .filter(|w| !served.contains(w))
         .map(|w| {
             let got: Vec<String> = served.iter().map(|f| f.to_string()).collect();
             format!("fault {w} was never served (route {} served [{}])", route.path(), got.join(", "))
         })
-        .collect();
-    setup::verdict("fault_injected", missing)
+        .collect()
 }
 
 /// Runs the small model through `faults` then `Ok` for a few processes on one shared cache: all must
@@ -60,8 +56,10 @@ fn recovers_from(
     run.wait();
     run.served_from_routes(&[&route]);
     run.recover(recovery);
-    let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), s.dir(), vec![fault_injected(&route, &faults)]))
+    for e in faults_not_injected(&route, &faults) {
+        run.setup_error(e);
+    }
+    Ok(run.evaluate())
 }
 
 /// Half the small model's body, the byte count used by mid-body faults.
@@ -140,7 +138,6 @@ pub fn network_failure_on_every_try_fails_cleanly(
     let n = s.tier().capped(FAULT_PROCESSES);
     let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
     let recovery = s.writer(n, &small, &url, &cache).role("recovery");
-    let target = s.target().clone();
     let mut run = s.launch(plans)?;
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Network], false);
@@ -149,45 +146,33 @@ pub fn network_failure_on_every_try_fails_cleanly(
     run.start_reader();
     run.wait();
     run.served_from_routes(&[&route]);
-    // Before the recovery run: it would remove stale partials of this entry.
-    let before = CacheSnapshot::take(&cache, &target.spec.files, &target.models);
-    let mut extra = vec![fault_injected(&route, &[fault])];
-    extra.push(setup::verdict(
-        "no_temp_files_left",
-        before.partials().iter().map(|f| format!("after the failed fleet: {}", f.evidence())).collect(),
-    ));
-    extra.push(setup::verdict(
-        "no_partial_content",
-        before
-            .partial_or_corrupt()
-            .iter()
-            .map(|f| format!("after the failed fleet: {}", f.evidence()))
-            .collect(),
-    ));
-    extra.push(setup::verdict(
-        "nothing_cached_after_failures",
-        before
-            .finals()
-            .iter()
-            .map(|f| format!("cached although every download failed: {}", f.evidence()))
-            .collect(),
-    ));
+    // What the failed fleet left (the pipeline also checks this snapshot, before the recovery run).
+    let cached: Vec<String> = run
+        .snapshot_after_fleet()
+        .0
+        .iter()
+        .flat_map(|c| c.finals())
+        .map(|f| format!("cached although every download failed: {}", f.evidence()))
+        .collect();
+    run.add_verdict(InvariantResult::checked("nothing_cached_after_failures", cached));
+    for e in faults_not_injected(&route, &[fault]) {
+        run.setup_error(e);
+    }
     route.set_schedule(FaultPlan::default());
     run.recover(recovery);
-    let (record, path) = run.evaluate();
-    Ok(amend(record, path.as_deref(), s.dir(), extra))
+    Ok(run.evaluate())
 }
 
 /// The first two bodies are corrupted (same length, bytes flipped), then correct: the processes that got a
 /// corrupted body fail with the integrity class, the others succeed with the right model, the final
-/// artifact is complete and a recovery run loads the expected model. A scenario check
-/// (`integrity_failure_observed`) fails when corrupted bodies were served but no process failed with the
-/// integrity class — a corrupted download was accepted. Catches `skip-verify`: the corrupted body is
-/// published under the final name (the reader may see it: `readers_saw_only_complete_content`); a target
-/// that then notices at load time quarantines it, and the quarantined corrupted copy proves the publish
-/// (`final_artifacts_match_checksum`); one that does not notice fails `integrity_failure_observed` and
-/// `successes_loaded_expected_model`.
-/// For a target without a checksum option the checksum-dependent checks are skipped (noted in the record).
+/// artifact is complete and a recovery run loads the expected model. The harness knows the bytes it
+/// served, so this holds for every target, with or without a checksum option: a final that is not a
+/// complete copy of what was served violates `final_artifacts_match_checksum` whatever the target can
+/// check. A scenario check (`integrity_failure_observed`) fails when corrupted bodies were served but no
+/// process failed with the integrity class — a corrupted download was accepted (for a target without a
+/// checksum that cannot detect corruption, that is the finding). Catches `skip-verify`: the corrupted body
+/// is published under the final name; a target that then notices at load time quarantines it, and the
+/// quarantined corrupted copy proves the publish (`final_artifacts_match_checksum`).
 pub fn corrupted_downloads_fail_some_processes_without_poisoning(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
@@ -200,7 +185,6 @@ pub fn corrupted_downloads_fail_some_processes_without_poisoning(
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(FAULT_PROCESSES + 2);
-    let checksum = s.target().spec.features.checksum;
     let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
     let recovery = s.writer(n, &small, &url, &cache).role("recovery");
     let mut run = s.launch(plans)?;
@@ -208,67 +192,27 @@ pub fn corrupted_downloads_fail_some_processes_without_poisoning(
         run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Integrity], false);
     }
     run.body_bound(&small, faults.len() as u64 + 1);
-    if !checksum {
-        for inv in [
-            Invariant::FinalArtifactsMatchChecksum,
-            Invariant::NoPartialContent,
-            Invariant::SuccessesLoadedExpectedModel,
-            Invariant::NoPoisoning,
-        ] {
-            run.skip(inv);
-        }
-    }
     run.start_reader();
     run.wait();
     run.served_from_routes(&[&route]);
-    run.recover(recovery);
-    let quarantined = published_then_quarantined(&cache, run.target());
-    let (record, path) = run.evaluate();
-    let mut extra = vec![fault_injected(&route, &[Fault::Corrupt])];
-    if checksum {
-        extra.push(setup::verdict("final_artifacts_match_checksum", quarantined));
-        let corrupt_served = route.served_faults().iter().filter(|f| **f == Fault::Corrupt).count();
-        let integrity = record.outcomes.get(OutcomeClass::Integrity.name()).copied().unwrap_or(0);
-        let evidence = if corrupt_served > 0 && integrity == 0 {
-            vec![format!(
-                "{corrupt_served} corrupted bod(ies) served but no process failed with the integrity class \
-                 (outcomes {:?}): a corrupted download was accepted",
-                record.outcomes
-            )]
-        } else {
-            Vec::new()
-        };
-        extra.push(setup::verdict("integrity_failure_observed", evidence));
-    } else {
-        extra.push(setup::note(
-            "integrity_failure_observed",
-            vec!["skipped: the target declares no checksum option".into()],
-        ));
+    for e in faults_not_injected(&route, &[Fault::Corrupt]) {
+        run.setup_error(e);
     }
-    Ok(amend(record, path.as_deref(), s.dir(), extra))
-}
-
-/// Quarantined files (moved aside by the target after they failed to load or to match) that are not a
-/// complete model: proof that a corrupted or truncated download was once published under a final name.
-/// A target that verifies before publishing never has one in a run whose only faults are bad bodies.
-fn published_then_quarantined(cache: &Path, target: &Target) -> Vec<String> {
-    let snapshot = CacheSnapshot::take(cache, &target.spec.files, &target.models);
-    snapshot
-        .quarantined
-        .iter()
-        .filter_map(|p| {
-            let bytes = std::fs::read(p).ok()?;
-            let content = classify(&bytes, &target.models);
-            (!matches!(content, Content::Complete(_))).then(|| {
-                format!(
-                    "{}: {} ({} B) was published under a final name, then quarantined",
-                    p.display(),
-                    content.label(),
-                    bytes.len()
-                )
-            })
-        })
-        .collect()
+    let codes = run.target().spec.exit_codes.clone();
+    let integrity = run.outcomes().iter().filter(|o| OutcomeClass::of(o, &codes) == OutcomeClass::Integrity).count();
+    let corrupt_served = route.served_faults().iter().filter(|f| **f == Fault::Corrupt).count();
+    let evidence = if corrupt_served > 0 && integrity == 0 {
+        vec![format!(
+            "{corrupt_served} corrupted bod(ies) served but no process failed with the integrity class: a corrupted \
+             download was accepted{}",
+            if run.target().spec.features.checksum { "" } else { " (the target takes no checksum)" }
+        )]
+    } else {
+        Vec::new()
+    };
+    run.add_verdict(InvariantResult::checked("integrity_failure_observed", evidence));
+    run.recover(recovery);
+    Ok(run.evaluate())
 }
 
 /// 503 and 429 with `Retry-After: 0`, then a 503 without it, then the model: every process succeeds

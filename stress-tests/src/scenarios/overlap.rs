@@ -4,19 +4,19 @@
 //! in full while the download was parked, so a final name holding a prefix (`direct-write`) is seen every
 //! time, not by luck.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use stress_cache_metadata::InvariantResult;
 
+use crate::invariants::LiveLockObservation;
 use crate::orchestrator::Fleet;
 use crate::pattern::FilePattern;
+use crate::proc_locks;
 use crate::reader_probe::{ReaderProbe, ReaderReport};
 use crate::scenario::ScenarioRun;
 use crate::server::{Fault, FaultPlan, Gate, GatePoint};
 use crate::snapshot::walk;
-
-use super::setup;
 
 /// How long a gate may hold a download while the rest of the fleet catches up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,31 +47,40 @@ pub struct Overlap {
     pub waited: Duration,
     /// The full scan(s) a reader made while the download was parked.
     pub parked_scan: ReaderReport,
+    /// Whether each process writing cache data while the download was parked held an exclusive lock.
+    pub live_locks: LiveLockObservation,
 }
 
 impl Overlap {
-    /// The record entries: a note `overlap_forced` (how the gate was released — by deadline is not a failure
-    /// by itself) and the parked scan's bad reads merged into `readers_saw_only_complete_content`.
-    pub fn results(&self) -> Vec<InvariantResult> {
+    /// One line saying how the overlap was forced (or not).
+    pub fn describe(&self) -> String {
         let how = if self.by_deadline { "gate released by deadline" } else { "gate released by condition" };
-        let mut out = vec![setup::note(
-            "overlap_forced",
-            vec![format!(
-                "{how} after {} ms: {} response(s) parked, {} process(es) blocked on cache locks, {} exited; \
-                 reader made {} scan(s), {} read(s) while parked",
-                self.waited.as_millis(),
-                self.parked,
-                self.lock_waiters,
-                self.exited,
-                self.parked_scan.scans,
-                self.parked_scan.reads
-            )],
-        )];
-        out.push(setup::verdict(
-            "readers_saw_only_complete_content",
-            self.parked_scan.bad_reads.iter().map(|b| format!("while a download was parked: {b}")).collect(),
-        ));
-        out
+        format!(
+            "{how} after {} ms: {} response(s) parked, {} process(es) blocked on cache locks, {} exited; reader \
+             made {} scan(s), {} read(s) while parked",
+            self.waited.as_millis(),
+            self.parked,
+            self.lock_waiters,
+            self.exited,
+            self.parked_scan.scans,
+            self.parked_scan.reads
+        )
+    }
+
+    /// Hands what the overlap observed to the run: an overlap that never happened is a setup error (the
+    /// scenario proved nothing); the parked scan's reads go to `readers_saw_only_complete_content`; the
+    /// live lock check to `writer_holds_exclusive_lock`.
+    pub fn record_into(self, run: &mut ScenarioRun<'_>) {
+        if self.by_deadline {
+            run.setup_error(format!("overlap not achieved: {}", self.describe()));
+        }
+        if self.parked_scan.reads > 0 {
+            run.add_verdict(InvariantResult::checked(
+                "readers_saw_only_complete_content",
+                self.parked_scan.bad_reads.iter().map(|b| format!("while a download was parked: {b}")).collect(),
+            ));
+        }
+        run.add_live_locks(self.live_locks);
     }
 }
 
@@ -100,36 +109,45 @@ pub fn hold_until_overlap_then(
     let start = Instant::now();
     let target = run.target();
     let files = &target.spec.files;
-    let lock = files.lock.as_deref().map(FilePattern::new);
+    // Every fleet of the run counts: the main one and any joiners started while the download is parked.
+    let fleets = run.fleets();
     let fleet = run.fleet();
-    let total = fleet.pids().len();
-    let waiters = |f: &Fleet| -> usize {
+    let total: usize = fleets.iter().map(|f| f.pids().len()).sum();
+    let waiters = |_: &Fleet| -> usize {
         match &files.lock {
-            Some(pattern) => caches.iter().map(|c| f.lock_waiters(c, pattern).len()).sum(),
+            Some(pattern) => {
+                fleets.iter().flat_map(|f| caches.iter().map(|c| f.lock_waiters(c, pattern).len())).sum()
+            }
             None => 0,
         }
     };
-    let data_on_disk = || {
-        caches.iter().any(|c| {
-            walk(c)
-                .iter()
-                .any(|e| e.is_file && e.len > 0 && !lock.as_ref().is_some_and(|p| p.matches(&e.relative)))
-        })
-    };
+    let alive_count = || -> usize { fleets.iter().map(|f| f.alive().len()).sum() };
+    let data_on_disk = || caches.iter().any(|c| data_on_disk(run, c));
     let held = fleet.wait_until(
         |f| {
             let parked = gate.parked() as usize;
-            parked > 0 && f.alive().len() <= parked + waiters(f) && data_on_disk()
+            parked > 0 && alive_count() <= parked + waiters(f) && data_on_disk()
         },
         timeout,
     );
-    let (parked, lock_waiters, alive) = (gate.parked(), waiters(fleet), fleet.alive().len());
+    let (parked, lock_waiters, alive) = (gate.parked(), waiters(fleet), alive_count());
     let parked_scan = if parked > 0 {
         let models = target.models.clone();
-        ReaderProbe::start(caches.to_vec(), &files.final_, models, Duration::from_secs(10)).stop()
+        ReaderProbe::start(caches.to_vec(), files, models, Duration::from_secs(10)).stop()
     } else {
         ReaderReport::default()
     };
+    // While the download is parked its writer is alive and mid-body: the moment to see who holds what.
+    let mut live_locks = LiveLockObservation::default();
+    if parked > 0 {
+        let pids: Vec<u32> = fleets.iter().flat_map(|f| f.alive()).collect();
+        for cache in caches {
+            let (checks, witnesses, evidence) = proc_locks::writers_hold_exclusive_locks(&pids, cache, files);
+            live_locks.checks += checks;
+            live_locks.witnesses.extend(witnesses.into_iter().map(|w| format!("while a download was parked: {w}")));
+            live_locks.evidence.extend(evidence.into_iter().map(|e| format!("while a download was parked: {e}")));
+        }
+    }
     before_release();
     gate.release();
     Overlap {
@@ -139,5 +157,13 @@ pub fn hold_until_overlap_then(
         exited: total.saturating_sub(alive),
         waited: start.elapsed(),
         parked_scan,
+        live_locks,
     }
+}
+
+/// Whether some data file (not a lock) with at least one byte exists under `cache`: a parked download
+/// has reached the disk.
+pub fn data_on_disk(run: &ScenarioRun<'_>, cache: &Path) -> bool {
+    let lock = run.target().spec.files.lock.as_deref().map(FilePattern::new);
+    walk(cache).iter().any(|e| e.is_file && e.len > 0 && !lock.as_ref().is_some_and(|p| p.matches(&e.relative)))
 }

@@ -2,16 +2,14 @@
 //! the chosen mutant, routes that serve a model with the target's headers, checks of an intermediate
 //! phase (e.g. the cache right after a crash) and the merge of every phase into one record.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use stress_cache_metadata::InvariantResult;
 
-use crate::invariants::{self, Expectations, Invariant, Observations, ServedCounts};
-use crate::orchestrator::{Fleet, FleetProcess, ProcessOutcome};
-use crate::record::{self, RecordInput};
-use crate::scenario::{Scenario, ScenarioError};
+use crate::invariants::{self, Expectations, Observations, ServedCounts};
+use crate::orchestrator::ProcessOutcome;
+use crate::scenario::{Phase, Scenario, ScenarioError, TracedFleet};
 use crate::server::{FaultPlan, ModelServer, Route, RouteHandle};
 use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot};
 use crate::target::{ProcessPlan, Target};
@@ -101,9 +99,10 @@ pub fn counts(route: &RouteHandle) -> ServedCounts {
     crate::scenario::served_counts(&[route])
 }
 
-/// Runs `plans` together to completion and fails (setup error) unless every one ends `ok`.
-pub fn setup_run(s: &mut Scenario, plans: &[ProcessPlan], label: &str) -> Result<(), ScenarioError> {
-    let outcomes = s.run_to_completion(plans, label)?;
+/// Runs `plans` together to completion; the setup error it returns (a clean run that did not succeed)
+/// is the scenario's `error` outcome, never a violation.
+pub fn setup_run(s: &mut Scenario, plans: &[ProcessPlan], label: &str) -> Result<(), String> {
+    let outcomes = s.run_to_completion(plans, label).map_err(|e| format!("{label}: {e}"))?;
     let codes = s.target().spec.exit_codes.clone();
     let bad: Vec<String> = outcomes
         .iter()
@@ -113,25 +112,15 @@ pub fn setup_run(s: &mut Scenario, plans: &[ProcessPlan], label: &str) -> Result
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(ScenarioError::Io {
-            action: "set up (a clean run failed)",
-            path: format!("{label}: {}", bad.join("; ")),
-            source: std::io::Error::other("setup run failed"),
-        })
+        Err(format!("precondition not met: the clean {label} run failed: {}", bad.join("; ")))
     }
 }
 
-/// Starts `plans` as a fleet of its own (outside the scenario's main run), e.g. a process held at a
-/// failpoint before the others start, or gc while readers are stopped.
-pub fn side_fleet(target: &Target, dir: &Path, plans: &[ProcessPlan]) -> Result<Fleet, ScenarioError> {
-    let processes = plans
-        .iter()
-        .map(|p| {
-            let _ = std::fs::create_dir_all(&p.output_dir);
-            FleetProcess::new(&p.role, target.command_for(p))
-        })
-        .collect();
-    Ok(Fleet::start(dir, processes, crate::scenario::DEFAULT_DEADLINE)?)
+/// Starts `plans` as a fleet of its own (outside the scenario's main run, traced like it), e.g. a process
+/// held at a failpoint before the others start, or gc while readers are stopped. Reap it with
+/// [`Scenario::reap`].
+pub fn side_fleet(s: &mut Scenario, label: &str, plans: &[ProcessPlan]) -> Result<TracedFleet, ScenarioError> {
+    s.start_fleet_with_deadline(plans, label, crate::scenario::DEFAULT_DEADLINE)
 }
 
 /// What one intermediate phase observed (checked with the same invariant checker as the final phase).
@@ -152,24 +141,8 @@ pub struct PhaseInput<'a> {
     pub served: Option<ServedCounts>,
 }
 
-/// A checked phase: its partial record (outcomes, process runs, invariants) to merge into the final one,
-/// and the snapshots it took.
-pub struct Phase {
-    label: String,
-    record: ScenarioRecord,
-    /// The download cache snapshots taken by the phase.
-    pub caches: Vec<CacheSnapshot>,
-}
-
-impl Phase {
-    /// Whether every invariant of the phase held.
-    pub fn passed(&self) -> bool {
-        self.record.passed()
-    }
-}
-
-/// Snapshots the phase's caches now and checks the invariants that apply (those in `expectations.skip`
-/// and those without an observation are not reported).
+/// Snapshots the phase's caches now and checks every invariant on them (skipped where the phase has no
+/// observation), for [`crate::scenario::ScenarioRun::add_phase`].
 pub fn check_phase(s: &Scenario, input: PhaseInput<'_>) -> Phase {
     let target = s.target();
     let caches: Vec<CacheSnapshot> =
@@ -180,120 +153,22 @@ pub fn check_phase(s: &Scenario, input: PhaseInput<'_>) -> Phase {
         }
         None => Vec::new(),
     };
-    let obs = Observations {
-        target,
-        expectations: &input.expectations,
-        outcomes: input.outcomes,
-        caches: &caches,
-        compiled: &compiled,
-        compiled_reference: input.compiled_reference,
-        readers: None,
-        served: input.served.as_ref(),
-        recovery: None,
-    };
+    let mut obs = Observations::new(target, &input.expectations, input.outcomes, &caches, &compiled);
+    obs.compiled_reference = input.compiled_reference;
+    obs.served = input.served.as_ref();
     let results = invariants::check(&obs);
-    let record = record::build_record(&RecordInput {
-        scenario: s.name(),
-        tier: s.tier(),
-        target,
-        expectations: &input.expectations,
-        outcomes: input.outcomes,
-        invariants: &results,
-        served: input.served.as_ref(),
-        started_unix_ms: 0,
-        wall: input.outcomes.iter().map(|o| o.wall).max().unwrap_or_default(),
-        kept_dir: None,
-    });
-    Phase { label: input.label.to_string(), record, caches }
+    Phase {
+        label: input.label.to_string(),
+        results,
+        outcomes: input.outcomes.to_vec(),
+        expectations: input.expectations,
+        caches,
+    }
 }
 
 /// A result under `name`, held when `evidence` is empty.
 pub fn verdict(name: &str, evidence: Vec<String>) -> InvariantResult {
     InvariantResult::checked(name, evidence)
-}
-
-/// A positive check that held, with what it saw (e.g. the lock probe saw a live holder's lock).
-pub fn held_with(name: &str, evidence: Vec<String>) -> InvariantResult {
-    InvariantResult::held_with(name, evidence)
-}
-
-/// Merges intermediate phases and extra results into the final record (an invariant holds only if it
-/// held in every phase; evidence is prefixed with the phase label), and rewrites the record file.
-pub fn merge(
-    final_: (ScenarioRecord, Option<PathBuf>),
-    phases: Vec<Phase>,
-    extra: Vec<InvariantResult>,
-) -> ScenarioRecord {
-    let (mut record, path) = final_;
-    let mut by_name: BTreeMap<String, InvariantResult> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut add = |r: InvariantResult, label: Option<&str>| {
-        if !order.contains(&r.name) {
-            order.push(r.name.clone());
-        }
-        let entry = by_name.entry(r.name.clone()).or_insert_with(|| InvariantResult {
-            name: r.name.clone(),
-            held: true,
-            evidence: Vec::new(),
-        });
-        entry.held &= r.held;
-        entry.evidence.extend(r.evidence.into_iter().map(|e| match label {
-            Some(l) => format!("[{l}] {e}"),
-            None => e,
-        }));
-    };
-    for phase in &phases {
-        for r in phase.record.invariants.clone() {
-            add(r, Some(&phase.label));
-        }
-    }
-    for r in record.invariants.clone() {
-        add(r, None);
-    }
-    for r in extra {
-        add(r, None);
-    }
-    // Stable order: the invariants in check order, then the scenario-specific ones.
-    let mut names: Vec<String> = Invariant::ALL.iter().map(|i| i.name().to_string()).collect();
-    names.extend(order.into_iter().filter(|n| !Invariant::ALL.iter().any(|i| i.name() == n)));
-    record.invariants = names.into_iter().filter_map(|n| by_name.remove(&n)).collect();
-    for phase in phases {
-        for (class, n) in phase.record.outcomes {
-            *record.outcomes.entry(class).or_default() += n;
-        }
-        record.processes += phase.record.processes;
-        record.process_runs.extend(phase.record.process_runs.into_iter().map(|mut r| {
-            r.role = format!("{}: {}", phase.label, r.role);
-            r
-        }));
-    }
-    if let Some(p) = path {
-        let _ = std::fs::remove_file(&p);
-        let results_dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
-        if let Err(e) = record::write_record(&record, &results_dir) {
-            log::warn!("{e}");
-        }
-    }
-    record
-}
-
-/// A record for a scenario that does not apply to the target (nothing checked, so it passes), after
-/// printing why.
-pub fn not_applicable(s: &Scenario, why: &str) -> ScenarioRecord {
-    println!("scenario {} skipped for target {}: {why}", s.name(), s.target().spec.display_name());
-    let expectations = Expectations::default();
-    record::build_record(&RecordInput {
-        scenario: s.name(),
-        tier: s.tier(),
-        target: s.target(),
-        expectations: &expectations,
-        outcomes: &[],
-        invariants: &[],
-        served: None,
-        started_unix_ms: 0,
-        wall: Duration::ZERO,
-        kept_dir: None,
-    })
 }
 
 /// The failpoint configuration `<name>=<action>` for the target's env var.

@@ -69,8 +69,3 @@ pub fn model_route(target: &Target, model: &str, plan: FaultPlan) -> Route {
 pub fn verdict(name: &str, evidence: Vec<String>) -> InvariantResult {
     InvariantResult::checked(name, evidence)
 }
-
-/// A note in the record that is not a failure (e.g. how an overlap was forced).
-pub fn note(name: &str, evidence: Vec<String>) -> InvariantResult {
-    InvariantResult::held_with(name, evidence)
-}

@@ -21,25 +21,36 @@
 //! run.finish(); // checks, writes the record, panics on violations
 //! ```
 
-use std::collections::BTreeSet;
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stress_cache_metadata::ScenarioRecord;
 
-use crate::invariants::{
-    self, Expectations, Invariant, Observations, OutcomeClass, ProcessExpectation, RecoveryRun, ServedCounts,
-};
+pub use run::{Phase, ScenarioRun, merge_all};
+
+use crate::invariants::{Expectations, LiveLockObservation, ServedCounts, TraceObservation};
 use crate::orchestrator::{Fleet, FleetError, FleetProcess, ProcessOutcome};
-use crate::reader_probe::{ReaderProbe, ReaderReport};
 use crate::record::{self, RecordInput};
 use crate::server::RouteHandle;
-use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot};
+use crate::snapshot::{CompiledReference, CompiledSnapshot};
 use crate::target::{ProcessPlan, Target, TargetError};
 use crate::tier::{TierConfig, TierError};
 
 /// Default watchdog deadline of a fleet.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(25);
+
+/// How long a detached tracer may take to write its last lines after its process was reaped.
+const TRACE_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A fleet whose processes run under the file-system tracer, and their trace files (by fleet index).
+pub struct TracedFleet {
+    /// The fleet.
+    pub fleet: Fleet,
+    /// Trace file of each process (empty when tracing is off).
+    pub traces: Vec<PathBuf>,
+}
 
 /// Error setting up a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +64,9 @@ pub enum ScenarioError {
     /// The fleet could not start.
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    /// The file-system tracer is missing or failed.
+    #[error("{0}")]
+    Trace(String),
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -73,6 +87,7 @@ pub struct Scenario {
     root: tempfile::TempDir,
     deadline: Duration,
     fleets: usize,
+    traces: Vec<(usize, PathBuf)>,
 }
 
 impl Scenario {
@@ -84,7 +99,12 @@ impl Scenario {
 
     /// A scenario on an explicit target (e.g. a second target built from a spec file).
     pub fn with_target(name: &str, target: Target, tier: TierConfig) -> Result<Self, ScenarioError> {
-        let tmp_parent = target.stress_dir().join("tmp");
+        // The CLI gives every repeat its own temp dir (`STRESS_TMP_DIR`) so that it can clean up after
+        // an interrupted run; a test run outside the CLI uses the target's stress dir.
+        let tmp_parent = std::env::var_os("STRESS_TMP_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.stress_dir().join("tmp"));
         std::fs::create_dir_all(&tmp_parent).map_err(|source| ScenarioError::Io {
             action: "create",
             path: tmp_parent.display().to_string(),
@@ -97,7 +117,15 @@ impl Scenario {
                 source,
             },
         )?;
-        Ok(Scenario { name: name.to_string(), target, tier, root, deadline: DEFAULT_DEADLINE, fleets: 0 })
+        Ok(Scenario {
+            name: name.to_string(),
+            target,
+            tier,
+            root,
+            deadline: DEFAULT_DEADLINE,
+            fleets: 0,
+            traces: Vec::new(),
+        })
     }
 
     /// Sets the watchdog deadline of the fleets this scenario starts.
@@ -175,6 +203,7 @@ impl Scenario {
             scenario: self,
             plans,
             fleet: Some(fleet),
+            joiners: Vec::new(),
             expectations,
             outcomes: Vec::new(),
             started_unix_ms: 0,
@@ -185,20 +214,142 @@ impl Scenario {
             served: None,
             compiled_reference: None,
             extra_caches: Vec::new(),
+            after_fleet: None,
+            live_locks: LiveLockObservation::default(),
+            phases: Vec::new(),
+            verdicts: Vec::new(),
+            setup_errors: Vec::new(),
         })
     }
 
-    fn start_fleet(&mut self, plans: &[ProcessPlan], label: &str) -> Result<Fleet, ScenarioError> {
+    /// Starts `plans` as one fleet released together, each process under the file-system tracer (its
+    /// trace file is kept for the scenario's trace invariants).
+    pub fn start_fleet(&mut self, plans: &[ProcessPlan], label: &str) -> Result<TracedFleet, ScenarioError> {
+        self.start_fleet_with_deadline(plans, label, self.deadline)
+    }
+
+    /// [`Scenario::start_fleet`] with its own watchdog deadline.
+    pub fn start_fleet_with_deadline(
+        &mut self,
+        plans: &[ProcessPlan],
+        label: &str,
+        deadline: Duration,
+    ) -> Result<TracedFleet, ScenarioError> {
         self.fleets += 1;
         let dir = self.root.path().join(format!("{label}-{}", self.fleets));
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| ScenarioError::Io { action: "create", path: dir.display().to_string(), source })?;
+        let strace = self.strace()?;
+        let mut traces = Vec::new();
         let processes = plans
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 let _ = std::fs::create_dir_all(&p.output_dir);
-                FleetProcess::new(&p.role, self.target.command_for(p))
+                let command = self.target.command_for(p);
+                let command = match &strace {
+                    Some(strace) => {
+                        let file = dir.join(format!("trace-{i}.strace"));
+                        let wrapped = crate::fs_trace::wrap(&command, strace, &file);
+                        traces.push(file);
+                        wrapped
+                    }
+                    None => command,
+                };
+                FleetProcess::new(&p.role, command)
             })
             .collect();
-        Ok(Fleet::start(&dir, processes, self.deadline)?)
+        let fleet = Fleet::start(&dir, processes, deadline)?;
+        Ok(TracedFleet { fleet, traces })
+    }
+
+    /// The tracer, unless `STRESS_TRACE=off`. A missing tracer is a setup error, never a silent skip.
+    fn strace(&self) -> Result<Option<PathBuf>, ScenarioError> {
+        if !self.tier.trace {
+            return Ok(None);
+        }
+        crate::fs_trace::strace_path().map(Some).map_err(|e| ScenarioError::Trace(e.to_string()))
+    }
+
+    /// Waits for a traced fleet, then for its tracers to finish writing; remembers the trace files.
+    pub fn reap(&mut self, fleet: &mut TracedFleet) -> Vec<ProcessOutcome> {
+        let outcomes = fleet.fleet.wait();
+        for (file, outcome) in fleet.traces.iter().zip(&outcomes) {
+            // The tracer is a detached grandchild: it may still be writing the last lines.
+            crate::fs_trace::wait_complete(file, outcome.pid, TRACE_FLUSH_DEADLINE);
+        }
+        let index = self.traces.len();
+        self.traces.extend(fleet.traces.drain(..).enumerate().map(|(i, f)| (index + i, f)));
+        outcomes
+    }
+
+    /// The verdicts of the trace invariants over every traced process of the scenario so far, on
+    /// `caches` and `compiled` (`Ok(None)` when tracing is off).
+    pub fn trace_observation(
+        &self,
+        caches: &[PathBuf],
+        compiled: &[PathBuf],
+    ) -> Result<Option<TraceObservation>, String> {
+        if self.traces.is_empty() {
+            return Ok(None);
+        }
+        let mut parsed = Vec::new();
+        for (process, file) in &self.traces {
+            match crate::fs_trace::read_trace(file, *process) {
+                Ok(p) => parsed.push(p),
+                Err(e) => return Err(format!("the file-system trace could not be read: {e}")),
+            }
+        }
+        let trace = crate::fs_trace::FsTrace::merge(parsed);
+        let roles = trace_roles(&self.target.spec, caches, compiled);
+        let v = crate::fs_trace::check(&trace, &roles);
+        Ok(Some(TraceObservation {
+            final_published_atomically: v.final_published_atomically,
+            live_temp_files_left_alone: v.live_temp_files_left_alone,
+            lock_files_stable: v.lock_files_stable,
+            published_durably: v.published_durably,
+            writer_holds_exclusive_lock: v.writer_holds_exclusive_lock,
+            events: v.events,
+        }))
+    }
+
+    /// A record for a scenario that could not be set up (a precondition not met, a setup run that failed):
+    /// written with outcome `error` — not a verdict about the target, and never a kill.
+    pub fn error_record(&self, error: &str) -> ScenarioRecord {
+        let mut record = self.empty_record();
+        record.setup_errors = vec![error.to_string()];
+        if let Err(e) = record::write_record(&record, &record::results_dir(&self.target)) {
+            log::warn!("{e}");
+        }
+        record
+    }
+
+    fn empty_record(&self) -> ScenarioRecord {
+        let expectations = Expectations::default();
+        record::build_record(&RecordInput {
+            scenario: &self.name,
+            tier: &self.tier,
+            target: &self.target,
+            expectations: &expectations,
+            outcomes: &[],
+            invariants: &[],
+            served: None,
+            started_unix_ms: 0,
+            wall: Duration::ZERO,
+            kept_dir: None,
+        })
+    }
+
+    /// A record for a scenario that does not apply to the target (nothing run, nothing checked): written,
+    /// and reported as not applicable — never as a pass of any invariant.
+    pub fn not_applicable(&self, why: &str) -> ScenarioRecord {
+        println!("scenario {} does not apply to target {}: {why}", self.name, self.target.spec.display_name());
+        let mut record = self.empty_record();
+        record.not_applicable = Some(why.to_string());
+        if let Err(e) = record::write_record(&record, &record::results_dir(&self.target)) {
+            log::warn!("{e}");
+        }
+        record
     }
 
     /// Runs `plans` together to completion (e.g. setup or a reference run) and returns their outcomes.
@@ -208,7 +359,7 @@ impl Scenario {
         label: &str,
     ) -> Result<Vec<ProcessOutcome>, ScenarioError> {
         let mut fleet = self.start_fleet(plans, label)?;
-        Ok(fleet.wait())
+        Ok(self.reap(&mut fleet))
     }
 
     /// A reference for compiled entries: for each `(model, url)`, two clean single runs in fresh caches
@@ -248,233 +399,36 @@ impl Scenario {
     }
 }
 
-/// A running (then finished) scenario fleet and everything observed about it.
-pub struct ScenarioRun<'s> {
-    scenario: &'s mut Scenario,
-    plans: Vec<ProcessPlan>,
-    fleet: Option<Fleet>,
-    expectations: Expectations,
-    outcomes: Vec<ProcessOutcome>,
-    started_unix_ms: u64,
-    wall: Duration,
-    reader: Option<ReaderProbe>,
-    reader_report: Option<ReaderReport>,
-    recovery: Option<RecoveryRun>,
-    served: Option<ServedCounts>,
-    compiled_reference: Option<CompiledReference>,
-    extra_caches: Vec<PathBuf>,
-}
-
-impl ScenarioRun<'_> {
-    /// The running fleet (pids, stop/resume, lock waiters, wait_until). Panics after [`ScenarioRun::wait`].
-    pub fn fleet(&self) -> &Fleet {
-        self.fleet.as_ref().expect("the fleet is still running (before wait)")
+/// The roles of the files in `caches` and `compiled` for the trace checks, from the target's patterns.
+fn trace_roles(
+    spec: &stress_cache_metadata::TargetSpec,
+    caches: &[PathBuf],
+    compiled: &[PathBuf],
+) -> Vec<crate::fs_trace::CacheRoles> {
+    use crate::pattern::FilePattern;
+    let files = &spec.files;
+    let mut roles: Vec<crate::fs_trace::CacheRoles> = caches
+        .iter()
+        .map(|dir| crate::fs_trace::CacheRoles {
+            dir: dir.clone(),
+            final_: vec![FilePattern::new(&files.final_)],
+            partial: vec![FilePattern::new(&files.partial)],
+            lock: files.lock.iter().map(|l| FilePattern::new(l)).collect(),
+            lock_kind_exists: files.lock_kind == stress_cache_metadata::LockKind::Exists,
+            entries_are_dirs: false,
+        })
+        .collect();
+    if let Some(c) = &spec.compiled {
+        roles.extend(compiled.iter().map(|dir| crate::fs_trace::CacheRoles {
+            dir: dir.clone(),
+            final_: vec![FilePattern::new(&c.entry)],
+            partial: vec![FilePattern::new(&c.partial)],
+            lock: c.lock.iter().map(|l| FilePattern::new(l)).collect(),
+            lock_kind_exists: files.lock_kind == stress_cache_metadata::LockKind::Exists,
+            entries_are_dirs: true,
+        }));
     }
-
-    /// The scenario (to make more plans, e.g. the recovery plan).
-    pub fn scenario(&self) -> &Scenario {
-        self.scenario
-    }
-
-    /// The plans, by fleet index.
-    pub fn plans(&self) -> &[ProcessPlan] {
-        &self.plans
-    }
-
-    /// The target.
-    pub fn target(&self) -> &Target {
-        &self.scenario.target
-    }
-
-    /// Mutable expectations (allowed classes, body bounds, skipped invariants).
-    pub fn expectations_mut(&mut self) -> &mut Expectations {
-        &mut self.expectations
-    }
-
-    /// Allowed classes of process `index`; `crash` marks an injected crash.
-    pub fn expect(&mut self, index: usize, allowed: &[OutcomeClass], crash: bool) -> &mut Self {
-        if let Some(e) = self.expectations.processes.get_mut(index) {
-            *e = e.clone().allow(allowed);
-            e.crash_allowed = crash;
-        }
-        self
-    }
-
-    /// Sets the complete-bodies bound of a model.
-    pub fn body_bound(&mut self, model: &str, bound: u64) -> &mut Self {
-        self.expectations.body_bound.insert(model.to_string(), bound);
-        self
-    }
-
-    /// Does not check (nor report) `invariant` in this scenario.
-    pub fn skip(&mut self, invariant: Invariant) -> &mut Self {
-        self.expectations.skip.insert(invariant);
-        self
-    }
-
-    /// Also snapshots and checks `dir` as a download cache (dirs of the plans are included already).
-    pub fn also_check_cache(&mut self, dir: &Path) -> &mut Self {
-        self.extra_caches.push(dir.to_path_buf());
-        self
-    }
-
-    /// Sets the compiled-entry reference (see [`Scenario::compiled_reference`]).
-    pub fn compiled_reference(&mut self, reference: CompiledReference) -> &mut Self {
-        self.compiled_reference = Some(reference);
-        self
-    }
-
-    /// Starts a reader probe over every download cache of the plans (final pattern), until [`ScenarioRun::wait`].
-    pub fn start_reader(&mut self) -> &mut Self {
-        let dirs = self.cache_dirs();
-        let pattern = self.scenario.target.spec.files.final_.clone();
-        let deadline = self.scenario.deadline + Duration::from_secs(5);
-        self.reader = Some(ReaderProbe::start(dirs, &pattern, self.scenario.target.models.clone(), deadline));
-        self
-    }
-
-    /// Waits for every process (watchdog-bounded), stops the reader, and returns the outcomes.
-    pub fn wait(&mut self) -> &[ProcessOutcome] {
-        if let Some(mut fleet) = self.fleet.take() {
-            self.outcomes = fleet.wait();
-            self.started_unix_ms = fleet.released_unix_ms();
-            self.wall = self.outcomes.iter().map(|o| o.wall).max().unwrap_or_default();
-        }
-        if let Some(reader) = self.reader.take() {
-            self.reader_report = Some(reader.stop());
-        }
-        &self.outcomes
-    }
-
-    /// Runs the clean recovery process(es) after the fleet (expected `{ok}` and the right model) for
-    /// `no_poisoning`. Call after [`ScenarioRun::wait`].
-    pub fn recover(&mut self, plan: ProcessPlan) -> &[ProcessOutcome] {
-        self.wait();
-        let plans = vec![plan];
-        let expectations: Vec<ProcessExpectation> =
-            plans.iter().map(|p| ProcessExpectation::for_plan(&self.scenario.target, p)).collect();
-        let outcomes = match self.scenario.run_to_completion(&plans, "recovery") {
-            Ok(o) => o,
-            Err(e) => vec![ProcessOutcome {
-                index: 0,
-                role: "recovery".into(),
-                pid: 0,
-                exit_code: None,
-                signal: None,
-                hung: false,
-                wall: Duration::ZERO,
-                peak_rss_kb: None,
-                stdout_path: PathBuf::new(),
-                stderr_path: PathBuf::new(),
-                spawn_error: Some(e.to_string()),
-            }],
-        };
-        &self.recovery.insert(RecoveryRun { outcomes, expectations }).outcomes
-    }
-
-    /// Sets the server counters.
-    pub fn served(&mut self, served: ServedCounts) -> &mut Self {
-        self.served = Some(served);
-        self
-    }
-
-    /// Sets the server counters from route handles (routes need a model id; requests and bodies are
-    /// summed per model).
-    pub fn served_from_routes(&mut self, routes: &[&RouteHandle]) -> &mut Self {
-        self.served = Some(served_counts(routes));
-        self
-    }
-
-    /// Outcomes (after [`ScenarioRun::wait`]).
-    pub fn outcomes(&self) -> &[ProcessOutcome] {
-        &self.outcomes
-    }
-
-    fn cache_dirs(&self) -> Vec<PathBuf> {
-        let set: BTreeSet<PathBuf> =
-            self.plans.iter().map(|p| p.cache_dir.clone()).chain(self.extra_caches.iter().cloned()).collect();
-        set.into_iter().collect()
-    }
-
-    /// Checks the invariants and writes the record without panicking; returns the record and its path.
-    /// A failed run's temp dir is kept (moved to `$STRESS_KEEP_DIR` or `<results>/kept/`).
-    pub fn evaluate(mut self) -> (ScenarioRecord, Option<PathBuf>) {
-        self.wait();
-        let target = &self.scenario.target;
-        let caches: Vec<CacheSnapshot> = self
-            .cache_dirs()
-            .iter()
-            .map(|d| CacheSnapshot::take(d, &target.spec.files, &target.models))
-            .collect();
-        let compiled: Vec<CompiledSnapshot> = match &target.spec.compiled {
-            Some(c) => {
-                let dirs: BTreeSet<PathBuf> =
-                    self.plans.iter().filter_map(|p| p.compiled_dir.clone()).collect();
-                dirs.iter().map(|d| CompiledSnapshot::take(d, c, target.spec.files.lock_kind)).collect()
-            }
-            None => Vec::new(),
-        };
-        let obs = Observations {
-            target,
-            expectations: &self.expectations,
-            outcomes: &self.outcomes,
-            caches: &caches,
-            compiled: &compiled,
-            compiled_reference: self.compiled_reference.as_ref(),
-            readers: self.reader_report.as_ref(),
-            served: self.served.as_ref(),
-            recovery: self.recovery.as_ref(),
-        };
-        let mut results = invariants::check(&obs);
-        let failed = results.iter().any(|r| r.is_violated());
-        let results_dir = record::results_dir(target);
-        let root = self.scenario.root.path().to_path_buf();
-        let kept = if failed { keep_dir(&root, &self.scenario.name, &results_dir) } else { None };
-        if let Some(kept) = &kept {
-            // Evidence names files where they are now.
-            let (from, to) = (root.display().to_string(), kept.display().to_string());
-            for e in results.iter_mut().flat_map(|r| r.evidence.iter_mut()) {
-                *e = e.replace(&from, &to);
-            }
-        }
-        let record = record::build_record(&RecordInput {
-            scenario: &self.scenario.name,
-            tier: &self.scenario.tier,
-            target,
-            expectations: &self.expectations,
-            outcomes: &self.outcomes,
-            invariants: &results,
-            served: self.served.as_ref(),
-            started_unix_ms: self.started_unix_ms,
-            wall: self.wall,
-            kept_dir: kept.as_deref(),
-        });
-        let path = match record::write_record(&record, &results_dir) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                log::warn!("{e}");
-                None
-            }
-        };
-        (record, path)
-    }
-
-    /// [`ScenarioRun::evaluate`], then panics listing every violated invariant with its evidence.
-    pub fn finish(self) -> ScenarioRecord {
-        let name = self.scenario.name.clone();
-        let (record, path) = self.evaluate();
-        if !record.passed() {
-            let mut notes = Vec::new();
-            if let Some(p) = &path {
-                notes.push(format!("record: {}", p.display()));
-            }
-            if let Some(k) = &record.kept_dir {
-                notes.push(format!("kept dir: {k}"));
-            }
-            invariants::assert_all_held_with_notes(&name, &record.invariants, &notes);
-        }
-        record
-    }
+    roles
 }
 
 /// Server counters from route handles, summed per model id (routes without one are skipped).

@@ -1,0 +1,452 @@
+//! One scenario run as a single pipeline: **observe** (fleets, joiners, earlier phases, the reader probe,
+//! live lock checks, snapshots after the fleet and after recovery, the file-system trace), then **check**
+//! (every invariant once: held, violated or skipped), then **write** the record once. Nothing rewrites a
+//! record afterwards: scenario-specific checks and setup errors are handed to the run before
+//! [`ScenarioRun::evaluate`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+
+use super::{Scenario, ScenarioError, TracedFleet, keep_dir};
+use crate::invariants::{
+    self, Expectations, Invariant, LiveLockObservation, Observations, OutcomeClass, ProcessExpectation,
+    RecoveryRun, ServedCounts,
+};
+use crate::orchestrator::{Fleet, ProcessOutcome};
+use crate::reader_probe::{ReaderProbe, ReaderReport};
+use crate::record::{self, RecordInput};
+use crate::server::RouteHandle;
+use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot};
+use crate::target::{ProcessPlan, Target};
+
+/// An earlier, separately checked phase of a scenario (e.g. the cache right after a crash), merged into
+/// the run's record: its verdicts (evidence labelled), outcomes and process runs.
+pub struct Phase {
+    /// Label put in front of its evidence.
+    pub label: String,
+    /// Its verdicts.
+    pub results: Vec<InvariantResult>,
+    /// Its outcomes (merged into the record's outcome counts and process runs).
+    pub outcomes: Vec<ProcessOutcome>,
+    /// Its expectations (for the metadata paths of its process runs).
+    pub expectations: Expectations,
+    /// The download-cache snapshots it took.
+    pub caches: Vec<CacheSnapshot>,
+}
+
+/// A running (then finished) scenario fleet and everything observed about it.
+pub struct ScenarioRun<'s> {
+    pub(super) scenario: &'s mut Scenario,
+    pub(super) plans: Vec<ProcessPlan>,
+    pub(super) fleet: Option<TracedFleet>,
+    pub(super) joiners: Vec<(TracedFleet, usize)>,
+    pub(super) expectations: Expectations,
+    pub(super) outcomes: Vec<ProcessOutcome>,
+    pub(super) started_unix_ms: u64,
+    pub(super) wall: Duration,
+    pub(super) reader: Option<ReaderProbe>,
+    pub(super) reader_report: Option<ReaderReport>,
+    pub(super) recovery: Option<RecoveryRun>,
+    pub(super) served: Option<ServedCounts>,
+    pub(super) compiled_reference: Option<CompiledReference>,
+    pub(super) extra_caches: Vec<PathBuf>,
+    pub(super) after_fleet: Option<(Vec<CacheSnapshot>, Vec<CompiledSnapshot>)>,
+    pub(super) live_locks: LiveLockObservation,
+    pub(super) phases: Vec<Phase>,
+    pub(super) verdicts: Vec<InvariantResult>,
+    pub(super) setup_errors: Vec<String>,
+}
+
+impl ScenarioRun<'_> {
+    /// The running fleet (pids, stop/resume, lock waiters, wait_until). Panics after [`ScenarioRun::wait`].
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet.as_ref().expect("the fleet is still running (before wait)").fleet
+    }
+
+    /// Every fleet of the run still running (the main one and joiners).
+    pub fn fleets(&self) -> Vec<&Fleet> {
+        self.fleet.iter().chain(self.joiners.iter().map(|(f, _)| f)).map(|t| &t.fleet).collect()
+    }
+
+    /// The scenario (to make more plans, e.g. the recovery plan).
+    pub fn scenario(&self) -> &Scenario {
+        self.scenario
+    }
+
+    /// The plans, by fleet index (joiners' plans follow the main fleet's).
+    pub fn plans(&self) -> &[ProcessPlan] {
+        &self.plans
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.scenario.target
+    }
+
+    /// Mutable expectations (allowed classes, body bounds, skipped invariants).
+    pub fn expectations_mut(&mut self) -> &mut Expectations {
+        &mut self.expectations
+    }
+
+    /// Allowed classes of process `index`; `crash` marks an injected crash.
+    pub fn expect(&mut self, index: usize, allowed: &[OutcomeClass], crash: bool) -> &mut Self {
+        if let Some(e) = self.expectations.processes.get_mut(index) {
+            *e = e.clone().allow(allowed);
+            e.crash_allowed = crash;
+        }
+        self
+    }
+
+    /// Sets the complete-bodies bound of a model.
+    pub fn body_bound(&mut self, model: &str, bound: u64) -> &mut Self {
+        self.expectations.body_bound.insert(model.to_string(), bound);
+        self
+    }
+
+    /// Checks snapshot invariant `invariant` only after the recovery run, not right after the fleet.
+    pub fn skip_after_fleet(&mut self, invariant: Invariant, reason: &str) -> &mut Self {
+        self.expectations.skip_after_fleet.insert(invariant, reason.to_string());
+        self
+    }
+
+    /// Does not check `invariant` in this scenario; it is reported as skipped with `reason`.
+    pub fn skip(&mut self, invariant: Invariant, reason: &str) -> &mut Self {
+        self.expectations.skip(invariant, reason);
+        self
+    }
+
+    /// Also snapshots and checks `dir` as a download cache (dirs of the plans are included already).
+    pub fn also_check_cache(&mut self, dir: &std::path::Path) -> &mut Self {
+        self.extra_caches.push(dir.to_path_buf());
+        self
+    }
+
+    /// Sets the compiled-entry reference (see [`Scenario::compiled_reference`]).
+    pub fn compiled_reference(&mut self, reference: CompiledReference) -> &mut Self {
+        self.compiled_reference = Some(reference);
+        self
+    }
+
+    /// Adds an earlier phase, checked on its own (its verdicts are merged, evidence labelled).
+    pub fn add_phase(&mut self, phase: Phase) -> &mut Self {
+        self.phases.push(phase);
+        self
+    }
+
+    /// Adds a scenario-specific verdict (merged into an invariant of the same name, if any).
+    pub fn add_verdict(&mut self, verdict: InvariantResult) -> &mut Self {
+        self.verdicts.push(verdict);
+        self
+    }
+
+    /// Records that the scenario could not set up what it checks (the run is `error`, not a verdict).
+    pub fn setup_error(&mut self, message: impl Into<String>) -> &mut Self {
+        self.setup_errors.push(message.into());
+        self
+    }
+
+    /// Adds live lock observations (see [`crate::scenarios::overlap`]).
+    pub fn add_live_locks(&mut self, observed: LiveLockObservation) -> &mut Self {
+        self.live_locks.checks += observed.checks;
+        self.live_locks.witnesses.extend(observed.witnesses);
+        self.live_locks.evidence.extend(observed.evidence);
+        self
+    }
+
+    /// Starts `plans` now as a second wave of the same run (processes that start while the first wave is
+    /// busy, e.g. while its download is parked at a gate). They are checked with the main fleet.
+    pub fn join(&mut self, plans: Vec<ProcessPlan>) -> Result<&Fleet, ScenarioError> {
+        let offset = self.plans.len();
+        let label = format!("joiners-{}", self.joiners.len() + 1);
+        let fleet = self.scenario.start_fleet(&plans, &label)?;
+        self.expectations.processes.extend(plans.iter().map(|p| ProcessExpectation::for_plan(&self.scenario.target, p)));
+        for m in plans.iter().filter_map(|p| matches!(p.command, crate::target::PlanCommand::Run).then_some(&p.model)) {
+            self.expectations.body_bound.entry(m.clone()).or_insert(1);
+        }
+        self.plans.extend(plans);
+        self.joiners.push((fleet, offset));
+        Ok(&self.joiners.last().map(|(f, _)| &f.fleet).expect("just pushed"))
+    }
+
+    /// Starts `plans` as a side fleet of this run (traced; not part of the checked fleet): e.g. gc while the
+    /// readers are stopped. Reap it with [`ScenarioRun::reap_side`] and check it as a [`Phase`].
+    pub fn side_fleet(&mut self, label: &str, plans: &[ProcessPlan]) -> Result<TracedFleet, ScenarioError> {
+        self.scenario.start_fleet_with_deadline(plans, label, super::DEFAULT_DEADLINE)
+    }
+
+    /// Waits for a side fleet (and its tracers).
+    pub fn reap_side(&mut self, fleet: &mut TracedFleet) -> Vec<ProcessOutcome> {
+        self.scenario.reap(fleet)
+    }
+
+    /// Starts a reader probe over every download cache of the plans (final pattern), until [`ScenarioRun::wait`].
+    pub fn start_reader(&mut self) -> &mut Self {
+        let dirs = self.cache_dirs();
+        let files = self.scenario.target.spec.files.clone();
+        let deadline = self.scenario.deadline + Duration::from_secs(5);
+        self.reader = Some(ReaderProbe::start(dirs, &files, self.scenario.target.models.clone(), deadline));
+        self
+    }
+
+    /// Waits for every process (watchdog-bounded), stops the reader, and returns the outcomes.
+    pub fn wait(&mut self) -> &[ProcessOutcome] {
+        if let Some(mut fleet) = self.fleet.take() {
+            self.outcomes = self.scenario.reap(&mut fleet);
+            self.started_unix_ms = fleet.fleet.released_unix_ms();
+        }
+        for (mut fleet, offset) in std::mem::take(&mut self.joiners) {
+            let outcomes = self.scenario.reap(&mut fleet);
+            self.outcomes.extend(outcomes.into_iter().map(|mut o| {
+                o.index += offset;
+                o
+            }));
+        }
+        self.wall = self.outcomes.iter().map(|o| o.wall).max().unwrap_or_default();
+        if let Some(reader) = self.reader.take() {
+            self.reader_report = Some(reader.stop());
+        }
+        &self.outcomes
+    }
+
+    /// Runs the clean recovery process after the fleet (expected `{ok}` and the right model) for
+    /// `no_poisoning`. The caches are snapshotted first, so what the fleet left is checked before the
+    /// recovery run cleans anything.
+    pub fn recover(&mut self, plan: ProcessPlan) -> &[ProcessOutcome] {
+        self.wait();
+        self.snapshot_after_fleet();
+        let plans = vec![plan];
+        let expectations: Vec<ProcessExpectation> =
+            plans.iter().map(|p| ProcessExpectation::for_plan(&self.scenario.target, p)).collect();
+        let outcomes = match self.scenario.run_to_completion(&plans, "recovery") {
+            Ok(o) => o,
+            Err(e) => {
+                self.setup_errors.push(format!("the recovery run could not start: {e}"));
+                Vec::new()
+            }
+        };
+        &self.recovery.insert(RecoveryRun { outcomes, expectations }).outcomes
+    }
+
+    /// Sets the server counters.
+    pub fn served(&mut self, served: ServedCounts) -> &mut Self {
+        self.served = Some(served);
+        self
+    }
+
+    /// Sets the server counters from route handles (routes need a model id; requests and bodies are
+    /// summed per model).
+    pub fn served_from_routes(&mut self, routes: &[&RouteHandle]) -> &mut Self {
+        self.served = Some(super::served_counts(routes));
+        self
+    }
+
+    /// Outcomes (after [`ScenarioRun::wait`]).
+    pub fn outcomes(&self) -> &[ProcessOutcome] {
+        &self.outcomes
+    }
+
+    fn cache_dirs(&self) -> Vec<PathBuf> {
+        let set: BTreeSet<PathBuf> =
+            self.plans.iter().map(|p| p.cache_dir.clone()).chain(self.extra_caches.iter().cloned()).collect();
+        set.into_iter().collect()
+    }
+
+    fn compiled_dirs(&self) -> Vec<PathBuf> {
+        let set: BTreeSet<PathBuf> = self.plans.iter().filter_map(|p| p.compiled_dir.clone()).collect();
+        set.into_iter().collect()
+    }
+
+    fn snapshots(&self) -> (Vec<CacheSnapshot>, Vec<CompiledSnapshot>) {
+        let target = &self.scenario.target;
+        let caches =
+            self.cache_dirs().iter().map(|d| CacheSnapshot::take(d, &target.spec.files, &target.models)).collect();
+        let compiled = match &target.spec.compiled {
+            Some(c) => self
+                .compiled_dirs()
+                .iter()
+                .map(|d| CompiledSnapshot::take(d, c, target.spec.files.lock_kind))
+                .collect(),
+            None => Vec::new(),
+        };
+        (caches, compiled)
+    }
+
+    /// Snapshots the caches as the fleet left them (once).
+    pub fn snapshot_after_fleet(&mut self) -> &(Vec<CacheSnapshot>, Vec<CompiledSnapshot>) {
+        self.wait();
+        if self.after_fleet.is_none() {
+            self.after_fleet = Some(self.snapshots());
+        }
+        self.after_fleet.as_ref().expect("just set")
+    }
+
+    /// Setup errors visible in the outcomes: a process that could not start, or that the target refused
+    /// to run (its usage class) although usage was not what the scenario asked for.
+    fn setup_errors_in_outcomes(&self) -> Vec<String> {
+        let codes = &self.scenario.target.spec.exit_codes;
+        let mut errors = Vec::new();
+        let all = self
+            .outcomes
+            .iter()
+            .map(|o| (o, self.expectations.processes.get(o.index)))
+            .chain(self.recovery.iter().flat_map(|r| r.outcomes.iter().map(|o| (o, r.expectations.get(o.index)))))
+            .chain(self.phases.iter().flat_map(|p| p.outcomes.iter().map(|o| (o, p.expectations.processes.get(o.index)))));
+        for (o, e) in all {
+            if let Some(err) = &o.spawn_error {
+                errors.push(format!("{} could not start: {err}", o.role));
+            } else if OutcomeClass::of(o, codes) == OutcomeClass::Usage
+                && !e.is_some_and(|e| e.allowed.contains(&OutcomeClass::Usage))
+            {
+                errors.push(format!(
+                    "the target rejected its configuration (usage error): {}: {}",
+                    o.describe(),
+                    o.stderr_tail(300).trim().replace('\n', " | ")
+                ));
+            }
+        }
+        errors
+    }
+
+    /// Whether some process printed the target's active-mutant marker (`None` without a mutant).
+    fn mutant_active(&self) -> Option<bool> {
+        let mutant = self.scenario.tier.mutant.as_deref()?;
+        let marker = self.scenario.target.spec.mutants.as_ref().map(|m| m.marker_for(mutant))?;
+        let all = self
+            .outcomes
+            .iter()
+            .chain(self.recovery.iter().flat_map(|r| &r.outcomes))
+            .chain(self.phases.iter().flat_map(|p| &p.outcomes));
+        let active = all.into_iter().any(|o| o.stderr().contains(&marker));
+        Some(active)
+    }
+
+    /// Checks every invariant once over everything observed, merges the earlier phases and the
+    /// scenario-specific verdicts, and writes the record once. A failed or errored run's temp dir is kept
+    /// (moved to `$STRESS_KEEP_DIR` or `<results>/kept/`).
+    pub fn evaluate(mut self) -> ScenarioRecord {
+        self.snapshot_after_fleet();
+        let after_recovery = self.recovery.is_some().then(|| self.snapshots());
+        let trace = self.scenario.trace_observation(&self.cache_dirs(), &self.compiled_dirs());
+        let (trace, trace_error) = match trace {
+            Ok(t) => (t, None),
+            Err(e) => (None, Some(e)),
+        };
+        let target = &self.scenario.target;
+        let (caches, compiled) = self.after_fleet.as_ref().expect("snapshotted");
+        let obs = Observations {
+            target,
+            expectations: &self.expectations,
+            outcomes: &self.outcomes,
+            caches,
+            compiled,
+            after_recovery: after_recovery.as_ref().map(|(c, d)| (c.as_slice(), d.as_slice())),
+            compiled_reference: self.compiled_reference.as_ref(),
+            readers: self.reader_report.as_ref(),
+            served: self.served.as_ref(),
+            recovery: self.recovery.as_ref(),
+            trace: trace.as_ref(),
+            live_locks: Some(&self.live_locks),
+        };
+        let mut results = invariants::check(&obs);
+        let mutant_active = self.mutant_active();
+        let mut setup_errors = std::mem::take(&mut self.setup_errors);
+        setup_errors.extend(trace_error);
+        setup_errors.extend(self.setup_errors_in_outcomes());
+        let mut phase_runs = Vec::new();
+        for phase in std::mem::take(&mut self.phases) {
+            merge_all(&mut results, phase.results, Some(&phase.label));
+            phase_runs.push((phase.label, phase.outcomes, phase.expectations));
+        }
+        merge_all(&mut results, std::mem::take(&mut self.verdicts), None);
+        let failed = results.iter().any(InvariantResult::is_violated) || !setup_errors.is_empty();
+        self.write(results, setup_errors, failed, phase_runs, mutant_active)
+    }
+
+    /// [`ScenarioRun::evaluate`], then panics listing every violated invariant (or setup error) with its
+    /// evidence.
+    pub fn finish(self) -> ScenarioRecord {
+        let record = self.evaluate();
+        crate::scenarios::assert_held(&record);
+        record
+    }
+}
+
+/// Merges `more` into `results` by name (violated wins; evidence labelled); unknown names are appended.
+pub fn merge_all(results: &mut Vec<InvariantResult>, more: Vec<InvariantResult>, label: Option<&str>) {
+    for r in more {
+        match results.iter_mut().find(|x| x.name == r.name) {
+            Some(existing) => existing.merge(r, label),
+            None => {
+                let mut r = r;
+                if let Some(l) = label {
+                    r.evidence = r.evidence.into_iter().map(|e| format!("[{l}] {e}")).collect();
+                }
+                results.push(r);
+            }
+        }
+    }
+}
+
+impl ScenarioRun<'_> {
+    fn write(
+        self,
+        mut results: Vec<InvariantResult>,
+        setup_errors: Vec<String>,
+        failed: bool,
+        phase_runs: Vec<(String, Vec<ProcessOutcome>, Expectations)>,
+        mutant_active: Option<bool>,
+    ) -> ScenarioRecord {
+        let target = &self.scenario.target;
+        let results_dir = record::results_dir(target);
+        let root = self.scenario.root.path().to_path_buf();
+        let kept = if failed { keep_dir(&root, &self.scenario.name, &results_dir) } else { None };
+        let mut setup_errors = setup_errors;
+        if let Some(kept) = &kept {
+            // Evidence names files where they are now.
+            let (from, to) = (root.display().to_string(), kept.display().to_string());
+            for e in results.iter_mut().flat_map(|r| r.evidence.iter_mut()).chain(setup_errors.iter_mut()) {
+                *e = e.replace(&from, &to);
+            }
+        }
+        let mut outcomes = self.outcomes.clone();
+        let mut expectations = self.expectations.clone();
+        for (label, phase_outcomes, phase_expectations) in &phase_runs {
+            let offset = expectations.processes.len();
+            expectations.processes.extend(phase_expectations.processes.iter().cloned());
+            outcomes.extend(phase_outcomes.iter().cloned().map(|mut o| {
+                o.index += offset;
+                o.role = format!("{label}: {}", o.role);
+                o
+            }));
+        }
+        if let Some(r) = &self.recovery {
+            let offset = expectations.processes.len();
+            expectations.processes.extend(r.expectations.iter().cloned());
+            outcomes.extend(r.outcomes.iter().cloned().map(|mut o| {
+                o.index += offset;
+                o
+            }));
+        }
+        let mut record = record::build_record(&RecordInput {
+            scenario: &self.scenario.name,
+            tier: &self.scenario.tier,
+            target,
+            expectations: &expectations,
+            outcomes: &outcomes,
+            invariants: &results,
+            served: self.served.as_ref(),
+            started_unix_ms: self.started_unix_ms,
+            wall: self.wall,
+            kept_dir: kept.as_deref(),
+        });
+        record.setup_errors = setup_errors;
+        record.mutant_active = mutant_active;
+        if let Err(e) = record::write_record(&record, &results_dir) {
+            log::warn!("{e}");
+        }
+        record
+    }
+}

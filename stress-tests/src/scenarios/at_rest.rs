@@ -1,0 +1,65 @@
+//! Corrupted state at rest: a published final damaged between two runs (bit rot, a bad disk, a killed
+//! editor) must be detected by the next processes, never used, and repaired with one download — not one
+//! per process, and without poisoning the cache for the runs after.
+
+use stress_cache_metadata::ScenarioRecord;
+
+use crate::invariants::OutcomeClass;
+use crate::scenario::ScenarioError;
+use crate::server::FaultPlan;
+use crate::snapshot::{CacheSnapshot, Content};
+
+use super::network::FAULT_PROCESSES;
+use super::{ScenarioOptions, phases, setup};
+
+/// Warm cache; one byte in the middle of the published final is flipped (same length, same inode — only
+/// a content check notices); then N processes start together. Property: none loads the corrupted bytes
+/// (`successes_loaded_expected_model`), each ends ok or with the integrity class, the cache ends with a
+/// complete final, at most one download repairs it, and a recovery run succeeds.
+///
+/// Catches a quarantine that does not move the bad file aside (`quarantine-noop`: the refetch finds the
+/// same bad file, every process fails and so does the recovery run: `no_poisoning`,
+/// `final_artifacts_match_checksum`), and any target that trusts a final without checking it.
+pub fn corrupted_final_at_rest_is_refetched_once(opts: &ScenarioOptions) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario("corrupted_final_at_rest_is_refetched_once", opts)?;
+    let server = setup::server()?;
+    let (small, _) = setup::small_and_large(s.target());
+    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let warmup = s.writer(900, &small, &url, &cache).role("warmup");
+    if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {
+        return Ok(s.error_record(&e));
+    }
+    let target = s.target().clone();
+    let snapshot = CacheSnapshot::take(&cache, &target.spec.files, &target.models);
+    let Some(final_) = snapshot.finals().into_iter().find(|f| f.content == Content::Complete(small.clone())).cloned()
+    else {
+        return Ok(s.error_record("precondition not met: the warmup run published no complete final"));
+    };
+    let mut bytes = target.model(&small).bytes.clone();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&final_.path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+    {
+        return Ok(s.error_record(&format!("cannot corrupt {}: {e}", final_.path.display())));
+    }
+    let before = phases::counts(&route);
+    let n = s.tier().capped(FAULT_PROCESSES);
+    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
+    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let mut run = s.launch(plans)?;
+    run.expectations_mut().planted_at_rest = true;
+    for i in 0..n {
+        run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Integrity], false);
+    }
+    run.body_bound(&small, 1);
+    // No reader probe: it would read the harness's own planted bytes, which says nothing of the target.
+    run.wait();
+    run.recover(recovery);
+    run.served(phases::served_since(&route, &before));
+    Ok(run.evaluate())
+}

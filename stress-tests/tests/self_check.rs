@@ -1,0 +1,116 @@
+//! The checker checks itself, end to end, before any tier run trusts it (`cargo stress-cache` runs this
+//! binary and the library's unit tests first; a failure makes the run an error). Each case runs a few
+//! real processes of a deliberately small cache (`targets/toy-cache.py`) through the whole pipeline —
+//! fleet, file-system trace, snapshots, checker, record — once correct, where every file-system invariant
+//! must hold, and once per textbook mistake, where the matching invariant must be violated. The
+//! checker's per-invariant unit cases are in `src/invariants/tests.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use stress_cache_metadata::{ScenarioRecord, Status, TargetSpec};
+use stress_tests::scenario::Scenario;
+use stress_tests::scenarios::overlap;
+use stress_tests::server::{Gate, ModelServer, Route};
+use stress_tests::target::{Target, blob_models};
+use stress_tests::tier::TierConfig;
+
+/// Processes per case: one downloader and waiters behind it.
+const PROCESSES: usize = 4;
+
+fn toy(dir: &Path) -> Target {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut spec = TargetSpec::from_spec_file(&manifest.join("targets/toy-cache.toml")).expect("toy spec");
+    let script = manifest.join("targets/toy-cache.py").display().to_string();
+    for arg in &mut spec.args {
+        if arg == "toy-cache.py" {
+            *arg = script.clone();
+        }
+    }
+    let input = dir.join("input.bin");
+    std::fs::write(&input, b"unused").expect("input");
+    Target::from_parts(PathBuf::from("python3"), spec, blob_models(), input, dir.to_path_buf())
+}
+
+/// Runs `PROCESSES` toy processes with `bug` on one cache; the download is parked mid-body until every
+/// other process waits on the lock (the overlap is forced, as in the real scenarios).
+fn run_toy(name: &str, bug: &str) -> ScenarioRecord {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = toy(dir.path());
+    let mut tier = TierConfig::from_env().expect("tier");
+    tier.mutant = None;
+    let mut s = Scenario::with_target(name, target, tier).expect("scenario");
+    let server = ModelServer::start().expect("server");
+    let model = s.target().model_ids()[0].clone();
+    let bytes = s.target().model(&model).bytes.clone();
+    let gate = Gate::named("self-check");
+    let route = server.add_route(
+        Route::new(s.target().server_path(&model), bytes.clone())
+            .model_id(model.as_str())
+            .schedule(overlap::gated_plan(&gate, bytes.len())),
+    );
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let plans: Vec<_> =
+        (0..PROCESSES).map(|i| s.writer(i, &model, &url, &cache).env("TOY_CACHE_BUG", bug)).collect();
+    let mut run = s.launch(plans).expect("launch");
+    let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), Duration::from_secs(15));
+    forced.record_into(&mut run);
+    run.wait();
+    run.served_from_routes(&[&route]);
+    run.evaluate()
+}
+
+fn status(record: &ScenarioRecord, invariant: &str) -> Status {
+    record.invariants.iter().find(|r| r.name == invariant).map(|r| r.status).unwrap_or(Status::Skipped)
+}
+
+const TRACE_INVARIANTS: [&str; 5] = [
+    "final_published_atomically",
+    "live_temp_files_left_alone",
+    "lock_files_stable",
+    "writer_holds_exclusive_lock",
+    "published_durably",
+];
+
+#[test]
+fn a_correct_cache_holds_every_file_system_invariant() {
+    let record = run_toy("self_check_correct", "");
+    assert!(record.setup_errors.is_empty(), "{:?}", record.setup_errors);
+    for invariant in TRACE_INVARIANTS {
+        assert_eq!(status(&record, invariant), Status::Held, "{invariant}: {:#?}", record.invariants);
+    }
+    assert!(record.violated().is_empty(), "{:#?}", record.invariants);
+}
+
+/// Asserts `bug` violates `invariant` in an otherwise ordinary run.
+fn assert_caught(bug: &str, invariant: &str) {
+    let record = run_toy(&format!("self_check_{}", bug.replace('-', "_")), bug);
+    assert!(record.setup_errors.is_empty(), "{:?}", record.setup_errors);
+    assert_eq!(
+        status(&record, invariant),
+        Status::Violated,
+        "toy-cache with {bug} must violate {invariant}: {:#?}",
+        record.invariants
+    );
+}
+
+#[test]
+fn writing_under_the_final_name_violates_final_published_atomically() {
+    assert_caught("copy-into-final", "final_published_atomically");
+}
+
+#[test]
+fn renaming_without_fsync_violates_published_durably() {
+    assert_caught("no-fsync", "published_durably");
+}
+
+#[test]
+fn unlinking_a_lock_others_wait_on_violates_lock_files_stable() {
+    assert_caught("unlink-lock", "lock_files_stable");
+}
+
+#[test]
+fn publishing_without_the_lock_violates_writer_holds_exclusive_lock() {
+    assert_caught("no-lock", "writer_holds_exclusive_lock");
+}

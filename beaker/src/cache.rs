@@ -160,6 +160,11 @@ pub fn resolve_for_reading(cfg: &Config) -> Result<ResolvedModel> {
     fsio::create_dir_all(&cfg.cache_dir)?;
     let final_path = final_path(cfg);
     let lock_path = lock::lock_path(&final_path);
+    let unlocked_cleanup: bool = crate::mutant_or!(CleanPartialsUnlocked => true, else false);
+    if unlocked_cleanup {
+        // The seeded bug: "clean up stale downloads at startup", before taking any lock.
+        fsio::remove_stale_partials(&final_path)?;
+    }
     let mut progress = Progress::default();
     for _round in 0..MAX_ROUNDS {
         let wait_start = fsio::unix_ms_now();
@@ -266,10 +271,6 @@ fn identity(path: &Path) -> Result<Option<(u64, u64)>> {
 /// rename → fsync dir → unlock.
 fn publish(cfg: &Config, final_path: &Path, lock_path: &Path, progress: &mut Progress) -> Result<()> {
     let wait_start = fsio::unix_ms_now();
-    let unlocked_cleanup: bool = crate::mutant_or!(CleanPartialsUnlocked => true, else false);
-    if unlocked_cleanup {
-        fsio::remove_stale_partials(final_path)?;
-    }
     let mut take_lock = || -> Result<Option<LockGuard>> {
         let (guard, waited) = LockGuard::exclusive(lock_path)?;
         progress.lock_wait += waited;

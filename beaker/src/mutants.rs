@@ -39,8 +39,8 @@ pub enum Mutant {
     /// `unlink-lock-on-release`: the writer deletes the lock file when it releases it ("tidy up"), while
     /// waiters hold it open: the next process locks a new inode, two holders at once.
     UnlinkLockOnRelease,
-    /// `clean-partials-unlocked`: stale partials are removed before taking the entry's lock, so a live
-    /// writer's partial is deleted under it.
+    /// `clean-partials-unlocked`: stale partials are removed at startup, before taking any lock of the
+    /// entry, so a live writer's partial is deleted under it.
     CleanPartialsUnlocked,
     /// `copy-into-final`: the verified partial is copied into the final name (create, truncate, write)
     /// instead of renamed: the final name holds a growing file for a while.

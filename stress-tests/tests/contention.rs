@@ -19,6 +19,13 @@ fn same_file_name_with_different_bytes_stays_isolated() {
     run_and_assert("same_file_name_with_different_bytes_stays_isolated");
 }
 
+/// The same, with beaker's other configuration: no checksum given (URL-keyed names, validation by
+/// loading).
+#[test]
+fn same_file_name_with_different_bytes_stays_isolated_without_checksum() {
+    run_and_assert("same_file_name_with_different_bytes_stays_isolated_without_checksum");
+}
+
 #[test]
 fn one_cache_per_process_downloads_once_per_cache() {
     run_and_assert("one_cache_per_process_downloads_once_per_cache");

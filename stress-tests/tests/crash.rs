@@ -43,6 +43,12 @@ fn crash_at_every_other_declared_failpoint_then_recovers() {
     }
 }
 
+/// A crash mid-download with the target's other configuration (no checksum given).
+#[test]
+fn crash_at_cache_mid_download_then_recovers_without_checksum() {
+    run_and_assert("crash_at_cache.mid_download_then_recovers_without_checksum");
+}
+
 #[test]
 fn corrupt_body_never_reaches_a_final_name_even_on_crash() {
     run_and_assert("corrupt_body_never_reaches_a_final_name_even_on_crash");

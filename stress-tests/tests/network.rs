@@ -45,6 +45,11 @@ fn corrupted_downloads_fail_some_processes_without_poisoning() {
 }
 
 #[test]
+fn network_failure_on_every_try_fails_cleanly_without_checksum() {
+    run_and_assert("network_failure_on_every_try_fails_cleanly_without_checksum");
+}
+
+#[test]
 fn http_error_storm_with_retry_after_recovers() {
     run_and_assert("http_error_storm_with_retry_after_recovers");
 }

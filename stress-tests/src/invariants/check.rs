@@ -231,6 +231,11 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                 .filter_map(|o| {
                     let class = OutcomeClass::of(o, codes);
                     let e = exp(o.index)?;
+                    if class == OutcomeClass::Usage && !e.allowed.contains(&class) {
+                        // The target refused its configuration: a setup error of the scenario (reported
+                        // as such by the run), not a verdict about how it handles the cache.
+                        return None;
+                    }
                     let allowed = e.allowed.contains(&class) || (class == OutcomeClass::Crashed && e.crash_allowed);
                     (!allowed).then(|| {
                         let names: Vec<&str> = e.allowed.iter().map(|c| c.name()).collect();
@@ -276,7 +281,7 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                 let mut evidence: Vec<String> = recovery
                     .outcomes
                     .iter()
-                    .filter(|o| OutcomeClass::of(o, codes) != OutcomeClass::Ok)
+                    .filter(|o| !matches!(OutcomeClass::of(o, codes), OutcomeClass::Ok | OutcomeClass::Usage))
                     .map(|o| format!("recovery run failed: {}", excerpt(o)))
                     .collect();
                 if let Some(decl) = &obs.target.spec.metadata_file {

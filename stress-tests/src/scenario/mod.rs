@@ -88,6 +88,7 @@ pub struct Scenario {
     deadline: Duration,
     fleets: usize,
     traces: Vec<(usize, PathBuf)>,
+    without_checksum: bool,
 }
 
 impl Scenario {
@@ -125,7 +126,21 @@ impl Scenario {
             deadline: DEFAULT_DEADLINE,
             fleets: 0,
             traces: Vec::new(),
+            without_checksum: false,
         })
+    }
+
+    /// Runs the target without its checksum option (its other configuration: validation by other means,
+    /// URL-keyed names), so that path is stressed too.
+    pub fn without_checksum(&mut self) -> &mut Self {
+        self.without_checksum = true;
+        self
+    }
+
+    /// Whether the processes get the expected checksum (the target takes one and the scenario did not
+    /// turn it off).
+    pub fn uses_checksum(&self) -> bool {
+        self.target.spec.features.checksum && !self.without_checksum
     }
 
     /// Sets the watchdog deadline of the fleets this scenario starts.
@@ -181,7 +196,7 @@ impl Scenario {
     pub fn writer(&self, index: usize, model: &str, url: &str, cache: &Path) -> ProcessPlan {
         let mut plan =
             ProcessPlan::run(model, url, cache, &self.output_dir(index)).mutant(self.tier.mutant.as_deref());
-        if self.target.spec.features.checksum {
+        if self.uses_checksum() {
             plan = plan.sha256(Some(&self.target.model(model).sha256));
         }
         if self.target.spec.compiled.is_some() {

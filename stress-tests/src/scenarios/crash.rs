@@ -296,7 +296,7 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     if publish_points.is_empty() {
         return Ok(s.not_applicable("the target declares no before/after-rename failpoint"));
     }
-    if !s.target().spec.features.checksum && !s.target().spec.features.loads_model {
+    if !s.uses_checksum() && !s.target().spec.features.loads_model {
         return Ok(s.not_applicable("the target neither takes a checksum nor loads the model: it cannot detect a corrupted body"));
     }
     let SharedModel { target, server: _server, model, route, url, cache } =

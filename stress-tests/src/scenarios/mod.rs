@@ -20,19 +20,24 @@ pub mod tmpfs;
 pub struct ScenarioOptions {
     /// Seeded bug (`BEAKER_MUTANT`-style name declared by the target), `None` for the real program.
     pub mutant: Option<String>,
+    /// Run the target without its checksum option (record name suffixed [`WITHOUT_CHECKSUM`]).
+    pub without_checksum: bool,
 }
+
+/// Suffix of the record name of a scenario run without the target's checksum option.
+pub const WITHOUT_CHECKSUM: &str = "_without_checksum";
 
 impl ScenarioOptions {
     /// Options from the environment: `STRESS_MUTANT` (empty or unset → no mutant).
     pub fn from_env() -> Self {
         let mutant =
             std::env::var("STRESS_MUTANT").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        ScenarioOptions { mutant }
+        ScenarioOptions { mutant, without_checksum: false }
     }
 
     /// Options running every process with the seeded bug `name`.
     pub fn with_mutant(name: &str) -> Self {
-        ScenarioOptions { mutant: Some(name.to_string()) }
+        ScenarioOptions { mutant: Some(name.to_string()), without_checksum: false }
     }
 }
 
@@ -90,6 +95,9 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
 /// Runs the scenario named `name` (a [`SCENARIOS`] name or `crash_at_<failpoint>_then_recovers`), or
 /// `None` for an unknown name.
 pub fn by_name(name: &str, opts: &ScenarioOptions) -> Option<Result<ScenarioRecord, ScenarioError>> {
+    if let Some(base) = name.strip_suffix(WITHOUT_CHECKSUM) {
+        return by_name(base, &ScenarioOptions { without_checksum: true, ..opts.clone() });
+    }
     if let Some((_, f)) = SCENARIOS.iter().find(|(n, _)| *n == name) {
         return Some(f(opts));
     }

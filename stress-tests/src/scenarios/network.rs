@@ -205,7 +205,7 @@ pub fn corrupted_downloads_fail_some_processes_without_poisoning(
         vec![format!(
             "{corrupt_served} corrupted bod(ies) served but no process failed with the integrity class: a corrupted \
              download was accepted{}",
-            if run.target().spec.features.checksum { "" } else { " (the target takes no checksum)" }
+            if run.scenario().uses_checksum() { "" } else { " (the processes were given no checksum)" }
         )]
     } else {
         Vec::new()

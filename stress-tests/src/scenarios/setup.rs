@@ -23,7 +23,13 @@ pub fn scenario_on(name: &str, opts: &ScenarioOptions, target: Target) -> Result
     // The options decide (`ScenarioOptions::from_env` reads `STRESS_MUTANT`): a clean run stays clean
     // even when the environment names a mutant.
     tier.mutant = opts.mutant.clone();
-    Scenario::with_target(name, target, tier)
+    if opts.without_checksum {
+        let mut s = Scenario::with_target(&format!("{name}{}", super::WITHOUT_CHECKSUM), target, tier)?;
+        s.without_checksum();
+        Ok(s)
+    } else {
+        Scenario::with_target(name, target, tier)
+    }
 }
 
 /// Starts a model server on 127.0.0.1 (its error mapped into [`ScenarioError::Io`]).

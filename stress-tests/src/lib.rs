@@ -1,3 +1,4 @@
+pub mod fs_trace;
 pub mod invariants;
 pub mod orchestrator;
 pub mod pattern;

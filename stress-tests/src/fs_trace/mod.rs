@@ -11,6 +11,8 @@
 //! tracer to finish the file, [`read_trace`] each file, [`FsTrace::merge`] them.
 
 mod parse;
+mod syntax;
+
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;

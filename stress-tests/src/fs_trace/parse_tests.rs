@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::fs_trace::syntax::{normalize, unescape};
 
 fn p(s: &str) -> PathBuf {
     PathBuf::from(s)

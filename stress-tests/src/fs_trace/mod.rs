@@ -8,11 +8,15 @@
 //! run, even a lucky one.
 //!
 //! Flow: [`wrap`] a command (one trace file per process), spawn it, reap it, [`wait_complete`] for the
-//! tracer to finish the file, [`read_trace`] each file, [`FsTrace::merge`] them.
+//! tracer to finish the file, [`read_trace`] each file, [`FsTrace::merge`] them and [`check`] the
+//! properties against the [`CacheRoles`] of the cache directories.
 
+mod checks;
 mod parse;
 mod syntax;
 
+#[cfg(test)]
+mod checks_tests;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub use checks::{CacheRoles, TraceVerdicts, check};
 pub use parse::{ParsedTrace, parse_trace, read_trace};
 
 /// Errors of the file-system trace.

@@ -4,6 +4,11 @@
 //! cross-process violation requires definite overlap by timestamps (the other process's call entered
 //! after the interval began and returned before it ended), so a report is never an artefact of clock
 //! resolution. Evidence lines name the pid, the op, the path and the times.
+//!
+//! A "process" is one trace file (the `process` index of its events: all its threads and children);
+//! it lives until its last event when the trace shows it exiting, else until the end of the trace.
+//! Only successful calls count, except that a lock call (even a failed or still-blocked one) shows
+//! that a process uses a lock file.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -118,7 +123,7 @@ struct Ctx<'a> {
     roles: &'a [CacheRoles],
     /// Per role: `dir` and, if different, its canonical form.
     dirs: Vec<Vec<PathBuf>>,
-    /// Per process: its last exit line, or the end of the trace.
+    /// Per process: its last event if the trace shows it exiting, else the end of the trace.
     ends: HashMap<usize, f64>,
     /// Indices into `events` of the events naming each path, in entry order.
     by_path: HashMap<&'a Path, Vec<usize>>,
@@ -128,15 +133,20 @@ impl<'a> Ctx<'a> {
     fn new(trace: &'a FsTrace, roles: &'a [CacheRoles]) -> Self {
         let mut events: Vec<&FsEvent> = trace.events.iter().collect();
         events.sort_by(|a, b| a.entry.total_cmp(&b.entry));
+        // A process ends with its last event if the trace shows it exiting (the leader's exit line is
+        // its last; taking the last event rather than the last exit line keeps a cut trace, where only
+        // some threads' exits made it, from ending the process too early); else at the trace's end.
         let trace_end = events.iter().map(|e| e.exit).fold(f64::MIN, f64::max);
-        let mut ends: HashMap<usize, f64> = HashMap::new();
-        for e in events.iter().filter(|e| e.op == FsOp::Exit) {
-            let end = ends.entry(e.process).or_insert(e.exit);
-            *end = end.max(e.exit);
-        }
+        let mut last: HashMap<usize, (f64, bool)> = HashMap::new();
         for e in &events {
-            ends.entry(e.process).or_insert(trace_end);
+            let (end, exited) = last.entry(e.process).or_insert((e.exit, false));
+            *end = end.max(e.exit);
+            *exited |= e.op == FsOp::Exit;
         }
+        let ends = last
+            .into_iter()
+            .map(|(process, (end, exited))| (process, if exited { end } else { trace_end }))
+            .collect();
         let mut by_path: HashMap<&Path, Vec<usize>> = HashMap::new();
         for (i, e) in events.iter().enumerate() {
             for path in e.op.paths() {

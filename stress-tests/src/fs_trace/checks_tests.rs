@@ -307,3 +307,13 @@ fn paths_belong_to_the_first_matching_cache_and_evidence_is_capped() {
     assert_eq!(evidence.len(), 21);
     assert_eq!(evidence[20], "... and 5 more");
 }
+
+#[test]
+fn a_thread_exit_does_not_end_its_process() {
+    // The trace was cut before the leader's exit line: a worker thread's exit must not end the
+    // process (its lock would then look released before the publish).
+    let cut = publisher(100, 1, &["unlock", "close-lock", "exit"])
+        + &lines(&[(101, "1.000050", "+++ exited with 0 +++")]);
+    let verdicts = check(&trace(&[cut]), &roles());
+    assert!(verdicts.all_held(), "{verdicts:#?}");
+}

@@ -152,6 +152,26 @@ fn wrap_keeps_pid_exit_status_signal_env_and_cwd() {
 }
 
 #[test]
+fn wrap_builds_the_strace_command() {
+    let mut cmd = Command::new("prog");
+    cmd.args(["a b", "--x"]).env("K", "v").env_remove("R").current_dir("/somewhere");
+    let wrapped = wrap(&cmd, Path::new("/usr/bin/strace"), Path::new("/t/trace"));
+    assert_eq!(wrapped.get_program(), "/usr/bin/strace");
+    let args: Vec<_> = wrapped.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let expected = "-D --seccomp-bpf -f -q -ttt -T -y -s 0 -o /t/trace -e";
+    assert_eq!(args[..12].join(" "), expected);
+    assert_eq!(args[12], format!("trace={TRACED_SYSCALLS}"));
+    assert!(!args[12].contains(char::is_whitespace) && args[12].ends_with(",sendfile"));
+    assert_eq!(args[13..], ["--", "prog", "a b", "--x"]);
+    let envs: Vec<_> = wrapped.get_envs().collect();
+    assert_eq!(
+        envs,
+        [(std::ffi::OsStr::new("K"), Some(std::ffi::OsStr::new("v"))), (std::ffi::OsStr::new("R"), None)]
+    );
+    assert_eq!(wrapped.get_current_dir(), Some(Path::new("/somewhere")));
+}
+
+#[test]
 fn wait_complete_times_out_without_the_exit_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("t");

@@ -278,3 +278,69 @@ fn publish_without_the_lock_is_caught() {
     assert!(evidence[0].contains("published ") && evidence[0].contains("without holding an exclusive lock"));
     assert!(Path::new(&lab.root.join("c/m.onnx")).exists());
 }
+
+/// What strace costs: a write-heavy program (2 MB in 8 KB writes to a temp, fsync, rename, 20 times)
+/// and a no-op `true`, each with and without [`wrap`] (wall time from spawn to a complete trace).
+/// Run with `cargo test -p stress-tests --lib fs_trace::e2e_tests::overhead -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn overhead() {
+    const WRITER: &str = r#"
+import os, sys
+d = sys.argv[1]
+for i in range(20):
+    t, f = os.path.join(d, "m.partial"), os.path.join(d, "m.onnx")
+    fd = os.open(t, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    chunk = b"w" * 8192
+    for _ in range(256):
+        os.write(fd, chunk)
+    os.fsync(fd)
+    os.close(fd)
+    os.rename(t, f)
+"#;
+    let lab = Lab::new();
+    // The interpreter itself, not a version-manager shim (whose start-up would dominate).
+    let out =
+        Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().expect("python3");
+    let python = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // Runs alternate plain and traced so background load hits both alike. Traced: (reaped, trace
+    // complete) — the second includes the tracer's last writes and wait_complete's polling.
+    let measure = |program: &str, args: &[&str], runs: usize| {
+        let (mut plain, mut reaped, mut complete) = (Vec::new(), Vec::new(), Vec::new());
+        let mut events = 0;
+        for run in 0..runs {
+            for traced in [false, true] {
+                let mut cmd = Command::new(program);
+                cmd.args(args).current_dir(&lab.root);
+                let trace = lab.root.join(format!("overhead-{run}"));
+                let start = std::time::Instant::now();
+                let mut child =
+                    if traced { wrap(&cmd, &lab.strace, &trace) } else { cmd }.spawn().expect("spawn");
+                assert!(child.wait().expect("wait").success());
+                let ms = || start.elapsed().as_secs_f64() * 1000.0;
+                if !traced {
+                    plain.push(ms());
+                    continue;
+                }
+                reaped.push(ms());
+                assert!(wait_complete(&trace, child.id(), Duration::from_secs(60)));
+                complete.push(ms());
+                events = read_trace(&trace, 0).expect("trace").events.len();
+            }
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        eprintln!(
+            "{program} {}: median of {runs}: plain {:.2} ms, traced {:.2} ms reaped / {:.2} ms trace \
+             complete ({events} events)",
+            args.first().map_or("", |_| "(write-heavy)"),
+            median(plain),
+            median(reaped),
+            median(complete)
+        );
+    };
+    measure(&python, &["-c", WRITER, "c"], 5);
+    measure("true", &[], 20);
+}

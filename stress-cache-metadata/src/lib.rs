@@ -8,7 +8,8 @@ mod record;
 mod target;
 
 pub use record::{
-    Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome, ScenarioRecord, Status,
+    Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome, ScenarioRecord,
+    Status,
 };
 pub use target::{
     CompiledCache, EnvNames, ExitCodes, Failpoints, Features, FilePatterns, Fixtures, LockKind, MetadataFile,

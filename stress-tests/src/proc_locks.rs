@@ -148,7 +148,8 @@ pub fn open_for_write(pids: &[u32], dir: &Path, except: Option<&FilePattern>) ->
             if except.is_some_and(|p| p.matches(relative)) {
                 continue;
             }
-            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()));
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()));
             let flags = info.ok().and_then(|text| {
                 let flags = text.lines().find_map(|l| l.strip_prefix("flags:"))?.trim().to_string();
                 u32::from_str_radix(&flags, 8).ok()
@@ -184,11 +185,15 @@ pub fn writers_hold_exclusive_locks(
     let lines = read_proc_locks().unwrap_or_default();
     let (mut witnesses, mut evidence) = (Vec::new(), Vec::new());
     for w in &writers {
-        let holds = lines.iter().any(|l| {
-            !l.blocked && l.write && i64::from(w.pid) == l.pid && ids.contains(&l.file())
-        });
+        let holds = lines
+            .iter()
+            .any(|l| !l.blocked && l.write && i64::from(w.pid) == l.pid && ids.contains(&l.file()));
         if holds {
-            witnesses.push(format!("pid {} writing {} holds an exclusive lock of the cache", w.pid, w.path.display()));
+            witnesses.push(format!(
+                "pid {} writing {} holds an exclusive lock of the cache",
+                w.pid,
+                w.path.display()
+            ));
         } else {
             evidence.push(format!(
                 "pid {} is writing {} without holding an exclusive lock on any lock file of {} ({})",

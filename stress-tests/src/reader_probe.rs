@@ -158,8 +158,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("alpha"), &models["alpha"].bytes).unwrap();
         std::fs::write(dir.path().join("alpha.lock"), b"").unwrap();
-        let files: FilePatterns = toml::from_str("final = \"*\"\npartial = \"*.part\"\nlock = \"*.lock\"").unwrap();
-        let report = ReaderProbe::start(vec![dir.path().to_path_buf()], &files, models, Duration::from_secs(5)).stop();
+        let files: FilePatterns =
+            toml::from_str("final = \"*\"\npartial = \"*.part\"\nlock = \"*.lock\"").unwrap();
+        let report =
+            ReaderProbe::start(vec![dir.path().to_path_buf()], &files, models, Duration::from_secs(5)).stop();
         assert!(report.bad_reads.is_empty(), "{:?}", report.bad_reads);
         assert_eq!(report.complete_reads, 1);
     }

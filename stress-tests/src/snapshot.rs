@@ -241,15 +241,16 @@ impl CacheSnapshot {
             }
             let quarantined = quarantine.as_ref().is_some_and(|p| p.matches(&entry.relative));
             match fs::read(&entry.path) {
-                Ok(bytes) => (if quarantined { &mut snapshot.quarantined } else { &mut snapshot.files }).push(FileEntry {
-                    is_final: final_.matches(&entry.relative),
-                    is_partial: partial.matches(&entry.relative),
-                    len: bytes.len() as u64,
-                    sha256: sha256_hex(&bytes),
-                    content: classify(&bytes, models),
-                    relative: entry.relative,
-                    path: entry.path,
-                }),
+                Ok(bytes) => (if quarantined { &mut snapshot.quarantined } else { &mut snapshot.files })
+                    .push(FileEntry {
+                        is_final: final_.matches(&entry.relative),
+                        is_partial: partial.matches(&entry.relative),
+                        len: bytes.len() as u64,
+                        sha256: sha256_hex(&bytes),
+                        content: classify(&bytes, models),
+                        relative: entry.relative,
+                        path: entry.path,
+                    }),
                 Err(e) => snapshot.unreadable.push(format!("{}: {e}", entry.path.display())),
             }
         }

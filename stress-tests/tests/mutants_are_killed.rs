@@ -70,7 +70,12 @@ fn assert_killed(mutant: &str) {
     println!("mutant {mutant} x {scenario}: violated {:?}", killed.violated());
     assert_eq!(killed.mutant.as_deref(), Some(mutant), "the record names the mutant");
     assert_eq!(killed.mutant_active, Some(true), "the seeded bug never became active: no kill can count");
-    assert_ne!(killed.outcome(), ScenarioOutcome::Error, "a setup error is never a kill: {:?}", killed.setup_errors);
+    assert_ne!(
+        killed.outcome(),
+        ScenarioOutcome::Error,
+        "a setup error is never a kill: {:?}",
+        killed.setup_errors
+    );
     assert_eq!(clean.outcome(), ScenarioOutcome::Passed, "the clean control must pass: {clean:#?}");
     for invariant in trips(mutant) {
         assert_eq!(
@@ -127,10 +132,15 @@ fn every_declared_mutant_has_a_killer_scenario_expected_trips_and_a_test() {
         .names
         .iter()
         .filter(|m| {
-            !TESTED.contains(&m.as_str()) || trips(m).is_empty() || !mutants.killed_by.contains_key(m.as_str())
+            !TESTED.contains(&m.as_str())
+                || trips(m).is_empty()
+                || !mutants.killed_by.contains_key(m.as_str())
         })
         .collect();
-    assert!(missing.is_empty(), "declared mutants without a killer scenario, expected trips or a test: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "declared mutants without a killer scenario, expected trips or a test: {missing:?}"
+    );
     for scenarios in mutants.killed_by.values() {
         for s in scenarios {
             assert!(

@@ -54,7 +54,8 @@ fn run_toy(name: &str, bug: &str) -> ScenarioRecord {
     let plans: Vec<_> =
         (0..PROCESSES).map(|i| s.writer(i, &model, &url, &cache).env("TOY_CACHE_BUG", bug)).collect();
     let mut run = s.launch(plans).expect("launch");
-    let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), Duration::from_secs(15));
+    let forced =
+        overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), Duration::from_secs(15));
     forced.record_into(&mut run);
     run.wait();
     run.served_from_routes(&[&route]);

@@ -120,7 +120,9 @@ pub fn check(obs: &Observations<'_>) -> Vec<InvariantResult> {
 }
 
 /// The snapshots to check: after the fleet, and after the recovery run when one ran.
-fn snapshot_sets<'a>(obs: &Observations<'a>) -> Vec<(&'static str, &'a [CacheSnapshot], &'a [CompiledSnapshot])> {
+fn snapshot_sets<'a>(
+    obs: &Observations<'a>,
+) -> Vec<(&'static str, &'a [CacheSnapshot], &'a [CompiledSnapshot])> {
     let mut sets = vec![("after the fleet", obs.caches, obs.compiled)];
     if let Some((caches, compiled)) = obs.after_recovery {
         sets.push(("after recovery", caches, compiled));
@@ -154,25 +156,37 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
     let skipped = |reason: &str| InvariantResult::skipped(name, reason);
     let exp = |i: usize| obs.expectations.processes.get(i);
     match invariant {
-        Invariant::OneFinalArtifactPerModel => checked(per_snapshot(obs, invariant, |c, _| one_final_per_model(obs, c, codes))),
+        Invariant::OneFinalArtifactPerModel => {
+            checked(per_snapshot(obs, invariant, |c, _| one_final_per_model(obs, c, codes)))
+        }
         Invariant::FinalArtifactsMatchChecksum => checked(per_snapshot(obs, invariant, |caches, _| {
             let mut evidence: Vec<String> = caches
                 .iter()
                 .flat_map(|c| c.finals())
                 .filter(|f| !matches!(f.content, Content::Complete(_)))
-                .map(|f| format!("final artifact is not a complete copy of what was served: {}", f.evidence()))
+                .map(|f| {
+                    format!("final artifact is not a complete copy of what was served: {}", f.evidence())
+                })
                 .collect();
             if !obs.expectations.planted_at_rest {
                 // Only a file that once sat under a final name is quarantined: a quarantined file that is
                 // not complete proves bad bytes were published, even if nobody read them.
-                evidence.extend(caches.iter().flat_map(|c| c.quarantined()).filter(|f| !matches!(f.content, Content::Complete(_))).map(
-                    |f| format!("published under a final name, then quarantined: {}", f.evidence()),
-                ));
+                evidence.extend(
+                    caches
+                        .iter()
+                        .flat_map(|c| c.quarantined())
+                        .filter(|f| !matches!(f.content, Content::Complete(_)))
+                        .map(|f| format!("published under a final name, then quarantined: {}", f.evidence())),
+                );
             }
             evidence
         })),
         Invariant::NoPartialContent => checked(per_snapshot(obs, invariant, |caches, _| {
-            caches.iter().flat_map(|c| c.partial_or_corrupt()).map(|f| format!("left behind: {}", f.evidence())).collect()
+            caches
+                .iter()
+                .flat_map(|c| c.partial_or_corrupt())
+                .map(|f| format!("left behind: {}", f.evidence()))
+                .collect()
         })),
         Invariant::NoTempFilesLeft => checked(per_snapshot(obs, invariant, |caches, compiled| {
             caches
@@ -192,7 +206,9 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                 "flock locks die with their holder, so a lock held after exit cannot happen; lock discipline is \
                  checked live and on the trace (writer_holds_exclusive_lock, lock_files_stable)",
             ),
-            LockKind::Exists if obs.target.spec.files.lock.is_none() => skipped("the target declares no lock files"),
+            LockKind::Exists if obs.target.spec.files.lock.is_none() => {
+                skipped("the target declares no lock files")
+            }
             LockKind::Exists => checked(per_snapshot(obs, invariant, |caches, compiled| {
                 caches
                     .iter()
@@ -208,15 +224,22 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
             None => skipped("no reader probe ran in this scenario"),
         },
         Invariant::CompiledEntriesCompleteOrAbsent => match obs.compiled_reference {
-            None => skipped("no compiled-entry reference in this scenario (or the target has no compiled cache)"),
+            None => {
+                skipped("no compiled-entry reference in this scenario (or the target has no compiled cache)")
+            }
             Some(reference) => checked(per_snapshot(obs, invariant, |_, compiled| {
                 compiled
                     .iter()
                     .flat_map(|c| &c.entries)
                     .filter(|e| !reference.is_complete(e))
                     .map(|e| {
-                        let files: Vec<String> = e.files.iter().map(|(f, (len, _))| format!("{f} ({len} B)")).collect();
-                        format!("incomplete compiled entry {}: files [{}]", e.path.display(), files.join(", "))
+                        let files: Vec<String> =
+                            e.files.iter().map(|(f, (len, _))| format!("{f} ({len} B)")).collect();
+                        format!(
+                            "incomplete compiled entry {}: files [{}]",
+                            e.path.display(),
+                            files.join(", ")
+                        )
                     })
                     .collect()
             })),
@@ -236,7 +259,8 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                         // as such by the run), not a verdict about how it handles the cache.
                         return None;
                     }
-                    let allowed = e.allowed.contains(&class) || (class == OutcomeClass::Crashed && e.crash_allowed);
+                    let allowed =
+                        e.allowed.contains(&class) || (class == OutcomeClass::Crashed && e.crash_allowed);
                     (!allowed).then(|| {
                         let names: Vec<&str> = e.allowed.iter().map(|c| c.name()).collect();
                         format!("class {class}, allowed {{{}}}: {}", names.join(", "), excerpt(o))
@@ -262,14 +286,17 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                 .collect(),
         ),
         Invariant::DownloadAmplificationBounded => match obs.served {
-            Some(_) if obs.expectations.body_bound.is_empty() => skipped("no download bound applies to this scenario"),
+            Some(_) if obs.expectations.body_bound.is_empty() => {
+                skipped("no download bound applies to this scenario")
+            }
             Some(served) => checked(
                 obs.expectations
                     .body_bound
                     .iter()
                     .filter_map(|(model, bound)| {
                         let got = served.complete_bodies.get(model).copied().unwrap_or(0);
-                        (got > *bound).then(|| format!("model {model}: {got} complete bodies served, bound {bound}"))
+                        (got > *bound)
+                            .then(|| format!("model {model}: {got} complete bodies served, bound {bound}"))
                     })
                     .collect(),
             ),
@@ -295,9 +322,15 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
             }
             None => skipped("no recovery run in this scenario"),
         },
-        Invariant::FinishedBeforeWatchdog => checked(obs.outcomes.iter().filter(|o| o.hung).map(excerpt).collect()),
-        Invariant::FinalPublishedAtomically => from_trace(obs, name, |t| Some(t.final_published_atomically.clone())),
-        Invariant::LiveTempFilesLeftAlone => from_trace(obs, name, |t| Some(t.live_temp_files_left_alone.clone())),
+        Invariant::FinishedBeforeWatchdog => {
+            checked(obs.outcomes.iter().filter(|o| o.hung).map(excerpt).collect())
+        }
+        Invariant::FinalPublishedAtomically => {
+            from_trace(obs, name, |t| Some(t.final_published_atomically.clone()))
+        }
+        Invariant::LiveTempFilesLeftAlone => {
+            from_trace(obs, name, |t| Some(t.live_temp_files_left_alone.clone()))
+        }
         Invariant::LockFilesStable => {
             if obs.target.spec.files.lock.is_none() {
                 skipped("the target declares no lock files")
@@ -363,18 +396,20 @@ fn one_final_per_model(obs: &Observations<'_>, caches: &[CacheSnapshot], codes: 
             let copies: Vec<_> = cache.complete_copies(model);
             if copies.len() > 1 {
                 let files: Vec<String> = copies.iter().map(|f| f.path.display().to_string()).collect();
-                evidence.push(format!("model {model}: {} complete copies: {}", copies.len(), files.join(", ")));
+                evidence.push(format!(
+                    "model {model}: {} complete copies: {}",
+                    copies.len(),
+                    files.join(", ")
+                ));
             }
             let finals = copies.iter().filter(|f| f.is_final).count();
             let succeeded: Vec<u32> = obs
                 .outcomes
                 .iter()
                 .filter(|o| {
-                    obs.expectations
-                        .processes
-                        .get(o.index)
-                        .is_some_and(|e| e.model.as_deref() == Some(model.as_str()) && e.cache_dir == cache.dir)
-                        && OutcomeClass::of(o, codes) == OutcomeClass::Ok
+                    obs.expectations.processes.get(o.index).is_some_and(|e| {
+                        e.model.as_deref() == Some(model.as_str()) && e.cache_dir == cache.dir
+                    }) && OutcomeClass::of(o, codes) == OutcomeClass::Ok
                 })
                 .map(|o| o.pid)
                 .collect();

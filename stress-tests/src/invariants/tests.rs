@@ -111,7 +111,11 @@ fn held(results: &[InvariantResult], invariant: Invariant) -> bool {
 }
 
 fn status(results: &[InvariantResult], invariant: Invariant) -> Status {
-    results.iter().find(|r| r.name == invariant.name()).unwrap_or_else(|| panic!("{invariant} not reported")).status
+    results
+        .iter()
+        .find(|r| r.name == invariant.name())
+        .unwrap_or_else(|| panic!("{invariant} not reported"))
+        .status
 }
 
 fn violated(results: &[InvariantResult]) -> Vec<&str> {
@@ -163,7 +167,11 @@ fn clean_run_holds_every_invariant() {
 fn unobserved_invariants_are_skipped_with_a_reason_never_held() {
     let (w, outcomes, exp) = clean_world();
     let r = check_with(&w, &outcomes, &exp, |_| {});
-    for invariant in [Invariant::ReadersSawOnlyCompleteContent, Invariant::DownloadAmplificationBounded, Invariant::NoPoisoning] {
+    for invariant in [
+        Invariant::ReadersSawOnlyCompleteContent,
+        Invariant::DownloadAmplificationBounded,
+        Invariant::NoPoisoning,
+    ] {
         assert_eq!(status(&r, invariant), Status::Skipped, "{invariant}");
     }
     let readers = ReaderReport { scans: 5, reads: 0, complete_reads: 0, bad_reads: vec![] };
@@ -220,7 +228,8 @@ fn trace_evidence_violates_each_trace_invariant() {
             "published_durably"
         ]
     );
-    let clean = TraceObservation { writer_holds_exclusive_lock: Some(vec![]), events: 10, ..Default::default() };
+    let clean =
+        TraceObservation { writer_holds_exclusive_lock: Some(vec![]), events: 10, ..Default::default() };
     let r = check_with(&w, &outcomes, &exp, |o| o.trace = Some(Box::leak(Box::new(clean))));
     assert!(violated(&r).is_empty());
     assert_eq!(status(&r, Invariant::PublishedDurably), Status::Held);
@@ -324,7 +333,8 @@ fn writer(lock: Option<&Path>, partial: &Path) -> std::process::Child {
         .unwrap();
     // Event: the child says it is ready (locked and writing).
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line)
+        .unwrap();
     assert_eq!(line.trim(), "ready");
     child
 }
@@ -334,7 +344,8 @@ fn live_lock_check_sees_a_writer_without_its_exclusive_lock() {
     let (w, _, _) = clean_world();
     let partial = w.cache.join("alpha-1.bin.1-1.partial");
     let mut unlocked = writer(None, &partial);
-    let (checks, _, evidence) = crate::proc_locks::writers_hold_exclusive_locks(&[unlocked.id()], &w.cache, &w.t.spec.files);
+    let (checks, _, evidence) =
+        crate::proc_locks::writers_hold_exclusive_locks(&[unlocked.id()], &w.cache, &w.t.spec.files);
     drop(unlocked.stdin.take());
     unlocked.wait().unwrap();
     assert_eq!(checks, 1);
@@ -506,8 +517,5 @@ fn names_are_stable_snake_case() {
 #[test]
 #[should_panic(expected = "no_lock_held")]
 fn assert_all_held_lists_violations() {
-    assert_all_held(
-        "s",
-        &[InvariantResult::checked("no_lock_held", vec!["x.lock".into()])],
-    );
+    assert_all_held("s", &[InvariantResult::checked("no_lock_held", vec!["x.lock".into()])]);
 }

@@ -252,8 +252,11 @@ impl Scenario {
     ) -> Result<TracedFleet, ScenarioError> {
         self.fleets += 1;
         let dir = self.root.path().join(format!("{label}-{}", self.fleets));
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| ScenarioError::Io { action: "create", path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| ScenarioError::Io {
+            action: "create",
+            path: dir.display().to_string(),
+            source,
+        })?;
         let strace = self.strace()?;
         let mut traces = Vec::new();
         let processes = plans
@@ -358,7 +361,11 @@ impl Scenario {
     /// A record for a scenario that does not apply to the target (nothing run, nothing checked): written,
     /// and reported as not applicable — never as a pass of any invariant.
     pub fn not_applicable(&self, why: &str) -> ScenarioRecord {
-        println!("scenario {} does not apply to target {}: {why}", self.name, self.target.spec.display_name());
+        println!(
+            "scenario {} does not apply to target {}: {why}",
+            self.name,
+            self.target.spec.display_name()
+        );
         let mut record = self.empty_record();
         record.not_applicable = Some(why.to_string());
         if let Err(e) = record::write_record(&record, &record::results_dir(&self.target)) {

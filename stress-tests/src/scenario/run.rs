@@ -162,8 +162,13 @@ impl ScenarioRun<'_> {
         let offset = self.plans.len();
         let label = format!("joiners-{}", self.joiners.len() + 1);
         let fleet = self.scenario.start_fleet(&plans, &label)?;
-        self.expectations.processes.extend(plans.iter().map(|p| ProcessExpectation::for_plan(&self.scenario.target, p)));
-        for m in plans.iter().filter_map(|p| matches!(p.command, crate::target::PlanCommand::Run).then_some(&p.model)) {
+        self.expectations
+            .processes
+            .extend(plans.iter().map(|p| ProcessExpectation::for_plan(&self.scenario.target, p)));
+        for m in plans
+            .iter()
+            .filter_map(|p| matches!(p.command, crate::target::PlanCommand::Run).then_some(&p.model))
+        {
             self.expectations.body_bound.entry(m.clone()).or_insert(1);
         }
         self.plans.extend(plans);
@@ -261,8 +266,11 @@ impl ScenarioRun<'_> {
 
     fn snapshots(&self) -> (Vec<CacheSnapshot>, Vec<CompiledSnapshot>) {
         let target = &self.scenario.target;
-        let caches =
-            self.cache_dirs().iter().map(|d| CacheSnapshot::take(d, &target.spec.files, &target.models)).collect();
+        let caches = self
+            .cache_dirs()
+            .iter()
+            .map(|d| CacheSnapshot::take(d, &target.spec.files, &target.models))
+            .collect();
         let compiled = match &target.spec.compiled {
             Some(c) => self
                 .compiled_dirs()
@@ -292,8 +300,16 @@ impl ScenarioRun<'_> {
             .outcomes
             .iter()
             .map(|o| (o, self.expectations.processes.get(o.index)))
-            .chain(self.recovery.iter().flat_map(|r| r.outcomes.iter().map(|o| (o, r.expectations.get(o.index)))))
-            .chain(self.phases.iter().flat_map(|p| p.outcomes.iter().map(|o| (o, p.expectations.processes.get(o.index)))));
+            .chain(
+                self.recovery
+                    .iter()
+                    .flat_map(|r| r.outcomes.iter().map(|o| (o, r.expectations.get(o.index)))),
+            )
+            .chain(
+                self.phases
+                    .iter()
+                    .flat_map(|p| p.outcomes.iter().map(|o| (o, p.expectations.processes.get(o.index)))),
+            );
         for (o, e) in all {
             if let Some(err) = &o.spawn_error {
                 errors.push(format!("{} could not start: {err}", o.role));

@@ -20,7 +20,9 @@ use super::{ScenarioOptions, phases, setup};
 /// Catches a quarantine that does not move the bad file aside (`quarantine-noop`: the refetch finds the
 /// same bad file, every process fails and so does the recovery run: `no_poisoning`,
 /// `final_artifacts_match_checksum`), and any target that trusts a final without checking it.
-pub fn corrupted_final_at_rest_is_refetched_once(opts: &ScenarioOptions) -> Result<ScenarioRecord, ScenarioError> {
+pub fn corrupted_final_at_rest_is_refetched_once(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario("corrupted_final_at_rest_is_refetched_once", opts)?;
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
@@ -33,7 +35,8 @@ pub fn corrupted_final_at_rest_is_refetched_once(opts: &ScenarioOptions) -> Resu
     }
     let target = s.target().clone();
     let snapshot = CacheSnapshot::take(&cache, &target.spec.files, &target.models);
-    let Some(final_) = snapshot.finals().into_iter().find(|f| f.content == Content::Complete(small.clone())).cloned()
+    let Some(final_) =
+        snapshot.finals().into_iter().find(|f| f.content == Content::Complete(small.clone())).cloned()
     else {
         return Ok(s.error_record("precondition not met: the warmup run published no complete final"));
     };

@@ -171,7 +171,9 @@ pub fn one_cache_per_process_downloads_once_per_cache(
 /// Catches cleanup that does not take the lock first (`clean-partials-unlocked`: the joiners delete the
 /// live partial — `live_temp_files_left_alone` on the trace, and the downloader's publish fails:
 /// `failures_have_expected_class`), and any writer that works without the lock while others arrive.
-pub fn late_joiners_while_a_download_is_in_flight(opts: &ScenarioOptions) -> Result<ScenarioRecord, ScenarioError> {
+pub fn late_joiners_while_a_download_is_in_flight(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario("late_joiners_while_a_download_is_in_flight", opts)?;
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
@@ -187,14 +189,17 @@ pub fn late_joiners_while_a_download_is_in_flight(opts: &ScenarioOptions) -> Res
     let mut run = s.launch(first)?;
     run.start_reader();
     // The first download must be parked with bytes on disk before anyone else starts.
-    let parked = run.fleet().wait_until(|_| gate.parked() > 0 && overlap::data_on_disk(&run, &cache), OVERLAP_TIMEOUT);
+    let parked =
+        run.fleet().wait_until(|_| gate.parked() > 0 && overlap::data_on_disk(&run, &cache), OVERLAP_TIMEOUT);
     if parked {
         run.join(joiners)?;
         let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
         forced.record_into(&mut run);
     } else {
         gate.release();
-        run.setup_error(format!("the first download never parked with data on disk within {OVERLAP_TIMEOUT:?}"));
+        run.setup_error(format!(
+            "the first download never parked with data on disk within {OVERLAP_TIMEOUT:?}"
+        ));
     }
     run.wait();
     run.served_from_routes(&[&route]);

@@ -80,7 +80,10 @@ pub fn crash_at_then_recovers(
 /// The crash scenario with `failpoint` armed on a plain writer of a cold cache, whatever path the
 /// failpoint is on: a failpoint the writer never reaches makes the run a setup error (the checker's
 /// own test of that outcome).
-pub fn crash_with_armed_writer(opts: &ScenarioOptions, failpoint: &str) -> Result<ScenarioRecord, ScenarioError> {
+pub fn crash_with_armed_writer(
+    opts: &ScenarioOptions,
+    failpoint: &str,
+) -> Result<ScenarioRecord, ScenarioError> {
     crash_at(opts, failpoint, Some(Precondition::Cold))
 }
 
@@ -211,7 +214,8 @@ fn crash_phase(
     expectations.processes[0] = expectations.processes[0].clone().allow(&[OutcomeClass::Crashed]).crash();
     if !outcomes.iter().all(crashed) {
         // Not a verdict: the failpoint was never reached, which the caller records as a setup error.
-        expectations.skip(Invariant::FailuresHaveExpectedClass, "the armed process did not crash (setup error)");
+        expectations
+            .skip(Invariant::FailuresHaveExpectedClass, "the armed process did not crash (setup error)");
     }
     let why = "a crash may leave temp files and prefixes; the recovery must remove them (checked after it)";
     expectations.skip(Invariant::NoPartialContent, why);
@@ -263,7 +267,8 @@ fn recover(
     }
     if complete_final_left {
         // Nobody needed to download, so nobody had a reason to clean the crash's temp files yet.
-        let why = "a complete final survived the crash: no process of the fleet downloads, so none cleans yet";
+        let why =
+            "a complete final survived the crash: no process of the fleet downloads, so none cleans yet";
         run.skip_after_fleet(Invariant::NoTempFilesLeft, why);
         run.skip_after_fleet(Invariant::NoPartialContent, why);
     }
@@ -297,7 +302,9 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
         return Ok(s.not_applicable("the target declares no before/after-rename failpoint"));
     }
     if !s.uses_checksum() && !s.target().spec.features.loads_model {
-        return Ok(s.not_applicable("the target neither takes a checksum nor loads the model: it cannot detect a corrupted body"));
+        return Ok(s.not_applicable(
+            "the target neither takes a checksum nor loads the model: it cannot detect a corrupted body",
+        ));
     }
     let SharedModel { target, server: _server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::new([Fault::Corrupt]))?;
@@ -341,7 +348,12 @@ pub fn corrupt_body_never_reaches_a_final_name_even_on_crash(
     let complete_final =
         phase.caches.iter().flat_map(|c| c.finals()).any(|f| f.content == Content::Complete(model.clone()));
     let extra = vec![phases::verdict(Invariant::FailuresHaveExpectedClass.name(), past_verify)];
-    let after = Recovery { earlier: vec![phase], setup_errors: Vec::new(), extra, complete_final_left: complete_final };
+    let after = Recovery {
+        earlier: vec![phase],
+        setup_errors: Vec::new(),
+        extra,
+        complete_final_left: complete_final,
+    };
     recover(&mut s, after, &model, &url, &cache, None, &route)
 }
 

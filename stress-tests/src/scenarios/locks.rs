@@ -57,7 +57,10 @@ fn holder_stopped(fleet: &Fleet, pid: u32, what: &str) -> Result<(), String> {
     if fleet.wait_until(|f| f.is_stopped(pid), phases::EVENT_TIMEOUT) {
         Ok(())
     } else {
-        Err(format!("the holder (pid {pid}) never stopped at failpoint {what} within {:?}", phases::EVENT_TIMEOUT))
+        Err(format!(
+            "the holder (pid {pid}) never stopped at failpoint {what} within {:?}",
+            phases::EVENT_TIMEOUT
+        ))
     }
 }
 
@@ -66,15 +69,23 @@ fn holder_stopped(fleet: &Fleet, pid: u32, what: &str) -> Result<(), String> {
 fn holder_holds_exclusive(pid: u32, cache: &Path, lock_pattern: &str, moment: &str) -> LiveLockObservation {
     let ids = proc_locks::lock_file_ids(cache, lock_pattern);
     let lines = proc_locks::read_proc_locks().unwrap_or_default();
-    let holds = lines.iter().any(|l| !l.blocked && l.write && l.pid == i64::from(pid) && ids.contains(&l.file()));
+    let holds =
+        lines.iter().any(|l| !l.blocked && l.write && l.pid == i64::from(pid) && ids.contains(&l.file()));
     let line = format!("{moment}: pid {pid}");
     if holds {
-        LiveLockObservation { checks: 1, witnesses: vec![format!("{line} holds an exclusive lock of the cache")], evidence: vec![] }
+        LiveLockObservation {
+            checks: 1,
+            witnesses: vec![format!("{line} holds an exclusive lock of the cache")],
+            evidence: vec![],
+        }
     } else {
         LiveLockObservation {
             checks: 1,
             witnesses: vec![],
-            evidence: vec![format!("{line} holds no exclusive lock on any lock file of {} ({lock_pattern})", cache.display())],
+            evidence: vec![format!(
+                "{line} holds no exclusive lock on any lock file of {} ({lock_pattern})",
+                cache.display()
+            )],
         }
     }
 }
@@ -171,7 +182,10 @@ fn holder_phase(
     killed: bool,
 ) -> crate::scenario::Phase {
     let mut expectations = holder_phase_expectations(s.target(), plan, killed);
-    expectations.skip(Invariant::OneFinalArtifactPerModel, "the holder's cache is checked with the others' (same dir)");
+    expectations.skip(
+        Invariant::OneFinalArtifactPerModel,
+        "the holder's cache is checked with the others' (same dir)",
+    );
     phases::check_phase(
         s,
         PhaseInput {

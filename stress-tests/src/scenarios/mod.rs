@@ -69,9 +69,18 @@ pub type ScenarioFn = fn(&ScenarioOptions) -> Result<ScenarioRecord, ScenarioErr
 /// see [`by_name`]).
 pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("same_model_from_n_processes_downloads_once", contention::same_model_from_n_processes_downloads_once),
-    ("different_models_in_parallel_share_one_cache", contention::different_models_in_parallel_share_one_cache),
-    ("same_file_name_with_different_bytes_stays_isolated", contention::same_file_name_with_different_bytes_stays_isolated),
-    ("one_cache_per_process_downloads_once_per_cache", contention::one_cache_per_process_downloads_once_per_cache),
+    (
+        "different_models_in_parallel_share_one_cache",
+        contention::different_models_in_parallel_share_one_cache,
+    ),
+    (
+        "same_file_name_with_different_bytes_stays_isolated",
+        contention::same_file_name_with_different_bytes_stays_isolated,
+    ),
+    (
+        "one_cache_per_process_downloads_once_per_cache",
+        contention::one_cache_per_process_downloads_once_per_cache,
+    ),
     ("late_joiners_while_a_download_is_in_flight", contention::late_joiners_while_a_download_is_in_flight),
     ("recovers_from_refused", network::recovers_from_refused),
     ("recovers_from_accept_then_close", network::recovers_from_accept_then_close),
@@ -80,16 +89,37 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("recovers_from_reset", network::recovers_from_reset),
     ("recovers_from_stall", network::recovers_from_stall),
     ("network_failure_on_every_try_fails_cleanly", network::network_failure_on_every_try_fails_cleanly),
-    ("corrupted_downloads_fail_some_processes_without_poisoning", network::corrupted_downloads_fail_some_processes_without_poisoning),
+    (
+        "corrupted_downloads_fail_some_processes_without_poisoning",
+        network::corrupted_downloads_fail_some_processes_without_poisoning,
+    ),
     ("http_error_storm_with_retry_after_recovers", network::http_error_storm_with_retry_after_recovers),
     ("corrupted_final_at_rest_is_refetched_once", at_rest::corrupted_final_at_rest_is_refetched_once),
-    ("cache_dir_created_emptied_and_made_unwritable_while_running", cache_dir::cache_dir_created_emptied_and_made_unwritable_while_running),
-    ("corrupt_body_never_reaches_a_final_name_even_on_crash", crash::corrupt_body_never_reaches_a_final_name_even_on_crash),
-    ("compiled_cache_concurrency_builds_each_entry_once", compiled::compiled_cache_concurrency_builds_each_entry_once),
+    (
+        "cache_dir_created_emptied_and_made_unwritable_while_running",
+        cache_dir::cache_dir_created_emptied_and_made_unwritable_while_running,
+    ),
+    (
+        "corrupt_body_never_reaches_a_final_name_even_on_crash",
+        crash::corrupt_body_never_reaches_a_final_name_even_on_crash,
+    ),
+    (
+        "compiled_cache_concurrency_builds_each_entry_once",
+        compiled::compiled_cache_concurrency_builds_each_entry_once,
+    ),
     ("gc_racing_with_readers_never_breaks_a_reader", gc::gc_racing_with_readers_never_breaks_a_reader),
-    ("gc_and_readers_released_together_never_break_a_reader", gc::gc_and_readers_released_together_never_break_a_reader),
-    ("writer_paused_before_publish_keeps_others_waiting", locks::writer_paused_before_publish_keeps_others_waiting),
-    ("live_lock_holder_blocks_others_and_a_killed_holder_releases", locks::live_lock_holder_blocks_others_and_a_killed_holder_releases),
+    (
+        "gc_and_readers_released_together_never_break_a_reader",
+        gc::gc_and_readers_released_together_never_break_a_reader,
+    ),
+    (
+        "writer_paused_before_publish_keeps_others_waiting",
+        locks::writer_paused_before_publish_keeps_others_waiting,
+    ),
+    (
+        "live_lock_holder_blocks_others_and_a_killed_holder_releases",
+        locks::live_lock_holder_blocks_others_and_a_killed_holder_releases,
+    ),
 ];
 
 /// Runs the scenario named `name` (a [`SCENARIOS`] name or `crash_at_<failpoint>_then_recovers`), or

@@ -199,7 +199,8 @@ pub fn corrupted_downloads_fail_some_processes_without_poisoning(
         run.setup_error(e);
     }
     let codes = run.target().spec.exit_codes.clone();
-    let integrity = run.outcomes().iter().filter(|o| OutcomeClass::of(o, &codes) == OutcomeClass::Integrity).count();
+    let integrity =
+        run.outcomes().iter().filter(|o| OutcomeClass::of(o, &codes) == OutcomeClass::Integrity).count();
     let corrupt_served = route.served_faults().iter().filter(|f| **f == Fault::Corrupt).count();
     let evidence = if corrupt_served > 0 && integrity == 0 {
         vec![format!(

@@ -4,13 +4,14 @@
 //! in full while the download was parked, so a final name holding a prefix (`direct-write`) is seen every
 //! time, not by luck.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use stress_cache_metadata::InvariantResult;
 
 use crate::invariants::LiveLockObservation;
-use crate::orchestrator::Fleet;
+use crate::orchestrator::{self, Fleet};
 use crate::pattern::FilePattern;
 use crate::proc_locks;
 use crate::reader_probe::{ReaderProbe, ReaderReport};
@@ -77,7 +78,11 @@ impl Overlap {
         if self.parked_scan.reads > 0 {
             run.add_verdict(InvariantResult::checked(
                 "readers_saw_only_complete_content",
-                self.parked_scan.bad_reads.iter().map(|b| format!("while a download was parked: {b}")).collect(),
+                self.parked_scan
+                    .bad_reads
+                    .iter()
+                    .map(|b| format!("while a download was parked: {b}"))
+                    .collect(),
             ));
         }
         run.add_live_locks(self.live_locks);
@@ -123,10 +128,25 @@ pub fn hold_until_overlap_then(
     };
     let alive_count = || -> usize { fleets.iter().map(|f| f.alive().len()).sum() };
     let data_on_disk = || caches.iter().any(|c| data_on_disk(run, c));
+    // The parked downloader has done all it can once its bytes reached the disk — or, for a target that
+    // buffers the body in memory, once it sleeps waiting for more input.
+    let downloader_idle = || {
+        let waiting: BTreeSet<u32> = match &files.lock {
+            Some(pattern) => {
+                fleets.iter().flat_map(|g| caches.iter().flat_map(|c| g.lock_waiters(c, pattern))).collect()
+            }
+            None => BTreeSet::new(),
+        };
+        fleets
+            .iter()
+            .flat_map(|g| g.alive())
+            .filter(|p| !waiting.contains(p))
+            .all(orchestrator::blocked_waiting_for_input)
+    };
     let held = fleet.wait_until(
         |f| {
             let parked = gate.parked() as usize;
-            parked > 0 && alive_count() <= parked + waiters(f) && data_on_disk()
+            parked > 0 && alive_count() <= parked + waiters(f) && (data_on_disk() || downloader_idle())
         },
         timeout,
     );
@@ -144,8 +164,12 @@ pub fn hold_until_overlap_then(
         for cache in caches {
             let (checks, witnesses, evidence) = proc_locks::writers_hold_exclusive_locks(&pids, cache, files);
             live_locks.checks += checks;
-            live_locks.witnesses.extend(witnesses.into_iter().map(|w| format!("while a download was parked: {w}")));
-            live_locks.evidence.extend(evidence.into_iter().map(|e| format!("while a download was parked: {e}")));
+            live_locks
+                .witnesses
+                .extend(witnesses.into_iter().map(|w| format!("while a download was parked: {w}")));
+            live_locks
+                .evidence
+                .extend(evidence.into_iter().map(|e| format!("while a download was parked: {e}")));
         }
     }
     before_release();
@@ -165,5 +189,7 @@ pub fn hold_until_overlap_then(
 /// has reached the disk.
 pub fn data_on_disk(run: &ScenarioRun<'_>, cache: &Path) -> bool {
     let lock = run.target().spec.files.lock.as_deref().map(FilePattern::new);
-    walk(cache).iter().any(|e| e.is_file && e.len > 0 && !lock.as_ref().is_some_and(|p| p.matches(&e.relative)))
+    walk(cache)
+        .iter()
+        .any(|e| e.is_file && e.len > 0 && !lock.as_ref().is_some_and(|p| p.matches(&e.relative)))
 }

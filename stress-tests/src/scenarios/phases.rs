@@ -119,7 +119,11 @@ pub fn setup_run(s: &mut Scenario, plans: &[ProcessPlan], label: &str) -> Result
 /// Starts `plans` as a fleet of its own (outside the scenario's main run, traced like it), e.g. a process
 /// held at a failpoint before the others start, or gc while readers are stopped. Reap it with
 /// [`Scenario::reap`].
-pub fn side_fleet(s: &mut Scenario, label: &str, plans: &[ProcessPlan]) -> Result<TracedFleet, ScenarioError> {
+pub fn side_fleet(
+    s: &mut Scenario,
+    label: &str,
+    plans: &[ProcessPlan],
+) -> Result<TracedFleet, ScenarioError> {
     s.start_fleet_with_deadline(plans, label, crate::scenario::DEFAULT_DEADLINE)
 }
 

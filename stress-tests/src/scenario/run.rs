@@ -173,7 +173,7 @@ impl ScenarioRun<'_> {
         }
         self.plans.extend(plans);
         self.joiners.push((fleet, offset));
-        Ok(&self.joiners.last().map(|(f, _)| &f.fleet).expect("just pushed"))
+        Ok(self.joiners.last().map(|(f, _)| &f.fleet).expect("just pushed"))
     }
 
     /// Starts `plans` as a side fleet of this run (traced; not part of the checked fleet): e.g. gc while the

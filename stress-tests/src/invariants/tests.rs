@@ -24,6 +24,7 @@ fn target(dir: &Path) -> Target {
         final = "*.bin"
         partial = "*.partial"
         lock = "*.lock"
+        quarantine = "quarantine/*"
         [compiled]
         entry = "*-*"
         partial = ".*.tmp"

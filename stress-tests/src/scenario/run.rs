@@ -427,37 +427,37 @@ impl ScenarioRun<'_> {
                 *e = e.replace(&from, &to);
             }
         }
-        let mut outcomes = self.outcomes.clone();
-        let mut expectations = self.expectations.clone();
-        for (label, phase_outcomes, phase_expectations) in &phase_runs {
-            let offset = expectations.processes.len();
-            expectations.processes.extend(phase_expectations.processes.iter().cloned());
-            outcomes.extend(phase_outcomes.iter().cloned().map(|mut o| {
-                o.index += offset;
-                o.role = format!("{label}: {}", o.role);
-                o
-            }));
-        }
-        if let Some(r) = &self.recovery {
-            let offset = expectations.processes.len();
-            expectations.processes.extend(r.expectations.iter().cloned());
-            outcomes.extend(r.outcomes.iter().cloned().map(|mut o| {
-                o.index += offset;
-                o
-            }));
-        }
-        let mut record = record::build_record(&RecordInput {
+        let input = |expectations, outcomes| RecordInput {
             scenario: &self.scenario.name,
             tier: &self.scenario.tier,
             target,
-            expectations: &expectations,
-            outcomes: &outcomes,
+            expectations,
+            outcomes,
             invariants: &results,
             served: self.served.as_ref(),
             started_unix_ms: self.started_unix_ms,
             wall: self.wall,
             kept_dir: kept.as_deref(),
-        });
+        };
+        // Figures are the fleet's; earlier phases count as processes of the scenario (outcomes, runs);
+        // the recovery run is listed in the process runs only.
+        let mut record = record::build_record(&input(&self.expectations, &self.outcomes));
+        for (label, phase_outcomes, phase_expectations) in &phase_runs {
+            let phase = record::build_record(&input(phase_expectations, phase_outcomes));
+            for (class, n) in phase.outcomes {
+                *record.outcomes.entry(class).or_default() += n;
+            }
+            record.processes += phase.processes;
+            record.process_runs.extend(phase.process_runs.into_iter().map(|mut r| {
+                r.role = format!("{label}: {}", r.role);
+                r
+            }));
+        }
+        if let Some(r) = &self.recovery {
+            let expectations = Expectations { processes: r.expectations.clone(), ..Expectations::default() };
+            let recovery = record::build_record(&input(&expectations, &r.outcomes));
+            record.process_runs.extend(recovery.process_runs);
+        }
         record.setup_errors = setup_errors;
         record.mutant_active = mutant_active;
         if let Err(e) = record::write_record(&record, &results_dir) {

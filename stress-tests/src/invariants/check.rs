@@ -12,23 +12,8 @@ use crate::run_metadata::RunMetadata;
 use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot, Content};
 use crate::target::Target;
 
-/// What the file-system trace of every process of the scenario showed, per trace invariant (evidence;
-/// empty = held). `writer_holds_exclusive_lock` is `None` when the target declares no lock files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TraceObservation {
-    /// Evidence against [`Invariant::FinalPublishedAtomically`].
-    pub final_published_atomically: Vec<String>,
-    /// Evidence against [`Invariant::LiveTempFilesLeftAlone`].
-    pub live_temp_files_left_alone: Vec<String>,
-    /// Evidence against [`Invariant::LockFilesStable`].
-    pub lock_files_stable: Vec<String>,
-    /// Evidence against [`Invariant::PublishedDurably`].
-    pub published_durably: Vec<String>,
-    /// Evidence against [`Invariant::WriterHoldsExclusiveLock`] from the trace.
-    pub writer_holds_exclusive_lock: Option<Vec<String>>,
-    /// Events in the trace (a trace without a single event observed nothing).
-    pub events: usize,
-}
+/// What the file-system trace of every process of the scenario showed, per trace invariant.
+pub use crate::fs_trace::TraceVerdicts as TraceObservation;
 
 /// Live lock checks made while processes ran (a download parked at a gate, a process stopped at a
 /// failpoint): evidence against [`Invariant::WriterHoldsExclusiveLock`], and how many checks were made.

@@ -320,15 +320,7 @@ impl Scenario {
         }
         let trace = crate::fs_trace::FsTrace::merge(parsed);
         let roles = trace_roles(&self.target.spec, caches, compiled);
-        let v = crate::fs_trace::check(&trace, &roles);
-        Ok(Some(TraceObservation {
-            final_published_atomically: v.final_published_atomically,
-            live_temp_files_left_alone: v.live_temp_files_left_alone,
-            lock_files_stable: v.lock_files_stable,
-            published_durably: v.published_durably,
-            writer_holds_exclusive_lock: v.writer_holds_exclusive_lock,
-            events: v.events,
-        }))
+        Ok(Some(crate::fs_trace::check(&trace, &roles)))
     }
 
     /// A record for a scenario that could not be set up (a precondition not met, a setup run that failed):

@@ -1,19 +1,31 @@
-//! The one error type of `cargo stress-cache` and its mapping to exit codes.
+//! The one error type of `cargo stress-cache`, and every exit code: those of the verdicts and those of
+//! the errors, in one place.
 //!
 //! Every failure that is not a verdict about the target ("an invariant was violated", "a test is
-//! flaky") is a usage or setup problem: it maps to exit code 2 here, in one place, and `main` prints
-//! it as a single `error: <cause>` line, optionally followed by one `help:` line.
+//! flaky") is a usage or setup problem: it maps to exit code 2 here, and `main` prints it as a single
+//! `error: <cause>` line, optionally followed by one `help:` line.
 
 use std::path::PathBuf;
 
 use stress_cache_metadata::SpecError;
 
+use crate::verdict::RunVerdict;
+
 /// Exit code when every invariant held and every test was stable.
 pub const EXIT_OK: i32 = 0;
-/// Exit code when an invariant was violated, a test was flaky or broken, or a mutant survived.
+/// Exit code when an invariant was violated, a scenario's setup failed, a test was flaky or broken, or
+/// a mutant was not killed where expected.
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code of a usage or setup error ([`Error`]).
 pub const EXIT_SETUP: i32 = 2;
+
+/// The exit code of a run's verdict.
+pub fn verdict_exit_code(verdict: RunVerdict) -> i32 {
+    match verdict {
+        RunVerdict::Pass => EXIT_OK,
+        RunVerdict::Fail | RunVerdict::Error => EXIT_FAILED,
+    }
+}
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

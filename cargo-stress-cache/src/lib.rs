@@ -6,16 +6,20 @@
 //! was flaky or broken, or a mutant survived; 2 usage or setup error ([`errors::Error`]).
 
 pub mod aggregate;
+pub mod benchmarks;
 pub mod build;
 pub mod cargo;
 pub mod cli;
 pub mod errors;
+pub mod flakes;
+pub mod inputs;
 pub mod junit;
 pub mod mutants;
 pub mod nextest;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod verdict;
 pub mod workspace;
 
 use std::ffi::OsString;
@@ -182,7 +186,7 @@ fn run_tier(
     let tier_run = prepared.tier_run(&setup, global, tier);
     let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label)?;
     if let Some(base) = &baseline {
-        agg.compare_with(base, global.threshold);
+        agg.compare_with(base, global.threshold, global.fail_on_regression);
     }
     finish(&agg, run_dir, global)
 }
@@ -191,22 +195,35 @@ fn run_tier(
 fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<i32> {
     report::write_all(run_dir, agg)?;
     emit(&report::render_with(agg, global.format, stdout_color(global.color)));
-    let violated = agg.violated_names();
-    if !violated.is_empty() {
-        log::warn!("violated invariants: {}", violated.join("; "));
-    }
-    let unstable: Vec<String> =
-        agg.unstable_tests().iter().map(|f| format!("{} ({})", f.test, f.verdict.as_str())).collect();
-    if !unstable.is_empty() {
-        log::warn!("unstable tests: {}", unstable.join("; "));
-    }
+    log_findings(agg);
     if !agg.kept_dirs.is_empty() {
         log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
     }
     log::info!("{}", report::summary_line(agg));
     // The path is the one line every user needs, even with -q.
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
-    Ok(agg.exit_code(global.fail_on_regression))
+    Ok(agg.exit_code())
+}
+
+/// One stderr line per kind of finding, so a log alone says why a run did not pass.
+fn log_findings(agg: &Aggregate) {
+    let violated = agg.violated_names();
+    if !violated.is_empty() {
+        log::warn!("violated invariants: {}", violated.join("; "));
+    }
+    if !agg.setup_errors.is_empty() {
+        let errors: Vec<String> = agg
+            .setup_errors
+            .iter()
+            .map(|e| format!("{} ({})", e.scenario, e.setup_errors.join("; ")))
+            .collect();
+        log::warn!("scenario setup errors: {}", errors.join("; "));
+    }
+    let unstable: Vec<String> =
+        agg.unstable_tests().iter().map(|f| format!("{} ({})", f.test, f.verdict.as_str())).collect();
+    if !unstable.is_empty() {
+        log::warn!("unstable tests: {}", unstable.join("; "));
+    }
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth reporting.
@@ -250,22 +267,19 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
 }
 
 fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
-    let inputs = aggregate::collect(dirs)?;
-    if inputs.records.is_empty() && inputs.junit.is_empty() {
+    let inputs = inputs::collect(dirs)?;
+    if inputs.is_empty() {
         let dirs = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
         return Err(Error::NoResults { dirs });
     }
     let mut agg = Aggregate::from_inputs(&inputs);
     if let Some(path) = &global.baseline {
-        agg.compare_with(&Aggregate::read(path)?, global.threshold);
+        agg.compare_with(&Aggregate::read(path)?, global.threshold, global.fail_on_regression);
     }
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
-    let violated = agg.violated_names();
-    if !violated.is_empty() {
-        log::warn!("violated invariants: {}", violated.join("; "));
-    }
+    log_findings(&agg);
     log::info!("{}", report::summary_line(&agg));
-    Ok(agg.exit_code(global.fail_on_regression))
+    Ok(agg.exit_code())
 }
 
 fn mutants(

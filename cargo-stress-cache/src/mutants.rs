@@ -133,7 +133,7 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs
         rows.push(row);
     }
     let matrix = Matrix {
-        clean_passed: clean.exit_code(false) == EXIT_OK,
+        clean_passed: clean.exit_code() == EXIT_OK,
         clean_violations: clean.violated_names(),
         scenarios: scenarios.into_iter().collect(),
         mutants: rows,

@@ -5,12 +5,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::aggregate::{self, Aggregate, RunInfo};
+use crate::aggregate::Aggregate;
 use crate::cargo::Cargo;
 use crate::cli::Tier;
 use crate::errors::{Error, Result};
+use crate::inputs;
 use crate::nextest::{self, Selection, SuiteEnv};
-use crate::rundir;
+use crate::rundir::{self, RunInfo};
 
 /// Everything a tier run needs besides its run directory.
 #[derive(Debug, Clone)]
@@ -47,8 +48,7 @@ impl TierRun<'_> {
             partition: self.selection.partition.clone(),
             filtersets: self.selection.filtersets.clone(),
         };
-        let info_text = serde_json::to_string_pretty(&info).unwrap_or_else(|_| "{}".to_string());
-        rundir::write(&run_dir.join(aggregate::RUN_INFO), &info_text)?;
+        rundir::write_info(run_dir, &info)?;
         for n in 1..=repeat {
             let dir = rundir::subdir(run_dir, &format!("repeat-{n}"))?;
             let env = SuiteEnv {
@@ -91,7 +91,7 @@ impl TierRun<'_> {
             }
         }
         log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
-        let inputs = aggregate::collect(&[run_dir.to_path_buf()])?;
+        let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
         Ok(Aggregate::from_inputs(&inputs))
     }
 }

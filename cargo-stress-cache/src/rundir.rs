@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <run-id>/
+//!   run.json                 what the run was started with (RunInfo)
 //!   target-spec.toml         the resolved declaration (STRESS_TARGET_SPEC)
 //!   repeat-<n>/records/      scenario records (STRESS_RESULTS_DIR)
 //!   repeat-<n>/kept/         temp dirs of failed scenarios (STRESS_KEEP_DIR)
@@ -13,9 +14,45 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use stress_cache_metadata::TargetSpec;
 
 use crate::errors::{Error, Result, one_line};
+
+/// Name of the [`RunInfo`] file at the top of every run directory.
+pub const RUN_INFO: &str = "run.json";
+
+/// `run.json`: what the run was started with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// Tier (`pr`, `nightly`).
+    pub tier: String,
+    /// The seeded bug every process ran with (`--mutant`, or one row of the mutants matrix).
+    pub mutant: Option<String>,
+    /// Repeats.
+    pub repeat: u32,
+    /// `--partition`, if any.
+    pub partition: Option<String>,
+    /// `-E` filtersets given.
+    pub filtersets: Vec<String>,
+}
+
+/// Reads a `run.json`.
+pub fn read_info(path: &Path) -> Result<RunInfo> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::io("cannot read", path, source))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse {
+        what: "run info",
+        path: path.to_path_buf(),
+        message: one_line(&e.to_string()),
+    })
+}
+
+/// Writes `<dir>/run.json`.
+pub fn write_info(dir: &Path, info: &RunInfo) -> Result<()> {
+    // Serialising plain data cannot fail; an empty object would then fail loudly when read back.
+    let text = serde_json::to_string_pretty(info).unwrap_or_else(|_| "{}".to_string());
+    write(&dir.join(RUN_INFO), &text)
+}
 
 /// Creates a fresh run directory: `dir` if given (it may exist, but must be empty: records of an
 /// earlier run would otherwise be aggregated with this one's), else

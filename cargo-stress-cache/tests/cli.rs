@@ -131,6 +131,13 @@ fn scratch_workspace(metadata: &str, features: &str) -> Result<tempfile::TempDir
     Ok(tmp)
 }
 
+/// The fake target's one seeded bug, its marker and the scenario expected to kill it.
+const MUTANTS: &str = r#"[package.metadata.stress-cache.mutants]
+names = ["no-lock"]
+active-marker = "seeded bug `{mutant}` is active"
+killed-by = { no-lock = ["fake_scenario"] }
+"#;
+
 const GOOD_METADATA: &str = r#"[package.metadata.stress-cache]
 binary = "victim"
 args = ["--url", "{url}", "--cache", "{cache_dir}"]
@@ -180,10 +187,7 @@ fn target_without_its_failpoints_feature_exits_2() -> Result<()> {
 
 #[test]
 fn unknown_mutant_exits_2() -> Result<()> {
-    let ws = scratch_workspace(
-        &format!("{GOOD_METADATA}[package.metadata.stress-cache.mutants]\nnames = [\"no-lock\"]\n"),
-        "failpoints = []",
-    )?;
+    let ws = scratch_workspace(&format!("{GOOD_METADATA}{MUTANTS}"), "failpoints = []")?;
     let manifest = ws.path().join("Cargo.toml");
     let (code, _, stderr) =
         run(stress_cache(&["--manifest-path", manifest.to_str().context("utf8")?, "--mutant", "bogus"]))?;
@@ -196,15 +200,12 @@ fn unknown_mutant_exits_2() -> Result<()> {
 fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioRecord {
     let invariants = ["no_partial_content", "single_download", "all_processes_ok"]
         .iter()
-        .map(|name| InvariantResult {
-            name: name.to_string(),
-            held: !violated.contains(name),
-            evidence: if violated.contains(name) {
-                vec![format!("{name} broke: evidence line")]
-            } else {
-                vec![]
-            },
+        .map(|name| {
+            let evidence =
+                if violated.contains(name) { vec![format!("{name} broke: evidence line")] } else { vec![] };
+            InvariantResult::checked(name, evidence)
         })
+        .chain([InvariantResult::skipped("published_durably", "the target does not promise durability")])
         .collect();
     ScenarioRecord {
         schema_version: RECORD_SCHEMA_VERSION,
@@ -230,6 +231,9 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
         },
         process_runs: vec![],
         kept_dir: None,
+        setup_errors: vec![],
+        not_applicable: None,
+        mutant_active: None,
     }
 }
 
@@ -352,7 +356,57 @@ fn report_markdown_merges_partitions() -> Result<()> {
     assert!(stdout.contains("### Flakes"), "{stdout}");
     assert!(stdout.contains("| scenario"), "{stdout}");
     assert!(stdout.contains("first_download") && stdout.contains("gc_vs_reader"), "{stdout}");
-    assert!(stdout.contains("PASS: 2 scenario runs, 2 nextest runs"), "{stdout}");
+    assert!(stdout.contains("PASS: 2 scenario runs (2 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("2 nextest runs"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn report_lists_setup_errors_and_not_applicable_scenarios_and_an_error_exits_1() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let run_dir = tmp.path().join("pr-run");
+    let mut broken = record("crash_at_cache.after_lock_then_recovers", &[], 10.0, 100.0);
+    broken.setup_errors = vec!["failpoint cache.after_lock was never reached".into()];
+    let mut na = record("compiled_cache_concurrency", &[], 0.0, 0.0);
+    na.invariants.clear();
+    na.not_applicable = Some("the target declares no compiled cache".into());
+    write_repeat(
+        &run_dir,
+        1,
+        &[record("first_download", &[], 40.0, 200.0), broken, na],
+        &[
+            ("first_download", ""),
+            ("crash_at_cache.after_lock_then_recovers", ""),
+            ("compiled_cache_concurrency", ""),
+        ],
+    )?;
+    let dir = run_dir.to_str().context("utf8")?;
+    let (code, stdout, stderr) = run(stress_cache(&["report", dir]))?;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.starts_with("ERROR: 3 scenario runs (1 passed, 0 failed, 1 setup errors, 1 not applicable)"),
+        "{stdout}"
+    );
+    for needle in [
+        "Setup errors",
+        "failpoint cache.after_lock was never reached",
+        "Not applicable",
+        "the target declares no compiled cache",
+        // Skipped is its own column: never counted as held.
+        "not checked: the target does not promise durability",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // Neither the error run nor the not-applicable one adds a row to the invariants table.
+    let invariant_rows = stdout.lines().filter(|l| l.contains("no_partial_content")).count();
+    assert_eq!(invariant_rows, 1, "{stdout}");
+    let (_, json, _) = run(stress_cache(&["report", dir, "--format", "json"]))?;
+    let value: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(value["setup_errors"][0]["scenario"], "crash_at_cache.after_lock_then_recovers");
+    assert_eq!(value["not_applicable"][0]["runs"], 1);
+    assert_eq!(value["invariants"][3]["invariant"], "published_durably");
+    assert_eq!(value["invariants"][3]["skipped"], 1);
+    assert_eq!(value["invariants"][3]["held"], 0);
     Ok(())
 }
 
@@ -368,7 +422,8 @@ fn report_rejects_unknown_record_schema_and_empty_dirs() -> Result<()> {
     std::fs::create_dir_all(bad.join("records"))?;
     std::fs::write(bad.join("records").join("x.json"), r#"{"schema_version": 99, "scenario": "x"}"#)?;
     let (code, _, stderr) = run(stress_cache(&["report", bad.to_str().context("utf8")?]))?;
-    assert_setup_error(code, &stderr, "schema_version Some(99) is not the supported 1");
+    assert_setup_error(code, &stderr, "schema version 99 is not supported");
+    assert!(stderr.contains("reads version 2"), "{stderr}");
     Ok(())
 }
 
@@ -395,10 +450,15 @@ fn fake_scenario() {
     let mutant = std::env::var("STRESS_MUTANT").ok();
     let held = mutant.is_none();
     let mutant_json = mutant.as_ref().map(|m| format!("\"{m}\"")).unwrap_or_else(|| "null".into());
+    // The fake target "prints" its active marker whenever a mutant is asked for.
+    let active = if mutant.is_some() { "true" } else { "null" };
+    let (status, evidence) = if held { ("held", "") } else { ("violated", "\"two bodies served\"") };
     let record = format!(
-        r#"{{"schema_version":1,"scenario":"fake_scenario","tier":"{tier}","seed":1,"mutant":{mutant_json},
-        "target":"victim","processes":4,"started_unix_ms":0,"outcomes":{{"ok":4}},
-        "invariants":[{{"name":"single_download","held":{held},"evidence":[]}},{{"name":"no_partial_content","held":true}}],
+        r#"{{"schema_version":2,"scenario":"fake_scenario","tier":"{tier}","seed":1,"mutant":{mutant_json},
+        "target":"victim","processes":4,"started_unix_ms":0,"outcomes":{{"ok":4}},"mutant_active":{active},
+        "invariants":[{{"name":"single_download","status":"{status}","evidence":[{evidence}]}},
+        {{"name":"no_partial_content","status":"held"}},
+        {{"name":"published_durably","status":"skipped","reason":"not traced"}}],
         "figures":{{"wall_ms":100.0,"processes_per_sec":40.0,"latency_p50_ms":10.0,"latency_p95_ms":20.0,
         "lock_wait_p50_ms":null,"bytes_served":0,"complete_bodies_per_model":{{"small":1}},"cache_hit_ratio":0.75,"mb_per_sec":0.0}},
         "process_runs":[]}}"#
@@ -425,9 +485,7 @@ const SELF_CHECK: &str =
 /// this repository's `.config/nextest.toml` (so the real stress profiles are exercised).
 fn fake_suite_workspace() -> Result<tempfile::TempDir> {
     let ws = scratch_workspace(
-        &format!(
-            "{GOOD_METADATA}mutants = \"mutants\"\n[package.metadata.stress-cache.mutants]\nnames = [\"no-lock\"]\n"
-        ),
+        &format!("{GOOD_METADATA}mutants = \"mutants\"\n{MUTANTS}"),
         "failpoints = []\nmutants = []",
     )?;
     let tests = ws.path().join("stress-tests").join("tests");
@@ -464,7 +522,8 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         "-q",
     ]))?;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("PASS: 2 scenario runs, 2 nextest runs"), "{stdout}");
+    assert!(stdout.contains("PASS: 2 scenario runs (2 passed"), "{stdout}");
+    assert!(stdout.contains("2 nextest runs"), "{stdout}");
     assert!(stdout.contains("stress-tests::fake fake_scenario"), "{stdout}");
     for file in [
         "run.json",

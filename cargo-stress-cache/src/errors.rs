@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use stress_cache_metadata::SpecError;
+use stress_cache_metadata::suite_env::BadValue;
 
 use crate::verdict::RunVerdict;
 
@@ -81,11 +82,16 @@ pub enum Error {
         /// What is missing, e.g. "has no feature `failpoints`".
         problem: String,
     },
-    /// `--mutant` names a mutant the target does not declare.
-    #[error("unknown mutant `{name}` (declared: {known})")]
+    /// A `STRESS_*` knob in the environment has a value the suite would not accept.
+    #[error(transparent)]
+    BadKnob(#[from] BadValue),
+    /// `--mutant`, `--only` or `STRESS_MUTANT` names a mutant the target does not declare.
+    #[error("unknown mutant `{name}` from {origin} (declared: {known})")]
     UnknownMutant {
         /// The name given.
         name: String,
+        /// Where it was given: the flag or the variable.
+        origin: &'static str,
         /// The declared names.
         known: String,
     },

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod flakes;
 pub mod inputs;
 pub mod junit;
+pub mod knobs;
 pub mod mutants;
 pub mod nextest;
 pub mod report;
@@ -33,6 +34,7 @@ use crate::build::Flavor;
 use crate::cargo::Cargo;
 use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, TierOpts};
 use crate::errors::{EXIT_OK, EXIT_SETUP, Error, Result};
+use crate::knobs::{EnvKnobs, Knobs};
 use crate::nextest::Selection;
 use crate::run::TierRun;
 use crate::workspace::{Target, TargetSource, Workspace};
@@ -122,11 +124,22 @@ fn dispatch(args: StressCache) -> Result<i32> {
     let cargo =
         Cargo::from_env(global.manifest_path.clone(), global.target_dir.clone(), global.color, global.quiet);
     match args.command {
-        None => run_tier(cargo, &global, &args.target, &args.run.tier, args.run.repeat, args.run.mutant),
+        None => {
+            let mutant = args.run.mutant.as_deref().map(|m| (m, "--mutant"));
+            let knobs = Knobs::resolve(&args.run.tier, mutant, EnvKnobs::from_env()?);
+            run_tier(cargo, &global, &args.target, &args.run.tier, &knobs, args.run.repeat)
+        }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
         Some(Command::Report { dirs }) => report(&global, &dirs),
         Some(Command::Mutants { target, tier, only, keep_mutant_dirs }) => {
-            mutants(cargo, &global, &target, &tier, &only, keep_mutant_dirs)
+            // STRESS_MUTANT is the default of --only here: a one-mutant matrix.
+            let knobs = Knobs::resolve(&tier, None, EnvKnobs::from_env()?);
+            let only: Vec<(String, &'static str)> = if only.is_empty() {
+                knobs.mutant.iter().cloned().collect()
+            } else {
+                only.into_iter().map(|m| (m, "--only")).collect()
+            };
+            mutants(cargo, &global, &target, &tier, &knobs, &only, keep_mutant_dirs)
         }
     }
 }
@@ -162,33 +175,40 @@ fn run_tier(
     global: &GlobalOpts,
     target: &TargetOpts,
     tier: &TierOpts,
+    knobs: &Knobs,
     repeat: u32,
-    mutant: Option<String>,
 ) -> Result<i32> {
     let setup = setup(cargo, global, target)?;
-    if let Some(name) = &mutant {
-        let known = setup.target.spec.mutant_names();
-        if !known.iter().any(|m| m == name) {
-            return Err(Error::UnknownMutant { name: name.clone(), known: known.join(", ") });
-        }
+    if let Some((name, origin)) = &knobs.mutant {
+        check_declared(&setup, name, origin)?;
     }
+    let mutant = knobs.mutant.as_ref().map(|(m, _)| m.clone());
     rundir::check_usable(tier.run_dir.as_deref())?;
     let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
     let flavor = if mutant.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
     let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor)?;
     log::info!("target {} at {}", setup.target.spec.display_name(), target_bin.display());
     let label = match &mutant {
-        Some(m) => format!("{}-mutant-{m}", tier.tier.as_str()),
-        None => tier.tier.as_str().to_string(),
+        Some(m) => format!("{}-mutant-{m}", knobs.tier.as_str()),
+        None => knobs.tier.as_str().to_string(),
     };
-    let prepared = PreparedRun::create(&setup, tier, &label, target_bin)?;
+    let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
-    let tier_run = prepared.tier_run(&setup, global, tier);
+    let tier_run = prepared.tier_run(&setup, global, tier, knobs);
     let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label)?;
     if let Some(base) = &baseline {
         agg.compare_with(base, global.threshold, global.fail_on_regression);
     }
     finish(&agg, run_dir, global)
+}
+
+/// Fails unless the target declares the mutant `name` (given by `origin`, a flag or `STRESS_MUTANT`).
+fn check_declared(setup: &Setup, name: &str, origin: &'static str) -> Result<()> {
+    let known = setup.target.spec.mutant_names();
+    if known.iter().any(|m| m == name) {
+        return Ok(());
+    }
+    Err(Error::UnknownMutant { name: name.to_string(), origin, known: known.join(", ") })
 }
 
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
@@ -287,7 +307,8 @@ fn mutants(
     global: &GlobalOpts,
     target: &TargetOpts,
     tier: &TierOpts,
-    only: &[String],
+    knobs: &Knobs,
+    only: &[(String, &'static str)],
     keep_mutant_dirs: bool,
 ) -> Result<i32> {
     let setup = setup(cargo, global, target)?;
@@ -298,19 +319,18 @@ fn mutants(
             problem: "declares no mutants (`[package.metadata.stress-cache.mutants] names`)".into(),
         });
     }
-    for name in only {
-        if !declared.contains(name) {
-            return Err(Error::UnknownMutant { name: name.clone(), known: declared.join(", ") });
-        }
+    for (name, origin) in only {
+        check_declared(&setup, name, origin)?;
     }
-    let chosen: Vec<String> = if only.is_empty() { declared } else { only.to_vec() };
+    let chosen: Vec<String> =
+        if only.is_empty() { declared } else { only.iter().map(|(m, _)| m.clone()).collect() };
     rundir::check_usable(tier.run_dir.as_deref())?;
     // One build with both features serves the clean run too: without STRESS_MUTANT no bug is active.
     let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
-    let label = format!("mutants-{}", tier.tier.as_str());
-    let prepared = PreparedRun::create(&setup, tier, &label, target_bin)?;
+    let label = format!("mutants-{}", knobs.tier.as_str());
+    let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
-    let tier_run = prepared.tier_run(&setup, global, tier);
+    let tier_run = prepared.tier_run(&setup, global, tier, knobs);
     let matrix = mutants::run(&tier_run, run_dir, &chosen, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
     for row in matrix.mutants.iter().filter(|m| !m.killed) {
@@ -328,24 +348,33 @@ struct PreparedRun {
 }
 
 impl PreparedRun {
-    fn create(setup: &Setup, tier: &TierOpts, label: &str, built: PathBuf) -> Result<Self> {
-        let dir = rundir::create(&setup.target_dir, label, tier.run_dir.as_deref())?;
+    fn create(setup: &Setup, tier: &TierOpts, knobs: &Knobs, label: &str, built: PathBuf) -> Result<Self> {
+        let parent = knobs.results_dir.clone().unwrap_or_else(|| setup.target_dir.join("stress-cache"));
+        let dir = rundir::create(&parent, label, tier.run_dir.as_deref())?;
         let target_bin = pin_if_built(&setup.target, &dir, built)?;
         let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
         Ok(PreparedRun { dir, target_bin, spec })
     }
 
-    fn tier_run<'a>(&'a self, setup: &'a Setup, global: &GlobalOpts, tier: &TierOpts) -> TierRun<'a> {
+    fn tier_run<'a>(
+        &'a self,
+        setup: &'a Setup,
+        global: &GlobalOpts,
+        tier: &TierOpts,
+        knobs: &Knobs,
+    ) -> TierRun<'a> {
         TierRun {
             cargo: &setup.cargo,
             workspace_root: setup.workspace.root(),
             target_dir: &setup.target_dir,
             target_bin: &self.target_bin,
             target_spec: &self.spec,
-            tier: tier.tier,
+            tier: knobs.tier,
             selection: selection(global, tier),
-            seed: tier.seed,
-            processes: tier.processes,
+            seed: knobs.seed,
+            processes: knobs.processes,
+            run_root: &self.dir,
+            keep_dir: knobs.keep_dir.clone(),
         }
     }
 }

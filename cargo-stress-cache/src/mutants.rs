@@ -109,7 +109,7 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs
         let agg = tier_run.run(&dir, 1, Some(name), &label)?;
         crate::report::write_all(&dir, &agg)?;
         if !keep_dirs {
-            remove_kept_dirs(&dir);
+            remove_kept_dir(&tier_run.keep_dir_of(&dir, 1));
         }
         let mut killed_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for inv in agg.invariants.iter().filter(|r| r.violated > 0) {
@@ -143,16 +143,12 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs
     Ok(matrix)
 }
 
-/// Removes `repeat-*/kept` under a mutant's run dir: those failures were the point of the run.
-fn remove_kept_dirs(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let kept = entry.path().join("kept");
-        if kept.is_dir()
-            && let Err(e) = std::fs::remove_dir_all(&kept)
-        {
-            log::warn!("cannot remove {}: {e}", kept.display());
-        }
+/// Removes a mutant run's kept temp dirs: those failures were the point of the run.
+fn remove_kept_dir(kept: &Path) {
+    if kept.is_dir()
+        && let Err(e) = std::fs::remove_dir_all(kept)
+    {
+        log::warn!("cannot remove {}: {e}", kept.display());
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nextest_metadata::{NextestExitCode, TestListSummary};
+use stress_cache_metadata::suite_env;
 
 use crate::cargo::{Cargo, display_command};
 use crate::cli::Tier;
@@ -48,24 +49,25 @@ pub struct SuiteEnv {
 
 impl SuiteEnv {
     fn apply(&self, cmd: &mut Command) {
-        cmd.env("STRESS_TARGET_BIN", &self.target_bin)
-            .env("STRESS_TARGET_SPEC", &self.target_spec)
-            .env("STRESS_TIER", self.tier.as_str())
-            .env("STRESS_RESULTS_DIR", &self.results_dir)
-            .env("STRESS_KEEP_DIR", &self.keep_dir);
-        // An inherited STRESS_MUTANT would silently turn a clean run into a mutant run.
-        match &self.mutant {
-            Some(m) => cmd.env("STRESS_MUTANT", m),
-            None => cmd.env_remove("STRESS_MUTANT"),
-        };
-        match self.seed {
-            Some(seed) => cmd.env("STRESS_SEED", seed.to_string()),
-            None => cmd.env_remove("STRESS_SEED"),
-        };
-        match self.processes {
-            Some(n) => cmd.env("STRESS_PROCESSES", n.to_string()),
-            None => cmd.env_remove("STRESS_PROCESSES"),
-        };
+        // Every variable is set or removed: an inherited one (say STRESS_MUTANT, which would silently
+        // turn a clean run into a mutant run) never reaches the suite unvalidated.
+        for name in suite_env::ALL {
+            cmd.env_remove(name);
+        }
+        cmd.env(suite_env::TARGET_BIN, &self.target_bin)
+            .env(suite_env::TARGET_SPEC, &self.target_spec)
+            .env(suite_env::TIER, self.tier.as_str())
+            .env(suite_env::RESULTS_DIR, &self.results_dir)
+            .env(suite_env::KEEP_DIR, &self.keep_dir);
+        if let Some(m) = &self.mutant {
+            cmd.env(suite_env::MUTANT, m);
+        }
+        if let Some(seed) = self.seed {
+            cmd.env(suite_env::SEED, seed.to_string());
+        }
+        if let Some(n) = self.processes {
+            cmd.env(suite_env::PROCESSES, n.to_string());
+        }
     }
 }
 

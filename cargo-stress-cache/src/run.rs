@@ -2,7 +2,7 @@
 //! aggregated. Repeats are our own loop rather than nextest's `--stress-count` because every repeat
 //! needs its own `STRESS_RESULTS_DIR` and its own JUnit report for the flakes table.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::aggregate::Aggregate;
@@ -34,6 +34,11 @@ pub struct TierRun<'a> {
     pub seed: Option<u64>,
     /// `STRESS_PROCESSES`.
     pub processes: Option<usize>,
+    /// The invocation's run directory (a mutants run has one tier run per subdirectory of it).
+    pub run_root: &'a Path,
+    /// `$STRESS_KEEP_DIR` of the user: kept temp dirs then go to
+    /// `<it>/<run-id>[/<subdirectory>]/repeat-<n>` instead of `<run dir>/repeat-<n>/kept`.
+    pub keep_dir: Option<PathBuf>,
 }
 
 impl TierRun<'_> {
@@ -56,7 +61,7 @@ impl TierRun<'_> {
                 target_spec: self.target_spec.to_path_buf(),
                 tier: self.tier,
                 results_dir: rundir::subdir(&dir, "records")?,
-                keep_dir: dir.join("kept"),
+                keep_dir: self.keep_dir_of(run_dir, n),
                 mutant: mutant.map(str::to_string),
                 seed: self.seed,
                 processes: self.processes,
@@ -93,6 +98,15 @@ impl TierRun<'_> {
         log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
         let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
         Ok(Aggregate::from_inputs(&inputs))
+    }
+
+    /// Where repeat `n` of the run in `run_dir` keeps the temp dirs of failed scenarios.
+    pub fn keep_dir_of(&self, run_dir: &Path, n: u32) -> PathBuf {
+        let repeat = format!("repeat-{n}");
+        let Some(base) = &self.keep_dir else { return run_dir.join(repeat).join("kept") };
+        let run_id = self.run_root.file_name().unwrap_or_default();
+        let sub = run_dir.strip_prefix(self.run_root).unwrap_or(Path::new(""));
+        base.join(run_id).join(sub).join(repeat)
     }
 }
 

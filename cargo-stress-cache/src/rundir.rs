@@ -55,16 +55,15 @@ pub fn write_info(dir: &Path, info: &RunInfo) -> Result<()> {
 }
 
 /// Creates a fresh run directory: `dir` if given (it may exist, but must be empty: records of an
-/// earlier run would otherwise be aggregated with this one's), else
-/// `<target dir>/stress-cache/<label>-<UTC timestamp>` with a numeric suffix on collision.
-pub fn create(target_dir: &Path, label: &str, dir: Option<&Path>) -> Result<PathBuf> {
+/// earlier run would otherwise be aggregated with this one's), else `<parent>/<label>-<UTC timestamp>`
+/// with a numeric suffix on collision (`parent`: `$STRESS_RESULTS_DIR` or `<target dir>/stress-cache`).
+pub fn create(parent: &Path, label: &str, dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = dir {
         check_usable(Some(dir))?;
         std::fs::create_dir_all(dir).map_err(|source| Error::io("cannot create", dir, source))?;
         return std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source));
     }
-    let parent = target_dir.join("stress-cache");
-    std::fs::create_dir_all(&parent).map_err(|source| Error::io("cannot create", &parent, source))?;
+    std::fs::create_dir_all(parent).map_err(|source| Error::io("cannot create", parent, source))?;
     let base = format!("{label}-{}", utc_timestamp(SystemTime::now()));
     // Two runs started in the same second get distinct directories; bounded so a broken FS cannot loop.
     for attempt in 1..=100 {

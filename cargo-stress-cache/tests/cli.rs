@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result};
-use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION, ScenarioRecord};
+use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION, ScenarioRecord, suite_env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-stress-cache");
 
@@ -14,10 +14,14 @@ fn workspace_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("Cargo.toml")
 }
 
-/// `cargo-stress-cache stress-cache <args>`, as cargo runs it.
+/// `cargo-stress-cache stress-cache <args>`, as cargo runs it, with no `STRESS_*` knob inherited from
+/// whoever runs these tests.
 fn stress_cache(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.arg("stress-cache").args(args).env_remove("STRESS_MUTANT");
+    cmd.arg("stress-cache").args(args);
+    for name in suite_env::ALL {
+        cmd.env_remove(name);
+    }
     cmd
 }
 
@@ -191,7 +195,37 @@ fn unknown_mutant_exits_2() -> Result<()> {
     let manifest = ws.path().join("Cargo.toml");
     let (code, _, stderr) =
         run(stress_cache(&["--manifest-path", manifest.to_str().context("utf8")?, "--mutant", "bogus"]))?;
-    assert_setup_error(code, &stderr, "unknown mutant `bogus` (declared: no-lock)");
+    assert_setup_error(code, &stderr, "unknown mutant `bogus` from --mutant (declared: no-lock)");
+    Ok(())
+}
+
+/// Each bad `STRESS_*` value is one line and exit 2, and nothing was built: the scratch workspace's
+/// target directory does not even exist afterwards.
+#[test]
+fn bad_stress_knobs_exit_2_before_anything_is_built() -> Result<()> {
+    let ws = scratch_workspace(&format!("{GOOD_METADATA}{MUTANTS}"), "failpoints = []")?;
+    let manifest = ws.path().join("Cargo.toml");
+    let manifest = manifest.to_str().context("utf8")?;
+    let a_file = ws.path().join("Cargo.toml");
+    let a_file = a_file.to_str().context("utf8")?;
+    for (var, value, needle) in [
+        ("STRESS_PROCESSES", "abc", "STRESS_PROCESSES=\"abc\" is not a positive integer"),
+        ("STRESS_PROCESSES", "0", "STRESS_PROCESSES=\"0\" is not a positive integer"),
+        ("STRESS_TIER", "weekly", "STRESS_TIER=\"weekly\" is not `pr` or `nightly`"),
+        ("STRESS_SEED", "0x5eedz", "STRESS_SEED=\"0x5eedz\" is not a u64"),
+        ("STRESS_MUTANT", "bogus", "unknown mutant `bogus` from STRESS_MUTANT (declared: no-lock)"),
+        ("STRESS_RESULTS_DIR", a_file, "is not a directory"),
+        ("STRESS_KEEP_DIR", a_file, "is not a directory"),
+    ] {
+        let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest]).env(var, value))?;
+        assert_setup_error(code, &stderr, needle);
+        // The mutants matrix reads the same knobs (STRESS_MUTANT as its --only).
+        let (code, _, stderr) = run(stress_cache(&["mutants", "--manifest-path", manifest]).env(var, value))?;
+        assert_setup_error(code, &stderr, needle);
+    }
+    let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest, "--processes", "0"]))?;
+    assert_setup_error(code, &stderr, "invalid value '0' for '--processes <N>': expected a positive integer");
+    assert!(!ws.path().join("target").exists(), "something was built");
     Ok(())
 }
 
@@ -453,9 +487,11 @@ fn fake_scenario() {
     // The fake target "prints" its active marker whenever a mutant is asked for.
     let active = if mutant.is_some() { "true" } else { "null" };
     let (status, evidence) = if held { ("held", "") } else { ("violated", "\"two bodies served\"") };
+    let seed: u64 = std::env::var("STRESS_SEED").map(|s| s.parse().expect("decimal seed")).unwrap_or(1);
+    let processes: usize = std::env::var("STRESS_PROCESSES").map(|s| s.parse().expect("count")).unwrap_or(4);
     let record = format!(
-        r#"{{"schema_version":2,"scenario":"fake_scenario","tier":"{tier}","seed":1,"mutant":{mutant_json},
-        "target":"victim","processes":4,"started_unix_ms":0,"outcomes":{{"ok":4}},"mutant_active":{active},
+        r#"{{"schema_version":2,"scenario":"fake_scenario","tier":"{tier}","seed":{seed},"mutant":{mutant_json},
+        "target":"victim","processes":{processes},"started_unix_ms":0,"outcomes":{{"ok":4}},"mutant_active":{active},
         "invariants":[{{"name":"single_download","status":"{status}","evidence":[{evidence}]}},
         {{"name":"no_partial_content","status":"held"}},
         {{"name":"published_durably","status":"skipped","reason":"not traced"}}],
@@ -508,7 +544,8 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     let manifest = manifest.to_str().context("utf8")?;
     let run_dir = ws.path().join("runs").join("clean");
 
-    // Clean run, two repeats, a custom target dir: exit 0, three tables, artifacts where documented.
+    // Clean run, two repeats, a custom target dir, size knobs from the environment: exit 0, the
+    // tables, artifacts where documented.
     let other_target = ws.path().join("other-target");
     let (code, stdout, stderr) = run(stress_cache(&[
         "--manifest-path",
@@ -520,7 +557,10 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         "--run-dir",
         run_dir.to_str().context("utf8")?,
         "-q",
-    ]))?;
+    ])
+    .env("STRESS_TIER", "nightly")
+    .env("STRESS_SEED", "0x10")
+    .env("STRESS_PROCESSES", "3"))?;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("PASS: 2 scenario runs (2 passed"), "{stdout}");
     assert!(stdout.contains("2 nextest runs"), "{stdout}");
@@ -537,15 +577,28 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         assert!(run_dir.join(file).is_file(), "missing {file}");
     }
     assert!(stderr.contains(&format!("artifacts in {}", run_dir.display())), "{stderr}");
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json"))?)?;
+    assert_eq!(info["tier"], "nightly");
+    let record =
+        std::fs::read_dir(run_dir.join("repeat-1").join("records"))?.next().context("a record")??;
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(record.path())?)?;
+    assert_eq!(
+        (record["tier"].as_str(), record["seed"].as_u64(), record["processes"].as_u64()),
+        (Some("nightly"), Some(16), Some(3))
+    );
     let (code, _, stderr) =
         run(stress_cache(&["--manifest-path", manifest, "--run-dir", run_dir.to_str().context("utf8")?]))?;
     assert_setup_error(code, &stderr, "is not empty; choose another --run-dir");
 
-    // A mutant run: exit 1, naming the violated invariant.
-    let (code, stdout, stderr) =
-        run(stress_cache(&["--manifest-path", manifest, "--mutant", "no-lock", "-q"]))?;
+    // A mutant run chosen by STRESS_MUTANT, its run dir under STRESS_RESULTS_DIR: exit 1, naming the
+    // violated invariant.
+    let results = ws.path().join("results");
+    let (code, stdout, stderr) = run(stress_cache(&["--manifest-path", manifest, "-q"])
+        .env("STRESS_MUTANT", "no-lock")
+        .env("STRESS_RESULTS_DIR", &results))?;
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("violated invariants: fake_scenario: single_download"), "{stderr}");
+    assert!(stderr.contains(&format!("artifacts in {}/pr-mutant-no-lock-", results.display())), "{stderr}");
 
     // Fails once, passes on retry: flaky, exit 1.
     let (code, stdout, stderr) =

@@ -16,6 +16,7 @@ use crate::errors::{Error, Result, one_line, verdict_exit_code};
 use crate::flakes::{self, FlakeRow, Verdict};
 use crate::inputs::Inputs;
 use crate::junit::Observation;
+use crate::rundir::RunState;
 use crate::verdict::RunVerdict;
 
 /// Version of the `report.json` layout. 2: invariants count held / violated / skipped; setup errors
@@ -58,6 +59,13 @@ pub struct Aggregate {
     /// Records of the suite's own mutant self-checks, left out of the tables (see [`Inputs::self_checks`]).
     #[serde(default)]
     pub self_check_records: usize,
+    /// Runs that did not complete: interrupted, or never marked as ended (their `run.json` still says
+    /// `running`). Any makes the verdict `interrupted`: a partial run never passes.
+    #[serde(default)]
+    pub interrupted: Vec<String>,
+    /// Runs that stopped on an error.
+    #[serde(default)]
+    pub aborted: Vec<String>,
 }
 
 /// Scenario runs by [`ScenarioOutcome`].
@@ -160,6 +168,16 @@ impl Aggregate {
             regressions_fail: false,
             kept_dirs: records.iter().filter_map(|(_, r)| r.kept_dir.clone()).collect(),
             self_check_records: inputs.self_checks,
+            interrupted: incomplete_runs(inputs),
+            aborted: inputs
+                .runs
+                .iter()
+                .filter(|(_, info)| info.state == RunState::Aborted)
+                .map(|(path, info)| {
+                    let error = info.error.as_deref().unwrap_or("unknown");
+                    format!("ABORTED on an error: {error} ({})", run_dir_of(path))
+                })
+                .collect(),
         }
     }
 
@@ -182,10 +200,13 @@ impl Aggregate {
             .collect()
     }
 
-    /// The run's verdict: error (a scenario's setup failed) before fail (a violation, an unstable
-    /// test, or a regressed benchmark when [`Aggregate::regressions_fail`]) before pass.
+    /// The run's verdict: interrupted (it did not complete) before error (it stopped on an error, or a
+    /// scenario's setup failed) before fail (a violation, an unstable test, or a regressed benchmark
+    /// when [`Aggregate::regressions_fail`]) before pass.
     pub fn verdict(&self) -> RunVerdict {
-        if !self.setup_errors.is_empty() {
+        if !self.interrupted.is_empty() {
+            RunVerdict::Interrupted
+        } else if !self.setup_errors.is_empty() || !self.aborted.is_empty() {
             RunVerdict::Error
         } else if self.violations() > 0
             || !self.unstable_tests().is_empty()
@@ -219,6 +240,29 @@ impl Aggregate {
             message: one_line(&e.to_string()),
         })
     }
+}
+
+/// One line per run that did not complete.
+fn incomplete_runs(inputs: &Inputs) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (path, info) in &inputs.runs {
+        let dir = run_dir_of(path);
+        match (info.state, &info.interruption) {
+            (RunState::Interrupted, Some(interruption)) => lines.push(format!("{interruption} ({dir})")),
+            (RunState::Interrupted, None) => lines.push(format!("INTERRUPTED ({dir})")),
+            (RunState::Running, _) => lines.push(format!(
+                "INTERRUPTED: the run never ended ({dir}/run.json still says `running`: the CLI was killed, \
+                 or the run is still going)"
+            )),
+            (RunState::Finished | RunState::Aborted, _) => {}
+        }
+    }
+    lines
+}
+
+/// The run directory of a `run.json`, for messages.
+fn run_dir_of(run_json: &Path) -> String {
+    run_json.parent().unwrap_or(run_json).display().to_string()
 }
 
 fn invariant_rows(records: &[&ScenarioRecord]) -> Vec<InvariantRow> {

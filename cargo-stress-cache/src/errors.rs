@@ -19,12 +19,16 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code of a usage or setup error ([`Error`]).
 pub const EXIT_SETUP: i32 = 2;
+/// Exit code of an interrupted run (128 + SIGINT, as shells report a Ctrl-C), whichever signal or
+/// cancellation stopped it.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// The exit code of a run's verdict.
 pub fn verdict_exit_code(verdict: RunVerdict) -> i32 {
     match verdict {
         RunVerdict::Pass => EXIT_OK,
         RunVerdict::Fail | RunVerdict::Error => EXIT_FAILED,
+        RunVerdict::Interrupted => EXIT_INTERRUPTED,
     }
 }
 
@@ -155,6 +159,18 @@ pub enum Error {
         /// The parser's message, on one line.
         message: String,
     },
+    /// The signal handlers could not be installed.
+    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
+    Signals(std::io::Error),
+    /// A signal stopped the CLI before a run directory existed (while reading the workspace or
+    /// building the target): there is nothing to report.
+    #[error("INTERRUPTED by {signal} while {during} (no run was started)")]
+    Interrupted {
+        /// The signal's name.
+        signal: String,
+        /// The stage.
+        during: &'static str,
+    },
     /// `report` found nothing to aggregate.
     #[error("no scenario records or JUnit reports found under {dirs}")]
     NoResults {
@@ -164,9 +180,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error: every error is a usage or setup error.
+    /// The process exit code for this error: 130 for an interruption, else a usage or setup error.
     pub fn exit_code(&self) -> i32 {
-        EXIT_SETUP
+        match self {
+            Error::Interrupted { .. } => EXIT_INTERRUPTED,
+            _ => EXIT_SETUP,
+        }
     }
 
     /// A one-line hint printed after the error, when there is a useful one.

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod errors;
 pub mod flakes;
 pub mod inputs;
+pub mod interrupt;
 pub mod junit;
 pub mod knobs;
 pub mod mutants;
@@ -20,6 +21,7 @@ pub mod nextest;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod tmpdir;
 pub mod verdict;
 pub mod workspace;
 
@@ -32,8 +34,9 @@ use clap::Parser;
 use crate::aggregate::Aggregate;
 use crate::build::Flavor;
 use crate::cargo::Cargo;
-use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, TierOpts};
+use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, Tier, TierOpts};
 use crate::errors::{EXIT_OK, EXIT_SETUP, Error, Result};
+use crate::interrupt::{Grace, Interrupt};
 use crate::knobs::{EnvKnobs, Knobs};
 use crate::nextest::Selection;
 use crate::run::TierRun;
@@ -55,6 +58,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     init_logging(&args.global);
     match dispatch(args) {
         Ok(code) => code,
+        // Not an error of the user's: the verdict of a run stopped before it started.
+        Err(e @ Error::Interrupted { .. }) => {
+            eprintln!("stress-cache: {e}");
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("error: {e}");
             if let Some(help) = e.help() {
@@ -127,7 +135,15 @@ fn dispatch(args: StressCache) -> Result<i32> {
         None => {
             let mutant = args.run.mutant.as_deref().map(|m| (m, "--mutant"));
             let knobs = Knobs::resolve(&args.run.tier, mutant, EnvKnobs::from_env()?);
-            run_tier(cargo, &global, &args.target, &args.run.tier, &knobs, args.run.repeat)
+            let interrupt = install_interrupt()?;
+            let request = Request {
+                global: &global,
+                target: &args.target,
+                tier: &args.run.tier,
+                knobs,
+                interrupt: &interrupt,
+            };
+            run_tier(cargo, &request, args.run.repeat)
         }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
         Some(Command::Report { dirs }) => report(&global, &dirs),
@@ -139,8 +155,33 @@ fn dispatch(args: StressCache) -> Result<i32> {
             } else {
                 only.into_iter().map(|m| (m, "--only")).collect()
             };
-            mutants(cargo, &global, &target, &tier, &knobs, &only, keep_mutant_dirs)
+            let interrupt = install_interrupt()?;
+            let request =
+                Request { global: &global, target: &target, tier: &tier, knobs, interrupt: &interrupt };
+            mutants(cargo, &request, &only, keep_mutant_dirs)
         }
+    }
+}
+
+/// What a tier run or the mutants matrix was asked for.
+struct Request<'a> {
+    global: &'a GlobalOpts,
+    target: &'a TargetOpts,
+    tier: &'a TierOpts,
+    knobs: Knobs,
+    interrupt: &'a Interrupt,
+}
+
+/// From here on SIGINT and SIGTERM end the run with the interrupted verdict instead of killing it.
+fn install_interrupt() -> Result<Interrupt> {
+    Interrupt::install(Grace::default()).map_err(Error::Signals)
+}
+
+/// Stops before the next stage once a signal came.
+fn stop_if_interrupted(interrupt: &Interrupt, during: &'static str) -> Result<()> {
+    match interrupt.requested() {
+        Some(signal) => Err(Error::Interrupted { signal: interrupt::signal_name(signal), during }),
+        None => Ok(()),
     }
 }
 
@@ -170,15 +211,11 @@ fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
     Selection { filtersets: tier.filtersets.clone(), partition: tier.partition.clone(), quiet: global.quiet }
 }
 
-fn run_tier(
-    cargo: Cargo,
-    global: &GlobalOpts,
-    target: &TargetOpts,
-    tier: &TierOpts,
-    knobs: &Knobs,
-    repeat: u32,
-) -> Result<i32> {
+fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<i32> {
+    let Request { global, target, tier, knobs, interrupt } = request;
+    let interrupt: &Interrupt = interrupt;
     let setup = setup(cargo, global, target)?;
+    stop_if_interrupted(interrupt, "reading the workspace")?;
     if let Some((name, origin)) = &knobs.mutant {
         check_declared(&setup, name, origin)?;
     }
@@ -186,7 +223,8 @@ fn run_tier(
     rundir::check_usable(tier.run_dir.as_deref())?;
     let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
     let flavor = if mutant.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
-    let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor)?;
+    let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor, interrupt)?;
+    stop_if_interrupted(interrupt, "building the target")?;
     log::info!("target {} at {}", setup.target.spec.display_name(), target_bin.display());
     let label = match &mutant {
         Some(m) => format!("{}-mutant-{m}", knobs.tier.as_str()),
@@ -194,8 +232,8 @@ fn run_tier(
     };
     let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
-    let tier_run = prepared.tier_run(&setup, global, tier, knobs);
-    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label)?;
+    let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
+    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label)?.aggregate;
     if let Some(base) = &baseline {
         agg.compare_with(base, global.threshold, global.fail_on_regression);
     }
@@ -220,9 +258,17 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
         log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
     }
     log::info!("{}", report::summary_line(agg));
+    print_incomplete(agg);
     // The path is the one line every user needs, even with -q.
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
     Ok(agg.exit_code())
+}
+
+/// Runs that did not complete, on stderr even with -q: the one thing that makes every table partial.
+fn print_incomplete(agg: &Aggregate) {
+    for line in agg.interrupted.iter().chain(&agg.aborted) {
+        eprintln!("stress-cache: {line}");
+    }
 }
 
 /// One stderr line per kind of finding, so a log alone says why a run did not pass.
@@ -266,7 +312,12 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
     nextest::check_available(&cargo)?;
     let workspace = Workspace::load(&cargo)?;
     workspace.require_suite()?;
-    let scenarios = nextest::list(&cargo, filtersets)?;
+    let selection = Selection { filtersets: filtersets.to_vec(), partition: None, quiet: global.quiet };
+    let scenarios = match nextest::list(&cargo, Tier::Pr.profile(), &selection, None)? {
+        nextest::Listed::Scenarios(scenarios) => scenarios,
+        // Without an interrupt nothing can stop the listing but the listing's own exit.
+        nextest::Listed::Stopped(_) => Vec::new(),
+    };
     if global.format == cli::Format::Json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&scenarios).unwrap_or_else(|_| "[]".into())));
         return Ok(EXIT_OK);
@@ -299,19 +350,20 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
     log_findings(&agg);
     log::info!("{}", report::summary_line(&agg));
+    print_incomplete(&agg);
     Ok(agg.exit_code())
 }
 
 fn mutants(
     cargo: Cargo,
-    global: &GlobalOpts,
-    target: &TargetOpts,
-    tier: &TierOpts,
-    knobs: &Knobs,
+    request: &Request<'_>,
     only: &[(String, &'static str)],
     keep_mutant_dirs: bool,
 ) -> Result<i32> {
+    let Request { global, target, tier, knobs, interrupt } = request;
+    let interrupt: &Interrupt = interrupt;
     let setup = setup(cargo, global, target)?;
+    stop_if_interrupted(interrupt, "reading the workspace")?;
     let declared: Vec<String> = setup.target.spec.mutant_names().to_vec();
     if declared.is_empty() {
         return Err(Error::MissingFeature {
@@ -326,15 +378,19 @@ fn mutants(
         if only.is_empty() { declared } else { only.iter().map(|(m, _)| m.clone()).collect() };
     rundir::check_usable(tier.run_dir.as_deref())?;
     // One build with both features serves the clean run too: without STRESS_MUTANT no bug is active.
-    let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
+    let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants, interrupt)?;
+    stop_if_interrupted(interrupt, "building the target")?;
     let label = format!("mutants-{}", knobs.tier.as_str());
     let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
-    let tier_run = prepared.tier_run(&setup, global, tier, knobs);
+    let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
     let matrix = mutants::run(&tier_run, run_dir, &chosen, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
     for row in matrix.mutants.iter().filter(|m| !m.killed) {
         log::warn!("mutant `{}` survived: no invariant caught it", row.mutant);
+    }
+    if let Some(interrupted) = &matrix.interrupted {
+        eprintln!("stress-cache: {interrupted}");
     }
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
     Ok(matrix.exit_code())
@@ -362,6 +418,7 @@ impl PreparedRun {
         global: &GlobalOpts,
         tier: &TierOpts,
         knobs: &Knobs,
+        interrupt: &'a Interrupt,
     ) -> TierRun<'a> {
         TierRun {
             cargo: &setup.cargo,
@@ -375,6 +432,7 @@ impl PreparedRun {
             processes: knobs.processes,
             run_root: &self.dir,
             keep_dir: knobs.keep_dir.clone(),
+            interrupt,
         }
     }
 }

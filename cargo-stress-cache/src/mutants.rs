@@ -9,7 +9,7 @@ use comfy_table::{ContentArrangement, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Format;
-use crate::errors::{EXIT_FAILED, EXIT_OK, Result};
+use crate::errors::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Result};
 use crate::run::TierRun;
 use crate::rundir;
 
@@ -24,6 +24,9 @@ pub struct Matrix {
     pub scenarios: Vec<String>,
     /// One row per mutant.
     pub mutants: Vec<MutantRow>,
+    /// Why the matrix is partial, if it is: no mutant after the interrupted run was started.
+    #[serde(default)]
+    pub interrupted: Option<String>,
 }
 
 /// One mutant's results.
@@ -40,9 +43,15 @@ pub struct MutantRow {
 }
 
 impl Matrix {
-    /// 0 when the clean build passed and every mutant was killed, else 1.
+    /// 130 when interrupted; 0 when the clean build passed and every mutant was killed; else 1.
     pub fn exit_code(&self) -> i32 {
-        if self.clean_passed && self.mutants.iter().all(|m| m.killed) { EXIT_OK } else { EXIT_FAILED }
+        if self.interrupted.is_some() {
+            EXIT_INTERRUPTED
+        } else if self.clean_passed && self.mutants.iter().all(|m| m.killed) {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        }
     }
 
     /// Renders the matrix.
@@ -83,12 +92,20 @@ impl Matrix {
         if markdown {
             out.push_str("## cargo stress-cache mutants\n\n");
         }
+        let verdict = match self.exit_code() {
+            EXIT_OK => "PASS",
+            EXIT_INTERRUPTED => "INTERRUPTED",
+            _ => "FAIL",
+        };
         out.push_str(&format!(
-            "{}: {killed}/{} mutants killed; clean build {}\n\n",
-            if self.exit_code() == EXIT_OK { "PASS" } else { "FAIL" },
+            "{verdict}: {killed}/{} mutants killed; clean build {}\n",
             self.mutants.len(),
             if self.clean_passed { "passed" } else { "FAILED" }
         ));
+        if let Some(interrupted) = &self.interrupted {
+            out.push_str(&format!("{interrupted}\n"));
+        }
+        out.push('\n');
         out.push_str(&table.to_string());
         out.push('\n');
         out
@@ -99,15 +116,26 @@ impl Matrix {
 /// writes `mutants.json` and `mutants.md`, and returns the matrix.
 pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs: bool) -> Result<Matrix> {
     let clean_dir = rundir::subdir(run_dir, "clean")?;
-    let clean = tier_run.run(&clean_dir, 1, None, "clean build")?;
+    let clean_outcome = tier_run.run(&clean_dir, 1, None, "clean build")?;
+    let clean = clean_outcome.aggregate;
     crate::report::write_all(&clean_dir, &clean)?;
+    let mut interrupted = clean_outcome.interruption.map(|i| format!("clean build: {i}"));
     let mut rows = Vec::new();
     let mut scenarios: BTreeSet<String> = clean.invariants.iter().map(|r| r.scenario.clone()).collect();
     for (i, name) in mutants.iter().enumerate() {
+        if interrupted.is_some() {
+            break;
+        }
         let dir = rundir::subdir(run_dir, &format!("mutant-{name}"))?;
         let label = format!("mutant {}/{} `{name}`", i + 1, mutants.len());
-        let agg = tier_run.run(&dir, 1, Some(name), &label)?;
+        let outcome = tier_run.run(&dir, 1, Some(name), &label)?;
+        let agg = outcome.aggregate;
         crate::report::write_all(&dir, &agg)?;
+        if let Some(interruption) = outcome.interruption {
+            // A partial mutant run proves nothing either way: it gets no row.
+            interrupted = Some(format!("{label}: {interruption}"));
+            break;
+        }
         if !keep_dirs {
             remove_kept_dir(&tier_run.keep_dir_of(&dir, 1));
         }
@@ -137,6 +165,7 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs
         clean_violations: clean.violated_names(),
         scenarios: scenarios.into_iter().collect(),
         mutants: rows,
+        interrupted,
     };
     rundir::write(&run_dir.join("mutants.json"), &matrix.render(Format::Json))?;
     rundir::write(&run_dir.join("mutants.md"), &matrix.render(Format::Markdown))?;
@@ -178,6 +207,7 @@ mod tests {
                     failed_tests: usize::from(k),
                 })
                 .collect(),
+            interrupted: None,
         }
     }
 

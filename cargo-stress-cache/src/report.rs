@@ -57,7 +57,12 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
         out.push_str("## cargo stress-cache\n\n");
     }
     out.push_str(&summary_line(agg));
-    out.push_str("\n\n");
+    out.push('\n');
+    // What did not complete comes first: every table below is partial.
+    for line in agg.interrupted.iter().chain(&agg.aborted) {
+        out.push_str(&format!("{}{line}\n", if markdown { "- " } else { "" }));
+    }
+    out.push('\n');
 
     heading(&mut out, markdown, "Invariants");
     let with_mutant = agg.invariants.iter().any(|r| r.mutant.is_some());

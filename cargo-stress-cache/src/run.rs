@@ -1,6 +1,10 @@
 //! A tier run: the suite run `repeat` times through nextest, each repeat into its own directory, then
 //! aggregated. Repeats are our own loop rather than nextest's `--stress-count` because every repeat
-//! needs its own `STRESS_RESULTS_DIR` and its own JUnit report for the flakes table.
+//! needs its own `STRESS_RESULTS_DIR`, its own JUnit report for the flakes table and its own
+//! `STRESS_TMP_DIR`, emptied after it.
+//!
+//! `run.json` says where the run is: `running` from the start, then `finished`, `interrupted` (a
+//! signal, or nextest cancelling the run: no further repeat starts) or `aborted` (an error).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,12 +13,13 @@ use crate::aggregate::Aggregate;
 use crate::cargo::Cargo;
 use crate::cli::Tier;
 use crate::errors::{Error, Result};
-use crate::inputs;
-use crate::nextest::{self, Selection, SuiteEnv};
-use crate::rundir::{self, RunInfo};
+use crate::inputs::{self, Inputs};
+use crate::interrupt::{Cause, Interrupt, Interruption, signal_name};
+use crate::nextest::{self, Listed, Selection, SuiteEnv};
+use crate::rundir::{self, RunInfo, RunState};
+use crate::tmpdir;
 
 /// Everything a tier run needs besides its run directory.
-#[derive(Debug, Clone)]
 pub struct TierRun<'a> {
     /// Cargo.
     pub cargo: &'a Cargo,
@@ -39,22 +44,95 @@ pub struct TierRun<'a> {
     /// `$STRESS_KEEP_DIR` of the user: kept temp dirs then go to
     /// `<it>/<run-id>[/<subdirectory>]/repeat-<n>` instead of `<run dir>/repeat-<n>/kept`.
     pub keep_dir: Option<PathBuf>,
+    /// The invocation's signal handling.
+    pub interrupt: &'a Interrupt,
+}
+
+/// What a tier run produced.
+#[derive(Debug)]
+pub struct TierOutcome {
+    /// Everything read back from the run directory.
+    pub inputs: Inputs,
+    /// Its tables and verdict.
+    pub aggregate: Aggregate,
+    /// Why it stopped early, if it did.
+    pub interruption: Option<Interruption>,
 }
 
 impl TierRun<'_> {
     /// Runs the tier `repeat` times into `run_dir/repeat-<n>/` and aggregates what they wrote.
     /// `label` prefixes the progress lines (e.g. `mutant no-lock`).
-    pub fn run(&self, run_dir: &Path, repeat: u32, mutant: Option<&str>, label: &str) -> Result<Aggregate> {
+    pub fn run(&self, run_dir: &Path, repeat: u32, mutant: Option<&str>, label: &str) -> Result<TierOutcome> {
         let started = Instant::now();
-        let info = RunInfo {
+        let mut info = RunInfo {
             tier: self.tier.as_str().to_string(),
             mutant: mutant.map(str::to_string),
             repeat,
             partition: self.selection.partition.clone(),
             filtersets: self.selection.filtersets.clone(),
+            state: RunState::Running,
+            interruption: None,
+            error: None,
         };
         rundir::write_info(run_dir, &info)?;
+        let result = self.repeats(run_dir, repeat, mutant, label);
+        match &result {
+            Ok(None) => info.state = RunState::Finished,
+            Ok(Some(interruption)) => {
+                info.state = RunState::Interrupted;
+                info.interruption = Some(interruption.clone());
+            }
+            Err(e) => {
+                info.state = RunState::Aborted;
+                info.error = Some(e.to_string());
+            }
+        }
+        let written = rundir::write_info(run_dir, &info);
+        // The run's own error matters more than failing to record it.
+        let interruption = result?;
+        written?;
+        log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
+        let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
+        let aggregate = Aggregate::from_inputs(&inputs);
+        Ok(TierOutcome { inputs, aggregate, interruption })
+    }
+
+    /// The repeats; `Some` when they stopped early.
+    fn repeats(
+        &self,
+        run_dir: &Path,
+        repeat: u32,
+        mutant: Option<&str>,
+        label: &str,
+    ) -> Result<Option<Interruption>> {
+        let stopped = |cause: Cause,
+                       during: String,
+                       records: usize,
+                       scenarios: Option<usize>,
+                       complete: u32| {
+            Interruption { cause, during, records, scenarios, repeats_complete: complete, repeats: repeat }
+        };
+        // Counted first: the interruption line says how much of the run completed, and a JUnit report
+        // with fewer tests shows that nextest cancelled the run.
+        let selected =
+            match nextest::list(self.cargo, self.tier.profile(), &self.selection, Some(self.interrupt))? {
+                Listed::Scenarios(scenarios) => scenarios.len(),
+                Listed::Stopped(cause) => {
+                    return Ok(Some(stopped(cause, "listing the scenarios".into(), 0, None, 0)));
+                }
+            };
+        log::info!("{label}: {selected} scenario tests selected");
         for n in 1..=repeat {
+            if let Some(signal) = self.interrupt.requested() {
+                let cause = Cause::Signal { signal: signal_name(signal) };
+                return Ok(Some(stopped(
+                    cause,
+                    format!("repeat {n}/{repeat} (not started)"),
+                    0,
+                    Some(selected),
+                    n - 1,
+                )));
+            }
             let dir = rundir::subdir(run_dir, &format!("repeat-{n}"))?;
             let env = SuiteEnv {
                 target_bin: self.target_bin.to_path_buf(),
@@ -65,6 +143,7 @@ impl TierRun<'_> {
                 mutant: mutant.map(str::to_string),
                 seed: self.seed,
                 processes: self.processes,
+                tmp_dir: tmpdir::create(&dir)?,
             };
             log::info!(
                 "{label}: repeat {n}/{repeat}: running tier {} (nextest profile {}) ...",
@@ -72,8 +151,18 @@ impl TierRun<'_> {
                 self.tier.profile()
             );
             let one = Instant::now();
-            let outcome =
-                nextest::run_tier(self.cargo, self.workspace_root, self.target_dir, &env, &self.selection)?;
+            let outcome = nextest::run_tier(
+                self.cargo,
+                self.workspace_root,
+                self.target_dir,
+                &env,
+                &self.selection,
+                self.interrupt,
+                Some(selected),
+            );
+            // Whatever happened (even an error), the scenarios' leftovers go.
+            clean_tmp(&env.tmp_dir, &format!("{label}: repeat {n}/{repeat}"));
+            let outcome = outcome?;
             match &outcome.junit {
                 Some(junit) => {
                     let dest = dir.join("junit.xml");
@@ -86,18 +175,25 @@ impl TierRun<'_> {
                 ),
             }
             let records = count_records(&env.results_dir);
+            if let Some(cause) = outcome.stopped {
+                return Ok(Some(stopped(
+                    cause,
+                    format!("repeat {n}/{repeat}"),
+                    records,
+                    Some(selected),
+                    n - 1,
+                )));
+            }
             log::info!(
                 "{label}: repeat {n}/{repeat} finished in {:.0?}: {records} scenario records, nextest {}",
                 one.elapsed(),
-                if outcome.exit_code == 0 { "passed" } else { "reported failures" }
+                if outcome.exit_code == Some(0) { "passed" } else { "reported failures" }
             );
             if records == 0 {
                 log::warn!("the suite wrote no records into {}", env.results_dir.display());
             }
         }
-        log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
-        let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
-        Ok(Aggregate::from_inputs(&inputs))
+        Ok(None)
     }
 
     /// Where repeat `n` of the run in `run_dir` keeps the temp dirs of failed scenarios.
@@ -110,8 +206,18 @@ impl TierRun<'_> {
     }
 }
 
+/// Empties a nextest run's `STRESS_TMP_DIR` and logs what it removed (a warning for what it could not).
+pub fn clean_tmp(tmp: &Path, label: &str) {
+    let cleaned = tmpdir::clean(tmp);
+    match cleaned.summary(tmp) {
+        Some(line) if cleaned.left.is_empty() => log::info!("{label}: cleaned {line}"),
+        Some(line) => log::warn!("{label}: cleaned {line}"),
+        None => log::debug!("{label}: {} was empty", tmp.display()),
+    }
+}
+
 fn count_records(dir: &Path) -> usize {
-    // Only for the progress line; a read error here shows up properly when aggregating.
+    // Only for progress and interruption lines; a read error here shows up properly when aggregating.
     fn walk(dir: &Path, depth: usize) -> usize {
         let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
         entries

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <run-id>/
-//!   run.json                 what the run was started with (RunInfo)
+//!   run.json                 what the run was started with, and its state (RunInfo)
+//!   repeat-<n>/tmp/          scenario temp dirs (STRESS_TMP_DIR), removed after each nextest run
 //!   target-spec.toml         the resolved declaration (STRESS_TARGET_SPEC)
 //!   repeat-<n>/records/      scenario records (STRESS_RESULTS_DIR)
 //!   repeat-<n>/kept/         temp dirs of failed scenarios (STRESS_KEEP_DIR)
@@ -18,11 +19,13 @@ use serde::{Deserialize, Serialize};
 use stress_cache_metadata::TargetSpec;
 
 use crate::errors::{Error, Result, one_line};
+use crate::interrupt::Interruption;
 
 /// Name of the [`RunInfo`] file at the top of every run directory.
 pub const RUN_INFO: &str = "run.json";
 
-/// `run.json`: what the run was started with.
+/// `run.json`: what the run was started with and where it is (written when it starts, rewritten when
+/// it ends).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunInfo {
     /// Tier (`pr`, `nightly`).
@@ -35,6 +38,29 @@ pub struct RunInfo {
     pub partition: Option<String>,
     /// `-E` filtersets given.
     pub filtersets: Vec<String>,
+    /// Where the run is: `running` from its start until it `finished`, was `interrupted` or
+    /// `aborted` on an error. A `running` state read later means the CLI died mid-run.
+    pub state: RunState,
+    /// What stopped an interrupted run, and what had completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption: Option<Interruption>,
+    /// The error that aborted the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// [`RunInfo::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    /// Started, not ended (or the CLI died before it could say).
+    Running,
+    /// Every repeat ran to the end.
+    Finished,
+    /// Stopped early by a signal or by nextest cancelling it.
+    Interrupted,
+    /// Stopped by an error (the CLI exited 2).
+    Aborted,
 }
 
 /// Reads a `run.json`.

@@ -11,8 +11,12 @@ pub enum RunVerdict {
     Pass,
     /// An invariant was violated or a test was flaky or broken (or, if asked, a benchmark regressed).
     Fail,
-    /// The run could not produce the evidence it needed: a scenario's setup failed.
+    /// The run could not produce the evidence it needed: a scenario's setup failed, the checker's
+    /// self-check failed, or the run stopped on an error.
     Error,
+    /// The run was stopped before it completed (a signal, or nextest cancelling it): what ran is shown,
+    /// but a partial run proves nothing about what did not.
+    Interrupted,
 }
 
 impl RunVerdict {
@@ -22,6 +26,7 @@ impl RunVerdict {
             RunVerdict::Pass => "PASS",
             RunVerdict::Fail => "FAIL",
             RunVerdict::Error => "ERROR",
+            RunVerdict::Interrupted => "INTERRUPTED",
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::flakes::{self, FlakeRow, Verdict};
 use crate::inputs::Inputs;
 use crate::junit::Observation;
 use crate::rundir::RunState;
+use crate::selfcheck::SelfCheck;
 use crate::verdict::RunVerdict;
 
 /// Version of the `report.json` layout. 2: invariants count held / violated / skipped; setup errors
@@ -66,6 +67,9 @@ pub struct Aggregate {
     /// Runs that stopped on an error.
     #[serde(default)]
     pub aborted: Vec<String>,
+    /// The checker's self-check(s) of the runs read, merged; a failed one makes the verdict `error`.
+    #[serde(default)]
+    pub self_check: Option<SelfCheck>,
 }
 
 /// Scenario runs by [`ScenarioOutcome`].
@@ -168,6 +172,7 @@ impl Aggregate {
             regressions_fail: false,
             kept_dirs: records.iter().filter_map(|(_, r)| r.kept_dir.clone()).collect(),
             self_check_records: inputs.self_checks,
+            self_check: merged_self_check(inputs),
             interrupted: incomplete_runs(inputs),
             aborted: inputs
                 .runs
@@ -200,13 +205,18 @@ impl Aggregate {
             .collect()
     }
 
-    /// The run's verdict: interrupted (it did not complete) before error (it stopped on an error, or a
-    /// scenario's setup failed) before fail (a violation, an unstable test, or a regressed benchmark
-    /// when [`Aggregate::regressions_fail`]) before pass.
+    /// Whether the checker's self-check ran and failed.
+    pub fn self_check_failed(&self) -> bool {
+        self.self_check.as_ref().is_some_and(|c| !c.ok())
+    }
+
+    /// The run's verdict: interrupted (it did not complete) before error (the checker's self-check
+    /// failed, the run stopped on an error, or a scenario's setup failed) before fail (a violation, an
+    /// unstable test, or a regressed benchmark when [`Aggregate::regressions_fail`]) before pass.
     pub fn verdict(&self) -> RunVerdict {
         if !self.interrupted.is_empty() {
             RunVerdict::Interrupted
-        } else if !self.setup_errors.is_empty() || !self.aborted.is_empty() {
+        } else if self.self_check_failed() || !self.setup_errors.is_empty() || !self.aborted.is_empty() {
             RunVerdict::Error
         } else if self.violations() > 0
             || !self.unstable_tests().is_empty()
@@ -240,6 +250,16 @@ impl Aggregate {
             message: one_line(&e.to_string()),
         })
     }
+}
+
+/// The self-checks of every run read, as one.
+fn merged_self_check(inputs: &Inputs) -> Option<SelfCheck> {
+    let mut checks = inputs.runs.iter().filter_map(|(_, info)| info.self_check.as_ref());
+    let mut merged = checks.next()?.clone();
+    for check in checks {
+        merged.merge(check);
+    }
+    Some(merged)
 }
 
 /// One line per run that did not complete.

@@ -21,6 +21,7 @@ pub mod nextest;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod selfcheck;
 pub mod tmpdir;
 pub mod verdict;
 pub mod workspace;
@@ -233,7 +234,7 @@ fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<i32> {
     let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
     let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
-    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label)?.aggregate;
+    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label, true)?.aggregate;
     if let Some(base) = &baseline {
         agg.compare_with(base, global.threshold, global.fail_on_regression);
     }
@@ -258,14 +259,18 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
         log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
     }
     log::info!("{}", report::summary_line(agg));
-    print_incomplete(agg);
+    print_notes(agg);
     // The path is the one line every user needs, even with -q.
     eprintln!("stress-cache: artifacts in {}", run_dir.display());
     Ok(agg.exit_code())
 }
 
-/// Runs that did not complete, on stderr even with -q: the one thing that makes every table partial.
-fn print_incomplete(agg: &Aggregate) {
+/// On stderr even with -q: a failed self-check (first: it voids every verdict), then the runs that did
+/// not complete (every table is partial).
+fn print_notes(agg: &Aggregate) {
+    if let Some(check) = agg.self_check.as_ref().filter(|_| agg.self_check_failed()) {
+        eprintln!("stress-cache: {}", check.line());
+    }
     for line in agg.interrupted.iter().chain(&agg.aborted) {
         eprintln!("stress-cache: {line}");
     }
@@ -350,7 +355,7 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
     log_findings(&agg);
     log::info!("{}", report::summary_line(&agg));
-    print_incomplete(&agg);
+    print_notes(&agg);
     Ok(agg.exit_code())
 }
 

@@ -116,7 +116,7 @@ impl Matrix {
 /// writes `mutants.json` and `mutants.md`, and returns the matrix.
 pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs: bool) -> Result<Matrix> {
     let clean_dir = rundir::subdir(run_dir, "clean")?;
-    let clean_outcome = tier_run.run(&clean_dir, 1, None, "clean build")?;
+    let clean_outcome = tier_run.run(&clean_dir, 1, None, "clean build", true)?;
     let clean = clean_outcome.aggregate;
     crate::report::write_all(&clean_dir, &clean)?;
     let mut interrupted = clean_outcome.interruption.map(|i| format!("clean build: {i}"));
@@ -128,7 +128,7 @@ pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs
         }
         let dir = rundir::subdir(run_dir, &format!("mutant-{name}"))?;
         let label = format!("mutant {}/{} `{name}`", i + 1, mutants.len());
-        let outcome = tier_run.run(&dir, 1, Some(name), &label)?;
+        let outcome = tier_run.run(&dir, 1, Some(name), &label, false)?;
         let agg = outcome.aggregate;
         crate::report::write_all(&dir, &agg)?;
         if let Some(interruption) = outcome.interruption {

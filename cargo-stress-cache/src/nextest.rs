@@ -55,7 +55,8 @@ pub struct SuiteEnv {
 }
 
 impl SuiteEnv {
-    fn apply(&self, cmd: &mut Command) {
+    /// Sets this environment on `cmd` (and removes any other `STRESS_*` variable).
+    pub fn apply(&self, cmd: &mut Command) {
         // Every variable is set or removed: an inherited one (say STRESS_MUTANT, which would silently
         // turn a clean run into a mutant run) never reaches the suite unvalidated.
         for name in suite_env::ALL {
@@ -140,7 +141,7 @@ pub fn run_tier(
         cmd.args(["--status-level", "fail", "--final-status-level", "fail", "--cargo-quiet"]);
     }
     env.apply(&mut cmd);
-    let (shown, waited) = run_interruptibly(&mut cmd, interrupt)?;
+    let (shown, waited) = run_interruptibly(&mut cmd, interrupt, "nextest")?;
     let junit = junit_paths.into_iter().find(|p| p.is_file());
     let exit_code = waited.status.code();
     if let Some(signal) = waited.signal {
@@ -175,7 +176,7 @@ pub fn was_cancelled(observations: &[Observation], selected: Option<usize>) -> b
 }
 
 /// A JUnit file left by an earlier run must never be mistaken for this run's.
-fn remove_stale(paths: &[PathBuf]) -> Result<()> {
+pub fn remove_stale(paths: &[PathBuf]) -> Result<()> {
     for path in paths {
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -186,19 +187,20 @@ fn remove_stale(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Spawns `cmd` (stdin closed, output to the terminal) and waits for it through `interrupt`.
-fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt) -> Result<(String, Waited)> {
+/// Spawns `cmd` (stdin closed, output to the terminal) and waits for it through `interrupt`; `what`
+/// names it in log lines. Returns the command line shown in messages, and how it ended.
+pub fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt, what: &str) -> Result<(String, Waited)> {
     cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
     let shown = display_command(cmd);
     log::debug!("running {shown}");
     let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    let waited = interrupt
-        .wait(&mut child, "nextest")
-        .map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let waited =
+        interrupt.wait(&mut child, what).map_err(|source| Error::Spawn { command: shown.clone(), source })?;
     Ok((shown, waited))
 }
 
-fn exit_meaning(code: i32) -> &'static str {
+/// What nextest's exit `code` means, for error messages.
+pub fn exit_meaning(code: i32) -> &'static str {
     match code {
         NextestExitCode::BUILD_FAILED => "the suite failed to build",
         NextestExitCode::CARGO_METADATA_FAILED => "cargo metadata failed",

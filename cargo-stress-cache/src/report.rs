@@ -56,8 +56,16 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
     if markdown {
         out.push_str("## cargo stress-cache\n\n");
     }
+    // A checker that failed its own tests makes everything below worthless: that comes first.
+    let self_check = agg.self_check.as_ref().map(|c| c.line());
+    if agg.self_check_failed() {
+        out.push_str(&format!("{}\n\n", self_check.clone().unwrap_or_default()));
+    }
     out.push_str(&summary_line(agg));
     out.push('\n');
+    if let Some(line) = self_check.filter(|_| !agg.self_check_failed()) {
+        out.push_str(&format!("{}{line}\n", if markdown { "\n" } else { "" }));
+    }
     // What did not complete comes first: every table below is partial.
     for line in agg.interrupted.iter().chain(&agg.aborted) {
         out.push_str(&format!("{}{line}\n", if markdown { "- " } else { "" }));

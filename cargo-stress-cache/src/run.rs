@@ -17,6 +17,7 @@ use crate::inputs::{self, Inputs};
 use crate::interrupt::{Cause, Interrupt, Interruption, signal_name};
 use crate::nextest::{self, Listed, Selection, SuiteEnv};
 use crate::rundir::{self, RunInfo, RunState};
+use crate::selfcheck::{self, SelfCheck};
 use crate::tmpdir;
 
 /// Everything a tier run needs besides its run directory.
@@ -60,9 +61,17 @@ pub struct TierOutcome {
 }
 
 impl TierRun<'_> {
-    /// Runs the tier `repeat` times into `run_dir/repeat-<n>/` and aggregates what they wrote.
-    /// `label` prefixes the progress lines (e.g. `mutant no-lock`).
-    pub fn run(&self, run_dir: &Path, repeat: u32, mutant: Option<&str>, label: &str) -> Result<TierOutcome> {
+    /// Runs the tier `repeat` times into `run_dir/repeat-<n>/` (after the checker's self-check, with
+    /// `self_check`) and aggregates what they wrote. `label` prefixes the progress lines (e.g.
+    /// `mutant no-lock`).
+    pub fn run(
+        &self,
+        run_dir: &Path,
+        repeat: u32,
+        mutant: Option<&str>,
+        label: &str,
+        self_check: bool,
+    ) -> Result<TierOutcome> {
         let started = Instant::now();
         let mut info = RunInfo {
             tier: self.tier.as_str().to_string(),
@@ -73,9 +82,10 @@ impl TierRun<'_> {
             state: RunState::Running,
             interruption: None,
             error: None,
+            self_check: None,
         };
         rundir::write_info(run_dir, &info)?;
-        let result = self.repeats(run_dir, repeat, mutant, label);
+        let result = self.stages(run_dir, repeat, mutant, label, self_check, &mut info.self_check);
         match &result {
             Ok(None) => info.state = RunState::Finished,
             Ok(Some(interruption)) => {
@@ -97,41 +107,48 @@ impl TierRun<'_> {
         Ok(TierOutcome { inputs, aggregate, interruption })
     }
 
-    /// The repeats; `Some` when they stopped early.
-    fn repeats(
+    /// The self-check (with `self_check`, its result into `checked`), the scenario count and the
+    /// repeats; `Some` when they stopped early.
+    fn stages(
         &self,
         run_dir: &Path,
         repeat: u32,
         mutant: Option<&str>,
         label: &str,
+        self_check: bool,
+        checked: &mut Option<SelfCheck>,
     ) -> Result<Option<Interruption>> {
-        let stopped = |cause: Cause,
-                       during: String,
-                       records: usize,
-                       scenarios: Option<usize>,
-                       complete: u32| {
-            Interruption { cause, during, records, scenarios, repeats_complete: complete, repeats: repeat }
+        let stopped = |cause, during: &str, records, scenarios, repeats_complete| Interruption {
+            cause,
+            during: during.to_string(),
+            records,
+            scenarios,
+            repeats_complete,
+            repeats: repeat,
         };
+        if self_check {
+            match self.self_check(run_dir, label)? {
+                selfcheck::Ran::Done(check) => *checked = Some(check),
+                selfcheck::Ran::Stopped(cause) => {
+                    return Ok(Some(stopped(cause, "the self-check", 0, None, 0)));
+                }
+            }
+        }
         // Counted first: the interruption line says how much of the run completed, and a JUnit report
         // with fewer tests shows that nextest cancelled the run.
         let selected =
             match nextest::list(self.cargo, self.tier.profile(), &self.selection, Some(self.interrupt))? {
                 Listed::Scenarios(scenarios) => scenarios.len(),
                 Listed::Stopped(cause) => {
-                    return Ok(Some(stopped(cause, "listing the scenarios".into(), 0, None, 0)));
+                    return Ok(Some(stopped(cause, "listing the scenarios", 0, None, 0)));
                 }
             };
         log::info!("{label}: {selected} scenario tests selected");
         for n in 1..=repeat {
             if let Some(signal) = self.interrupt.requested() {
                 let cause = Cause::Signal { signal: signal_name(signal) };
-                return Ok(Some(stopped(
-                    cause,
-                    format!("repeat {n}/{repeat} (not started)"),
-                    0,
-                    Some(selected),
-                    n - 1,
-                )));
+                let during = format!("repeat {n}/{repeat} (not started)");
+                return Ok(Some(stopped(cause, &during, 0, Some(selected), n - 1)));
             }
             let dir = rundir::subdir(run_dir, &format!("repeat-{n}"))?;
             let env = SuiteEnv {
@@ -176,13 +193,8 @@ impl TierRun<'_> {
             }
             let records = count_records(&env.results_dir);
             if let Some(cause) = outcome.stopped {
-                return Ok(Some(stopped(
-                    cause,
-                    format!("repeat {n}/{repeat}"),
-                    records,
-                    Some(selected),
-                    n - 1,
-                )));
+                let during = format!("repeat {n}/{repeat}");
+                return Ok(Some(stopped(cause, &during, records, Some(selected), n - 1)));
             }
             log::info!(
                 "{label}: repeat {n}/{repeat} finished in {:.0?}: {records} scenario records, nextest {}",
@@ -194,6 +206,43 @@ impl TierRun<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// Runs the checker's self-check into `run_dir/self-check/` and says how it went.
+    fn self_check(&self, run_dir: &Path, label: &str) -> Result<selfcheck::Ran> {
+        let dir = rundir::subdir(run_dir, "self-check")?;
+        let env = SuiteEnv {
+            target_bin: self.target_bin.to_path_buf(),
+            target_spec: self.target_spec.to_path_buf(),
+            tier: self.tier,
+            // Not `records`: whatever the checker's tests write is not a scenario record of this run.
+            results_dir: rundir::subdir(&dir, "results")?,
+            keep_dir: dir.join("kept"),
+            mutant: None,
+            seed: self.seed,
+            processes: self.processes,
+            tmp_dir: tmpdir::create(&dir)?,
+        };
+        log::info!("{label}: self-check (nextest profile {}) ...", selfcheck::PROFILE);
+        let ran = selfcheck::run(
+            self.cargo,
+            self.workspace_root,
+            self.target_dir,
+            &env,
+            &dir,
+            self.selection.quiet,
+            self.interrupt,
+        );
+        clean_tmp(&env.tmp_dir, &format!("{label}: self-check"));
+        let ran = ran?;
+        if let selfcheck::Ran::Done(check) = &ran {
+            if check.ok() {
+                log::info!("{label}: {}", check.line());
+            } else {
+                log::error!("{label}: {}", check.line());
+            }
+        }
+        Ok(ran)
     }
 
     /// Where repeat `n` of the run in `run_dir` keeps the temp dirs of failed scenarios.

@@ -3,6 +3,7 @@
 //! ```text
 //! <run-id>/
 //!   run.json                 what the run was started with, and its state (RunInfo)
+//!   self-check/              the checker's self-check: junit.xml (and its own results/tmp dirs)
 //!   repeat-<n>/tmp/          scenario temp dirs (STRESS_TMP_DIR), removed after each nextest run
 //!   target-spec.toml         the resolved declaration (STRESS_TARGET_SPEC)
 //!   repeat-<n>/records/      scenario records (STRESS_RESULTS_DIR)
@@ -20,6 +21,7 @@ use stress_cache_metadata::TargetSpec;
 
 use crate::errors::{Error, Result, one_line};
 use crate::interrupt::Interruption;
+use crate::selfcheck::SelfCheck;
 
 /// Name of the [`RunInfo`] file at the top of every run directory.
 pub const RUN_INFO: &str = "run.json";
@@ -47,6 +49,10 @@ pub struct RunInfo {
     /// The error that aborted the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The checker's self-check, run before the scenarios (absent for mutant runs, which share their
+    /// clean run's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<SelfCheck>,
 }
 
 /// [`RunInfo::state`].

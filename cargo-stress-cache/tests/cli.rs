@@ -533,6 +533,12 @@ fn fake_scenario() {
 }
 "##;
 
+/// The fake checker's own tests, which the `stress-selfcheck` profile runs before the scenarios: a
+/// unit test of the suite library and `tests/self_check.rs`, which fails with FAKE_SELFCHECK_FAIL.
+const CHECKER_LIB: &str = "#[cfg(test)]\nmod tests {\n    #[test]\n    fn checker_unit() {}\n}\n";
+const CHECKER_SELF_CHECK: &str = "#[test]\nfn checker_catches_a_planted_violation() {\n    \
+    assert!(std::env::var(\"FAKE_SELFCHECK_FAIL\").is_err(), \"the checker missed a planted violation\");\n}\n";
+
 /// A suite self-check: it must never run in a tier (it would fail the tier if it did).
 const SELF_CHECK: &str =
     "#[test]\nfn self_check_is_not_a_scenario() {\n    panic!(\"a tier ran a self-check\");\n}\n";
@@ -551,6 +557,8 @@ fn fake_suite_workspace() -> Result<tempfile::TempDir> {
     for self_check in ["server", "mutants_are_killed", "core_smoke"] {
         std::fs::write(tests.join(format!("{self_check}.rs")), SELF_CHECK)?;
     }
+    std::fs::write(tests.join("self_check.rs"), CHECKER_SELF_CHECK)?;
+    std::fs::write(ws.path().join("stress-tests").join("src").join("lib.rs"), CHECKER_LIB)?;
     std::fs::create_dir_all(ws.path().join(".config"))?;
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".config").join("nextest.toml");
     std::fs::copy(config, ws.path().join(".config").join("nextest.toml"))?;
@@ -585,6 +593,8 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     assert!(stdout.contains("PASS: 2 scenario runs (2 passed"), "{stdout}");
     assert!(stdout.contains("2 nextest runs"), "{stdout}");
     assert!(stdout.contains("stress-tests::fake fake_scenario"), "{stdout}");
+    assert!(stdout.contains("\nself-check: 2 checker tests passed\n"), "{stdout}");
+    assert!(!stdout.contains("self_check"), "a tier ran the checker's tests as scenarios: {stdout}");
     for file in [
         "run.json",
         "target-spec.toml",
@@ -619,6 +629,30 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("violated invariants: fake_scenario: single_download"), "{stderr}");
     assert!(stderr.contains(&format!("artifacts in {}/pr-mutant-no-lock-", results.display())), "{stderr}");
+
+    // The checker fails its own test: the scenarios still run and pass, but the verdict is ERROR,
+    // exit 1, and the output says so first; `report` on the run dir agrees.
+    let broken_checker = ws.path().join("runs").join("broken-checker");
+    let (code, stdout, stderr) = run(stress_cache(&[
+        "--manifest-path",
+        manifest,
+        "-q",
+        "--run-dir",
+        broken_checker.to_str().context("utf8")?,
+    ])
+    .env("FAKE_SELFCHECK_FAIL", "1"))?;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.starts_with(
+            "self-check FAILED: 1 of 2 checker tests failed (stress-tests::self_check checker_catches_a_planted_violation)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nERROR: 1 scenario runs (1 passed"), "{stdout}");
+    assert!(stderr.contains("stress-cache: self-check FAILED"), "{stderr}");
+    let (code, stdout, _) = run(stress_cache(&["report", broken_checker.to_str().context("utf8")?]))?;
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.starts_with("self-check FAILED"), "{stdout}");
 
     // Fails once, passes on retry: flaky, exit 1.
     let (code, stdout, stderr) =
@@ -778,6 +812,7 @@ fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl F
     let (stdout, stderr) = (std::fs::read_to_string(&out)?, std::fs::read_to_string(&err)?);
     assert_eq!(status.and_then(|s| s.code()), Some(130), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.starts_with("INTERRUPTED: "), "{stdout}");
+    assert!(stdout.contains("\nself-check: 2 checker tests passed\n"), "{stdout}");
     assert!(stderr.contains("stress-cache: INTERRUPTED by "), "{stderr}");
     assert!(
         stderr.contains("during repeat 1/1: 1 of 1 scenario records, 0 of 1 repeats complete"),

@@ -15,6 +15,7 @@ pub mod flakes;
 pub mod inputs;
 pub mod interrupt;
 pub mod junit;
+pub mod kills;
 pub mod knobs;
 pub mod mutants;
 pub mod nextest;
@@ -38,6 +39,7 @@ use crate::cargo::Cargo;
 use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, Tier, TierOpts};
 use crate::errors::{EXIT_OK, EXIT_SETUP, Error, Result};
 use crate::interrupt::{Grace, Interrupt};
+use crate::kills::MutantClass;
 use crate::knobs::{EnvKnobs, Knobs};
 use crate::nextest::Selection;
 use crate::run::TierRun;
@@ -389,10 +391,16 @@ fn mutants(
     let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
     let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
-    let matrix = mutants::run(&tier_run, run_dir, &chosen, keep_mutant_dirs)?;
+    let killed_by = setup.target.spec.mutants.as_ref().map(|m| m.killed_by.clone()).unwrap_or_default();
+    let matrix = mutants::run(&tier_run, run_dir, &chosen, &killed_by, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
-    for row in matrix.mutants.iter().filter(|m| !m.killed) {
-        log::warn!("mutant `{}` survived: no invariant caught it", row.mutant);
+    for row in matrix.mutants.iter().filter(|m| m.class != MutantClass::KilledWhereExpected) {
+        let expected =
+            if row.expected.is_empty() { "none declared".to_string() } else { row.expected.join(", ") };
+        log::warn!("mutant `{}`: {} (expected to be killed in: {expected})", row.mutant, row.class.as_str());
+    }
+    if !matrix.clean_passed() && matrix.interrupted.is_none() {
+        log::warn!("the clean build did not pass: {}", matrix.clean.as_str());
     }
     if let Some(interrupted) = &matrix.interrupted {
         eprintln!("stress-cache: {interrupted}");

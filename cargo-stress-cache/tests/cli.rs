@@ -488,7 +488,12 @@ fn fake_scenario() {
     let held = mutant.is_none();
     let mutant_json = mutant.as_ref().map(|m| format!("\"{m}\"")).unwrap_or_else(|| "null".into());
     // The fake target "prints" its active marker whenever a mutant is asked for.
-    let active = if mutant.is_some() { "true" } else { "null" };
+    // With FAKE_INACTIVE it behaves like a build without the mutants feature: no marker, no bug.
+    let active = match (mutant.is_some(), std::env::var("FAKE_INACTIVE").is_ok()) {
+        (false, _) => "null",
+        (true, false) => "true",
+        (true, true) => "false",
+    };
     let (status, evidence) = if held { ("held", "") } else { ("violated", "\"two bodies served\"") };
     let seed: u64 = std::env::var("STRESS_SEED").map(|s| s.parse().expect("decimal seed")).unwrap_or(1);
     let processes: usize = std::env::var("STRESS_PROCESSES").map(|s| s.parse().expect("count")).unwrap_or(4);
@@ -660,11 +665,38 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("FLAKY"), "{stdout}");
 
-    // The matrix: the clean build passes, the one mutant is killed.
-    let (code, stdout, stderr) = run(stress_cache(&["mutants", "--manifest-path", manifest, "-q"]))?;
+    // The matrix: the clean build passes, the one mutant is killed where expected — in both attempts,
+    // since mutant runs keep the profile's retry.
+    let matrix_dir = ws.path().join("runs").join("matrix");
+    let matrix_arg = matrix_dir.to_str().context("utf8")?;
+    let (code, stdout, stderr) =
+        run(stress_cache(&["mutants", "--manifest-path", manifest, "-q", "--run-dir", matrix_arg]))?;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("PASS: 1/1 mutants killed"), "{stdout}");
+    assert!(stdout.starts_with("PASS: 1/1 mutants killed where expected"), "{stdout}");
     assert!(stdout.contains("single_download"), "{stdout}");
+    let matrix: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(matrix_dir.join("mutants.json"))?)?;
+    assert_eq!(matrix["clean"], "pass", "{matrix}");
+    assert_eq!(matrix["mutants"][0]["class"], "killed-where-expected", "{matrix}");
+    let cell = &matrix["mutants"][0]["cells"]["fake_scenario"];
+    assert_eq!(
+        (cell["attempts"].as_u64(), cell["killing_attempts"].as_u64()),
+        (Some(2), Some(2)),
+        "{matrix}"
+    );
+    assert_eq!(cell["invariants"], serde_json::json!(["single_download"]), "{matrix}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(matrix_dir.join("run.json"))?)?;
+    assert_eq!(info["state"], "finished");
+
+    // The same violation without the mutant's marker (a binary without the mutants feature): not run,
+    // exit 1, whatever failed.
+    let (code, stdout, stderr) =
+        run(stress_cache(&["mutants", "--manifest-path", manifest, "-q"]).env("FAKE_INACTIVE", "1"))?;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.starts_with("FAIL: 0/1 mutants killed where expected"), "{stdout}");
+    assert!(stdout.contains("1 not run"), "{stdout}");
+    assert!(stdout.contains("not active"), "{stdout}");
 
     // --spec: a program outside the workspace, found on PATH, not built.
     let spec = ws.path().join("other.toml");

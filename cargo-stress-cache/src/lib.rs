@@ -55,7 +55,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     let CargoCli::StressCache(args) = cli;
     // A bug must still end as one line and the setup exit code, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error: {}", errors::one_line(&info.to_string()));
+        stderr_line(&format!("error: internal error: {}", errors::one_line(&info.to_string())));
         std::process::exit(EXIT_SETUP);
     }));
     init_logging(&args.global);
@@ -63,13 +63,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(code) => code,
         // Not an error of the user's: the verdict of a run stopped before it started.
         Err(e @ Error::Interrupted { .. }) => {
-            eprintln!("stress-cache: {e}");
+            stderr_line(&format!("stress-cache: {e}"));
             e.exit_code()
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            stderr_line(&format!("error: {e}"));
             if let Some(help) = e.help() {
-                eprintln!("help: {help}");
+                stderr_line(&format!("help: {help}"));
             }
             e.exit_code()
         }
@@ -91,8 +91,8 @@ fn clap_exit(e: clap::Error) -> i32 {
         _ => {
             let rendered = e.render().to_string();
             let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            eprintln!("error: {}", first.trim_start_matches("error:").trim());
-            eprintln!("help: see `cargo stress-cache --help`");
+            stderr_line(&format!("error: {}", first.trim_start_matches("error:").trim()));
+            stderr_line("help: see `cargo stress-cache --help`");
             EXIT_SETUP
         }
     }
@@ -263,7 +263,7 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
     log::info!("{}", report::summary_line(agg));
     print_notes(agg);
     // The path is the one line every user needs, even with -q.
-    eprintln!("stress-cache: artifacts in {}", run_dir.display());
+    stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
     Ok(agg.exit_code())
 }
 
@@ -271,10 +271,10 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
 /// not complete (every table is partial).
 fn print_notes(agg: &Aggregate) {
     if let Some(check) = agg.self_check.as_ref().filter(|_| agg.self_check_failed()) {
-        eprintln!("stress-cache: {}", check.line());
+        stderr_line(&format!("stress-cache: {}", check.line()));
     }
     for line in agg.interrupted.iter().chain(&agg.aborted) {
-        eprintln!("stress-cache: {line}");
+        stderr_line(&format!("stress-cache: {line}"));
     }
 }
 
@@ -297,6 +297,12 @@ fn log_findings(agg: &Aggregate) {
     if !unstable.is_empty() {
         log::warn!("unstable tests: {}", unstable.join("; "));
     }
+}
+
+/// Writes one line to stderr. A closed stderr (`... | tee log`, whose tee a Ctrl-C ended too) must not
+/// turn the end of a run into a panic — its clean-up and exit code matter more than the line.
+fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth reporting.
@@ -403,9 +409,9 @@ fn mutants(
         log::warn!("the clean build did not pass: {}", matrix.clean.as_str());
     }
     if let Some(interrupted) = &matrix.interrupted {
-        eprintln!("stress-cache: {interrupted}");
+        stderr_line(&format!("stress-cache: {interrupted}"));
     }
-    eprintln!("stress-cache: artifacts in {}", run_dir.display());
+    stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
     Ok(matrix.exit_code())
 }
 

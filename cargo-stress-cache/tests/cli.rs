@@ -444,6 +444,39 @@ fn report_lists_setup_errors_and_not_applicable_scenarios_and_an_error_exits_1()
     Ok(())
 }
 
+/// `report` on a run that was interrupted says so with 130 — also when its output goes nowhere: with
+/// `cargo stress-cache ... | tee log`, a Ctrl-C ends `tee` too, and the CLI's last lines then hit a
+/// closed pipe, which must not turn into a panic (and an abort) instead of the verdict's exit code.
+#[test]
+fn report_of_an_interrupted_run_exits_130_even_with_its_output_closed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let run_dir = tmp.path().join("pr-run");
+    write_repeat(&run_dir, 1, &[record("first_download", &[], 40.0, 200.0)], &[("first_download", "")])?;
+    let info = r#"{"tier":"pr","mutant":null,"repeat":2,"partition":null,"filtersets":[],"state":"interrupted",
+        "interruption":{"cause":{"kind":"signal","signal":"SIGINT"},"during":"repeat 2/2","records":0,
+        "scenarios":1,"repeats_complete":1,"repeats":2}}"#;
+    std::fs::write(run_dir.join("run.json"), info)?;
+    let dir = run_dir.to_str().context("utf8")?;
+    let (code, stdout, stderr) = run(stress_cache(&["report", dir]))?;
+    assert_eq!(code, 130, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.starts_with("INTERRUPTED: 1 scenario runs"), "{stdout}");
+    let line = "INTERRUPTED by SIGINT during repeat 2/2: 0 of 1 scenario records, 1 of 2 repeats complete";
+    assert!(stdout.contains(line) && stderr.contains(line), "{stdout}\n{stderr}");
+
+    let mut closed = stress_cache(&["report", dir]);
+    closed.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = closed.spawn()?;
+    drop((child.stdout.take(), child.stderr.take()));
+    assert_eq!(child.wait()?.code(), Some(130));
+
+    // A run whose CLI died without a word (run.json still `running`) is no pass either.
+    std::fs::write(run_dir.join("run.json"), info.replace("\"interrupted\"", "\"running\""))?;
+    let (code, stdout, _) = run(stress_cache(&["report", dir]))?;
+    assert_eq!(code, 130, "{stdout}");
+    assert!(stdout.contains("the run never ended"), "{stdout}");
+    Ok(())
+}
+
 #[test]
 fn report_rejects_unknown_record_schema_and_empty_dirs() -> Result<()> {
     let tmp = tempfile::tempdir()?;

@@ -1,9 +1,10 @@
-//! `cargo stress-cache`: builds a target with its failpoints, runs the stress suite's tiers through
-//! cargo-nextest, and turns the scenario records and JUnit reports into invariant, benchmark and flake
-//! tables. The binary is a thin wrapper over [`main_with_args`].
+//! `cargo stress-cache`: builds a target with its failpoints, checks the checker, runs the stress
+//! suite's tiers through cargo-nextest, and turns the scenario records and JUnit reports into a verdict
+//! and its tables. The binary is a thin wrapper over [`main_with_args`].
 //!
-//! Exit codes: 0 every invariant held and every test was stable; 1 an invariant was violated, a test
-//! was flaky or broken, or a mutant survived; 2 usage or setup error ([`errors::Error`]).
+//! Exit codes (all decided in [`errors`]): 0 pass; 1 a violation, a setup error, a failed self-check,
+//! a flaky or broken test, or a mutant not killed where expected; 2 usage or setup error
+//! ([`errors::Error`]); 130 interrupted.
 
 pub mod aggregate;
 pub mod benchmarks;

@@ -145,7 +145,7 @@ pub fn classify(
         let kills: Vec<BTreeSet<&str>> = records
             .iter()
             .map(|r| {
-                if r.outcome() == ScenarioOutcome::Error {
+                if !judged(r) {
                     return BTreeSet::new();
                 }
                 r.invariants
@@ -351,6 +351,15 @@ mod tests {
         let killing = record("same_model", Some("no-lock"), &["single_download"], &[]);
         let row = classify_runs(&["same_model"], &clean, &[killing, broken]);
         assert_eq!(row.class, MutantClass::FlakyKill);
+    }
+
+    #[test]
+    fn not_applicable_records_are_never_kills() {
+        let clean = held_in_clean(&["compiled"]);
+        let mut na = record("compiled", Some("no-lock"), &["single_download"], &[]);
+        na.not_applicable = Some("the target declares no compiled cache".into());
+        let row = classify_runs(&["compiled"], &clean, &[na]);
+        assert_eq!((row.class, row.cells["compiled"].status), (MutantClass::Survived, CellStatus::Error));
     }
 
     #[test]

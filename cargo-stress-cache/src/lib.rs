@@ -453,6 +453,7 @@ impl PreparedRun {
             run_root: &self.dir,
             keep_dir: knobs.keep_dir.clone(),
             interrupt,
+            selected: std::cell::OnceCell::new(),
         }
     }
 }

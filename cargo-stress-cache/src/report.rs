@@ -6,6 +6,7 @@ use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 use crate::aggregate::Aggregate;
 use crate::cli::Format;
 use crate::flakes::Verdict;
+use crate::verdict::RunVerdict;
 
 /// Renders the aggregate in `format`, without colours (files, pipes).
 pub fn render(aggregate: &Aggregate, format: Format) -> String {
@@ -17,8 +18,16 @@ pub fn render(aggregate: &Aggregate, format: Format) -> String {
 pub fn render_with(aggregate: &Aggregate, format: Format, color: bool) -> String {
     match format {
         Format::Json => {
+            // The verdict is derived, not stored; machines get it next to what it was derived from.
+            #[derive(serde::Serialize)]
+            struct WithVerdict<'a> {
+                verdict: RunVerdict,
+                #[serde(flatten)]
+                aggregate: &'a Aggregate,
+            }
+            let with_verdict = WithVerdict { verdict: aggregate.verdict(), aggregate };
             // Serialising plain data cannot fail; an empty object keeps the output valid JSON regardless.
-            let mut text = serde_json::to_string_pretty(aggregate).unwrap_or_else(|_| "{}".to_string());
+            let mut text = serde_json::to_string_pretty(&with_verdict).unwrap_or_else(|_| "{}".to_string());
             text.push('\n');
             text
         }

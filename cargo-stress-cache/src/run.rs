@@ -6,6 +6,7 @@
 //! `run.json` says where the run is: `running` from the start, then `finished`, `interrupted` (a
 //! signal, or nextest cancelling the run: no further repeat starts) or `aborted` (an error).
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -47,6 +48,9 @@ pub struct TierRun<'a> {
     pub keep_dir: Option<PathBuf>,
     /// The invocation's signal handling.
     pub interrupt: &'a Interrupt,
+    /// The number of scenarios selected, once listed: the same for every run of an invocation (the
+    /// mutants matrix runs the tier once per mutant).
+    pub selected: OnceCell<usize>,
 }
 
 /// What a tier run produced.
@@ -136,14 +140,20 @@ impl TierRun<'_> {
         }
         // Counted first: the interruption line says how much of the run completed, and a JUnit report
         // with fewer tests shows that nextest cancelled the run.
-        let selected =
-            match nextest::list(self.cargo, self.tier.profile(), &self.selection, Some(self.interrupt))? {
-                Listed::Scenarios(scenarios) => scenarios.len(),
-                Listed::Stopped(cause) => {
-                    return Ok(Some(stopped(cause, "listing the scenarios", 0, None, 0)));
+        let selected = match self.selected.get() {
+            Some(&n) => n,
+            None => {
+                match nextest::list(self.cargo, self.tier.profile(), &self.selection, Some(self.interrupt))? {
+                    Listed::Scenarios(scenarios) => {
+                        log::info!("{label}: {} scenario tests selected", scenarios.len());
+                        *self.selected.get_or_init(|| scenarios.len())
+                    }
+                    Listed::Stopped(cause) => {
+                        return Ok(Some(stopped(cause, "listing the scenarios", 0, None, 0)));
+                    }
                 }
-            };
-        log::info!("{label}: {selected} scenario tests selected");
+            }
+        };
         for n in 1..=repeat {
             if let Some(signal) = self.interrupt.requested() {
                 let cause = Cause::Signal { signal: signal_name(signal) };

@@ -436,6 +436,7 @@ fn report_lists_setup_errors_and_not_applicable_scenarios_and_an_error_exits_1()
     assert_eq!(invariant_rows, 1, "{stdout}");
     let (_, json, _) = run(stress_cache(&["report", dir, "--format", "json"]))?;
     let value: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(value["verdict"], "error");
     assert_eq!(value["setup_errors"][0]["scenario"], "crash_at_cache.after_lock_then_recovers");
     assert_eq!(value["not_applicable"][0]["runs"], 1);
     assert_eq!(value["invariants"][3]["invariant"], "published_durably");

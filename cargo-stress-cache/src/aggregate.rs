@@ -16,6 +16,7 @@ use crate::errors::{Error, Result, one_line, verdict_exit_code};
 use crate::flakes::{self, FlakeRow, Verdict};
 use crate::inputs::Inputs;
 use crate::junit::Observation;
+use crate::outcomes::{self, NotApplicableRow, OutcomeCounts, SetupErrorRow};
 use crate::rundir::RunState;
 use crate::selfcheck::SelfCheck;
 use crate::verdict::RunVerdict;
@@ -72,19 +73,6 @@ pub struct Aggregate {
     pub self_check: Option<SelfCheck>,
 }
 
-/// Scenario runs by [`ScenarioOutcome`].
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct OutcomeCounts {
-    /// Every checked invariant held.
-    pub passed: usize,
-    /// Some invariant was violated.
-    pub failed: usize,
-    /// The setup failed: no verdict about the target.
-    pub error: usize,
-    /// The scenario does not apply to the target.
-    pub not_applicable: usize,
-}
-
 /// One scenario × invariant.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InvariantRow {
@@ -108,36 +96,6 @@ pub struct InvariantRow {
     pub skip_reason: Option<String>,
 }
 
-/// One scenario run whose setup failed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SetupErrorRow {
-    /// Scenario.
-    pub scenario: String,
-    /// The seeded bug active in that run, if any.
-    pub mutant: Option<String>,
-    /// The record file.
-    pub record: String,
-    /// What could not be set up, as the record says.
-    pub setup_errors: Vec<String>,
-    /// Invariants the record reports violated anyway; not counted, as the situation they are about was
-    /// not produced.
-    #[serde(default)]
-    pub violated_uncounted: Vec<String>,
-}
-
-/// A scenario that does not apply to the target.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NotApplicableRow {
-    /// Scenario.
-    pub scenario: String,
-    /// The seeded bug of those runs, if any.
-    pub mutant: Option<String>,
-    /// Runs that said so.
-    pub runs: usize,
-    /// Why (the first reason given).
-    pub reason: String,
-}
-
 impl Aggregate {
     /// Builds the tables from everything read.
     pub fn from_inputs(inputs: &Inputs) -> Self {
@@ -149,23 +107,14 @@ impl Aggregate {
             .map(|(_, r)| *r)
             .filter(|r| matches!(r.outcome(), ScenarioOutcome::Passed | ScenarioOutcome::Failed))
             .collect();
-        let mut outcomes = OutcomeCounts::default();
-        for (_, record) in &records {
-            match record.outcome() {
-                ScenarioOutcome::Passed => outcomes.passed += 1,
-                ScenarioOutcome::Failed => outcomes.failed += 1,
-                ScenarioOutcome::Error => outcomes.error += 1,
-                ScenarioOutcome::NotApplicable => outcomes.not_applicable += 1,
-            }
-        }
         Self {
             schema_version: REPORT_SCHEMA_VERSION,
             records: records.len(),
-            outcomes,
+            outcomes: OutcomeCounts::of(records.iter().map(|(_, r)| *r)),
             junit_reports: inputs.junit.len(),
             invariants: invariant_rows(&evidence),
-            setup_errors: setup_error_rows(&records),
-            not_applicable: not_applicable_rows(&records),
+            setup_errors: outcomes::setup_error_rows(&records),
+            not_applicable: outcomes::not_applicable_rows(&records),
             benchmarks: benchmarks::rows(&evidence),
             flakes: flakes::rows(&observations),
             regressions: Vec::new(),
@@ -327,40 +276,6 @@ fn invariant_rows(records: &[&ScenarioRecord]) -> Vec<InvariantRow> {
         }
     }
     // Group by scenario (then mutant), keeping each scenario's invariants in check order.
-    rows.sort_by(|a, b| (&a.scenario, &a.mutant).cmp(&(&b.scenario, &b.mutant)));
-    rows
-}
-
-fn setup_error_rows(records: &[(&Path, &ScenarioRecord)]) -> Vec<SetupErrorRow> {
-    records
-        .iter()
-        .filter(|(_, r)| r.outcome() == ScenarioOutcome::Error)
-        .map(|(path, r)| SetupErrorRow {
-            scenario: r.scenario.clone(),
-            mutant: r.mutant.clone(),
-            record: path.display().to_string(),
-            setup_errors: r.setup_errors.iter().map(|e| one_line(e)).collect(),
-            violated_uncounted: r.violated().into_iter().map(str::to_string).collect(),
-        })
-        .collect()
-}
-
-fn not_applicable_rows(records: &[(&Path, &ScenarioRecord)]) -> Vec<NotApplicableRow> {
-    let mut rows: Vec<NotApplicableRow> = Vec::new();
-    for (_, record) in records {
-        let Some(reason) = record.not_applicable.as_deref().filter(|_| record.setup_errors.is_empty()) else {
-            continue;
-        };
-        match rows.iter_mut().find(|r| r.scenario == record.scenario && r.mutant == record.mutant) {
-            Some(row) => row.runs += 1,
-            None => rows.push(NotApplicableRow {
-                scenario: record.scenario.clone(),
-                mutant: record.mutant.clone(),
-                runs: 1,
-                reason: one_line(reason),
-            }),
-        }
-    }
     rows.sort_by(|a, b| (&a.scenario, &a.mutant).cmp(&(&b.scenario, &b.mutant)));
     rows
 }

@@ -20,6 +20,7 @@ pub mod kills;
 pub mod knobs;
 pub mod mutants;
 pub mod nextest;
+pub mod outcomes;
 pub mod report;
 pub mod run;
 pub mod rundir;

@@ -61,22 +61,26 @@ fn in_own_session(cmd: &mut Command) {
     }
 }
 
-/// Starts a tier run of the fake suite whose scenario blocks, waits for its record (the run is then
-/// mid-scenario, with a temp dir, a tmpfs and a child process to clean up), stops it with `stop`, and
-/// checks what an interrupted run must leave: exit 130, INTERRUPTED said, `run.json` marked, the temp
-/// dir unmounted and removed, no process of the run alive, and `report` repeating the verdict.
-fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl FnOnce(i32)) -> Result<()> {
-    let run_dir = ws.join("runs").join(label);
+/// A CLI run started in a session of its own, with its output in files.
+struct Started {
+    cli: std::process::Child,
+    sid: i32,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+/// Starts `cargo stress-cache <args>` on the fake suite with its scenario blocking, and waits until a
+/// scenario record appears in `records`: the run is then mid-scenario, with a temp dir, a tmpfs and a
+/// child process to clean up.
+fn start_blocked(ws: &Path, args: &[&str], records: &Path, label: &str) -> Result<Started> {
     let (out, err) = (ws.join(format!("{label}.out")), ws.join(format!("{label}.err")));
-    let mut cmd =
-        stress_cache(&["--manifest-path", manifest, "--run-dir", run_dir.to_str().context("utf8")?]);
+    let mut cmd = stress_cache(args);
     cmd.env("FAKE_BLOCK", "1").stdout(std::fs::File::create(&out)?).stderr(std::fs::File::create(&err)?);
     in_own_session(&mut cmd);
     let mut cli = cmd.spawn()?;
     let sid = i32::try_from(cli.id())?;
-    let records = run_dir.join("repeat-1").join("records");
     let started = wait_for("the first scenario record", std::time::Duration::from_secs(300), || {
-        std::fs::read_dir(&records)
+        std::fs::read_dir(records)
             .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json")))
             .unwrap_or(false)
             || cli.try_wait().ok().flatten().is_some()
@@ -90,15 +94,18 @@ fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl F
             std::fs::read_to_string(&err)?
         );
     }
-    // Something to clean up: the scenario's temp dir (and, where mounting is allowed, its tmpfs).
-    let tmp = run_dir.join("repeat-1").join("tmp");
-    assert_eq!(std::fs::read_dir(&tmp)?.count(), 1, "the scenario's temp dir is there");
-    let mounted = !mounts_under(&tmp).is_empty();
+    Ok(Started { cli, sid, out, err })
+}
 
+/// Stops the run with `stop` (given its session id, which is also its process group and the CLI's
+/// pid), waits for the CLI, and returns its exit code, stdout and stderr once no process of its
+/// session is left.
+fn stop_and_wait(mut started: Started, stop: impl FnOnce(i32)) -> Result<(Option<i32>, String, String)> {
+    let sid = started.sid;
     stop(sid);
     let mut status = None;
     let exited = wait_for("the CLI to exit", std::time::Duration::from_secs(120), || {
-        status = cli.try_wait().ok().flatten();
+        status = started.cli.try_wait().ok().flatten();
         status.is_some()
     });
     if exited.is_err() {
@@ -106,8 +113,30 @@ fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl F
         unsafe { libc::kill(-sid, libc::SIGKILL) };
     }
     exited?;
-    let (stdout, stderr) = (std::fs::read_to_string(&out)?, std::fs::read_to_string(&err)?);
-    assert_eq!(status.and_then(|s| s.code()), Some(130), "stdout: {stdout}\nstderr: {stderr}");
+    // nextest stops its tests (the blocking one and its child) before it exits; the kernel may take a
+    // moment to finish a process that was sent its signal.
+    let alive = wait_for("the run's processes to end", std::time::Duration::from_secs(30), || {
+        live_processes_in_session(sid).is_empty()
+    });
+    assert!(alive.is_ok(), "still alive in the run's session: {:?}", live_processes_in_session(sid));
+    let (stdout, stderr) = (std::fs::read_to_string(&started.out)?, std::fs::read_to_string(&started.err)?);
+    Ok((status.and_then(|s| s.code()), stdout, stderr))
+}
+
+/// Starts a tier run of the fake suite whose scenario blocks, stops it mid-scenario with `stop`, and
+/// checks what an interrupted run must leave: exit 130, INTERRUPTED said, `run.json` marked, the temp
+/// dir unmounted and removed, no process of the run alive, and `report` repeating the verdict.
+fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl FnOnce(i32)) -> Result<()> {
+    let run_dir = ws.join("runs").join(label);
+    let args = ["--manifest-path", manifest, "--run-dir", run_dir.to_str().context("utf8")?];
+    let started = start_blocked(ws, &args, &run_dir.join("repeat-1").join("records"), label)?;
+    // Something to clean up: the scenario's temp dir (and, where mounting is allowed, its tmpfs).
+    let tmp = run_dir.join("repeat-1").join("tmp");
+    assert_eq!(std::fs::read_dir(&tmp)?.count(), 1, "the scenario's temp dir is there");
+    let mounted = !mounts_under(&tmp).is_empty();
+
+    let (code, stdout, stderr) = stop_and_wait(started, stop)?;
+    assert_eq!(code, Some(130), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.starts_with("INTERRUPTED: "), "{stdout}");
     assert!(stdout.contains("\nself-check: 2 checker tests passed\n"), "{stdout}");
     assert!(stderr.contains("stress-cache: INTERRUPTED by "), "{stderr}");
@@ -132,13 +161,6 @@ fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl F
     if mounted {
         assert!(stderr.contains("unmounted fake_scenario-"), "{stderr}");
     }
-
-    // nextest stops its tests (the blocking one and its child) before it exits; the kernel may take a
-    // moment to finish a process that was sent its signal.
-    let alive = wait_for("the run's processes to end", std::time::Duration::from_secs(30), || {
-        live_processes_in_session(sid).is_empty()
-    });
-    assert!(alive.is_ok(), "still alive in the run's session: {:?}", live_processes_in_session(sid));
 
     let (code, stdout, _) = run(stress_cache(&["report", run_dir.to_str().context("utf8")?]))?;
     assert_eq!(code, 130, "{stdout}");
@@ -168,6 +190,55 @@ fn an_interrupted_tier_run_exits_130_marks_the_run_and_leaves_nothing_behind() -
         })
     })();
     // Whatever happened, no tmpfs may outlive the test (it would keep the workspace from being removed).
+    for point in mounts_under(ws.path()).into_iter().rev() {
+        let _ = Command::new("umount").arg("-l").arg(&point).status();
+    }
+    result
+}
+
+/// `mutants` stopped during its clean run starts no mutant run, says INTERRUPTED, marks its own
+/// `run.json` and the clean run's, cleans up and exits 130.
+#[test]
+fn an_interrupted_mutants_matrix_starts_no_mutant_and_exits_130() -> Result<()> {
+    let ws = fake_suite_workspace()?;
+    let manifest = ws.path().join("Cargo.toml");
+    let run_dir = ws.path().join("runs").join("matrix");
+    let args = [
+        "mutants",
+        "--manifest-path",
+        manifest.to_str().context("utf8")?,
+        "--run-dir",
+        run_dir.to_str().context("utf8")?,
+    ];
+    let result = (|| {
+        let started = start_blocked(
+            ws.path(),
+            &args,
+            &run_dir.join("clean").join("repeat-1").join("records"),
+            "matrix",
+        )?;
+        let (code, stdout, stderr) = stop_and_wait(started, |pid| {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        })?;
+        assert_eq!(code, Some(130), "stdout: {stdout}\nstderr: {stderr}");
+        assert!(stdout.starts_with("INTERRUPTED: 0/0 mutants killed where expected"), "{stdout}");
+        assert!(stderr.contains("clean build: INTERRUPTED by SIGTERM during repeat 1/1"), "{stderr}");
+        assert!(!run_dir.join("mutant-no-lock").exists(), "a mutant run started after the interruption");
+        for dir in [run_dir.clone(), run_dir.join("clean")] {
+            let info: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("run.json"))?)?;
+            assert_eq!(info["state"], "interrupted", "{}: {info}", dir.display());
+        }
+        let matrix: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("mutants.json"))?)?;
+        assert!(matrix["interrupted"].is_string(), "{matrix}");
+        assert!(mounts_under(&run_dir).is_empty(), "left mounted: {:?}", mounts_under(&run_dir));
+        assert!(!run_dir.join("clean").join("repeat-1").join("tmp").exists());
+        let (code, stdout, _) = run(stress_cache(&["report", run_dir.to_str().context("utf8")?]))?;
+        assert_eq!(code, 130, "{stdout}");
+        Ok(())
+    })();
     for point in mounts_under(ws.path()).into_iter().rev() {
         let _ = Command::new("umount").arg("-l").arg(&point).status();
     }

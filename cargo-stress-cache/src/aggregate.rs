@@ -1,131 +1,29 @@
-//! Turning scenario records and JUnit reports into the three result tables (invariants, benchmarks,
-//! flakes), and comparing benchmarks with a baseline. The [`Aggregate`] is also `report.json`.
+//! Turning scenario records and JUnit reports into the result tables (invariants, setup errors,
+//! not-applicable scenarios, benchmarks, flakes) and the run's verdict, and comparing benchmarks with a
+//! baseline. The [`Aggregate`] is also `report.json`.
+//!
+//! Only scenario runs that passed or failed count in the invariants and benchmarks tables: a run whose
+//! setup failed never produced the situation its invariants are about (its "held" would claim what was
+//! never observed), and a not-applicable scenario checked nothing.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use stress_cache_metadata::{RECORD_SCHEMA_VERSION, ScenarioRecord};
+use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord, Status};
 
-use crate::errors::{EXIT_FAILED, EXIT_OK, Error, Result, one_line};
-use crate::junit::{self, Observation, Outcome};
+use crate::benchmarks::{self, BenchmarkRow, Regression};
+use crate::errors::{Error, Result, one_line, verdict_exit_code};
+use crate::flakes::{self, FlakeRow, Verdict};
+use crate::inputs::Inputs;
+use crate::junit::Observation;
+use crate::outcomes::{self, NotApplicableRow, OutcomeCounts, SetupErrorRow};
+use crate::rundir::RunState;
+use crate::selfcheck::SelfCheck;
+use crate::verdict::RunVerdict;
 
-/// Version of the `report.json` layout.
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
-
-/// How deep [`collect`] descends below a given directory (run dir → repeat → records → scenario files).
-const MAX_DEPTH: usize = 8;
-
-/// Everything read from run directories.
-#[derive(Debug, Default)]
-pub struct Inputs {
-    /// Scenario records with their files.
-    pub records: Vec<(PathBuf, ScenarioRecord)>,
-    /// JUnit reports, one per nextest run.
-    pub junit: Vec<(PathBuf, Vec<Observation>)>,
-    /// Records whose seeded bug is not the one their run was started with: the suite's own
-    /// mutant self-checks (a test that runs scenarios against seeded bugs and passes when they are
-    /// killed). Their violations are expected, so they are counted but kept out of the verdict.
-    pub self_checks: usize,
-}
-
-/// `run.json` at the top of every run directory: what the run was started with.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunInfo {
-    /// Tier (`pr`, `nightly`).
-    pub tier: String,
-    /// The seeded bug every process ran with (`--mutant`, or one row of the mutants matrix).
-    pub mutant: Option<String>,
-    /// Repeats.
-    pub repeat: u32,
-    /// `--partition`, if any.
-    pub partition: Option<String>,
-    /// `-E` filtersets given.
-    pub filtersets: Vec<String>,
-}
-
-/// Name of the [`RunInfo`] file.
-pub const RUN_INFO: &str = "run.json";
-
-/// Which records belong to the run: `None` = unknown (no `run.json`), all of them.
-type Scope = Option<Option<String>>;
-
-/// Reads every record (`*.json` below a `records` directory) and JUnit report (`junit*.xml`) under `dirs`.
-pub fn collect(dirs: &[PathBuf]) -> Result<Inputs> {
-    let mut inputs = Inputs::default();
-    for dir in dirs {
-        if !dir.is_dir() {
-            return Err(Error::io(
-                "cannot read run directory",
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
-            ));
-        }
-        walk(dir, 0, false, &None, &mut inputs)?;
-    }
-    // Directory order is arbitrary; a stable order keeps reports reproducible.
-    inputs.records.sort_by(|a, b| a.0.cmp(&b.0));
-    inputs.junit.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(inputs)
-}
-
-fn walk(dir: &Path, depth: usize, in_records: bool, scope: &Scope, inputs: &mut Inputs) -> Result<()> {
-    let info_path = dir.join(RUN_INFO);
-    let own_scope;
-    let scope = if info_path.is_file() {
-        let text = std::fs::read_to_string(&info_path)
-            .map_err(|source| Error::io("cannot read", &info_path, source))?;
-        let info: RunInfo = serde_json::from_str(&text).map_err(|e| Error::Parse {
-            what: "run info",
-            path: info_path.clone(),
-            message: one_line(&e.to_string()),
-        })?;
-        own_scope = Some(info.mutant);
-        &own_scope
-    } else {
-        scope
-    };
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::io("cannot read directory", dir, source))?;
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::io("cannot read directory", dir, source))?;
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(|source| Error::io("cannot stat", &path, source))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if file_type.is_dir() {
-            // Kept temp dirs of failed scenarios hold the target's files, not results.
-            if depth < MAX_DEPTH && name != "kept" {
-                walk(&path, depth + 1, in_records || name == "records", scope, inputs)?;
-            }
-        } else if file_type.is_file() {
-            if in_records && name.ends_with(".json") {
-                let record = read_record(&path)?;
-                match scope {
-                    Some(expected) if *expected != record.mutant => inputs.self_checks += 1,
-                    _ => inputs.records.push((path.clone(), record)),
-                }
-            } else if name.starts_with("junit") && name.ends_with(".xml") {
-                inputs.junit.push((path.clone(), junit::read(&path)?));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads one scenario record, rejecting unknown schema versions.
-pub fn read_record(path: &Path) -> Result<ScenarioRecord> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::io("cannot read", path, source))?;
-    let parse_error =
-        |message: String| Error::Parse { what: "scenario record", path: path.to_path_buf(), message };
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| parse_error(one_line(&e.to_string())))?;
-    let version = value.get("schema_version").and_then(|v| v.as_u64());
-    if version != Some(u64::from(RECORD_SCHEMA_VERSION)) {
-        return Err(parse_error(format!(
-            "schema_version {version:?} is not the supported {RECORD_SCHEMA_VERSION}"
-        )));
-    }
-    serde_json::from_value(value).map_err(|e| parse_error(one_line(&e.to_string())))
-}
+/// Version of the `report.json` layout. 2: invariants count held / violated / skipped; setup errors
+/// and not-applicable scenarios are their own tables.
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 /// The aggregate of one or more runs; serialised as `report.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -134,23 +32,45 @@ pub struct Aggregate {
     pub schema_version: u32,
     /// Scenario records read.
     pub records: usize,
+    /// Those records by outcome.
+    #[serde(default)]
+    pub outcomes: OutcomeCounts,
     /// JUnit reports read (one per nextest run: repeats × partitions).
     pub junit_reports: usize,
-    /// Scenario × invariant verdict counts.
+    /// Scenario × invariant status counts, over the scenario runs that passed or failed.
     pub invariants: Vec<InvariantRow>,
-    /// Per-scenario figures (clean runs only: mutant runs measure a bug).
+    /// Scenario runs whose setup failed (outcome `error`).
+    #[serde(default)]
+    pub setup_errors: Vec<SetupErrorRow>,
+    /// Scenarios that do not apply to the target.
+    #[serde(default)]
+    pub not_applicable: Vec<NotApplicableRow>,
+    /// Per-scenario figures (clean runs that passed or failed: mutant runs measure a bug).
     pub benchmarks: Vec<BenchmarkRow>,
     /// Per-test stability across runs.
     pub flakes: Vec<FlakeRow>,
     /// Benchmarks that regressed against the baseline.
     #[serde(default)]
     pub regressions: Vec<Regression>,
+    /// Whether those regressions fail the run (`--fail-on-regression`); otherwise they are only flagged.
+    #[serde(default)]
+    pub regressions_fail: bool,
     /// Temp dirs of failed scenario runs, kept for debugging.
     #[serde(default)]
     pub kept_dirs: Vec<String>,
     /// Records of the suite's own mutant self-checks, left out of the tables (see [`Inputs::self_checks`]).
     #[serde(default)]
     pub self_check_records: usize,
+    /// Runs that did not complete: interrupted, or never marked as ended (their `run.json` still says
+    /// `running`). Any makes the verdict `interrupted`: a partial run never passes.
+    #[serde(default)]
+    pub interrupted: Vec<String>,
+    /// Runs that stopped on an error.
+    #[serde(default)]
+    pub aborted: Vec<String>,
+    /// The checker's self-check(s) of the runs read, merged; a failed one makes the verdict `error`.
+    #[serde(default)]
+    pub self_check: Option<SelfCheck>,
 }
 
 /// One scenario × invariant.
@@ -162,114 +82,56 @@ pub struct InvariantRow {
     pub mutant: Option<String>,
     /// Invariant name.
     pub invariant: String,
-    /// Runs in which it held.
+    /// Runs in which it was checked and held.
     pub held: usize,
     /// Runs in which it was violated.
     pub violated: usize,
+    /// Runs in which it was not checked ("not observed" is never "held").
+    #[serde(default)]
+    pub skipped: usize,
     /// First evidence line of a violation.
     pub evidence: Option<String>,
-}
-
-/// One scenario's figures: medians over its clean runs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BenchmarkRow {
-    /// Scenario.
-    pub scenario: String,
-    /// Clean runs measured.
-    pub runs: usize,
-    /// Processes finished per second.
-    pub processes_per_sec: f64,
-    /// Median process latency (ms).
-    pub latency_p50_ms: f64,
-    /// 95th percentile process latency (ms).
-    pub latency_p95_ms: f64,
-    /// Download-cache hit ratio, when the target reports hits.
-    pub cache_hit_ratio: Option<f64>,
-    /// Complete bodies served per model (1 = no download amplification).
-    pub bodies_per_model: BTreeMap<String, f64>,
-    /// Megabytes served per second.
-    pub mb_per_sec: f64,
-}
-
-/// A test's stability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Passed first time in every run.
-    Stable,
-    /// Failed in some run (or passed only on retry) but passed in another.
-    Flaky,
-    /// Never passed.
-    Broken,
-}
-
-impl Verdict {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Stable => "stable",
-            Verdict::Flaky => "flaky",
-            Verdict::Broken => "broken",
-        }
-    }
-}
-
-/// Classifies a test from its outcome counts across runs.
-pub fn classify(passed: usize, flaky_on_retry: usize, failed: usize) -> Verdict {
-    if flaky_on_retry == 0 && failed == 0 {
-        Verdict::Stable
-    } else if passed == 0 && flaky_on_retry == 0 {
-        Verdict::Broken
-    } else {
-        Verdict::Flaky
-    }
-}
-
-/// One test across runs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FlakeRow {
-    /// `<binary id> <test name>`.
-    pub test: String,
-    /// Runs where it passed first time.
-    pub passed: usize,
-    /// Runs where it passed only on retry.
-    pub flaky_on_retry: usize,
-    /// Runs where it failed every attempt.
-    pub failed: usize,
-    /// The verdict.
-    pub verdict: Verdict,
-}
-
-/// A benchmark that got worse than the baseline by more than the threshold.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Regression {
-    /// Scenario.
-    pub scenario: String,
-    /// Figure (`processes_per_sec`, `latency_p50_ms`, ...).
-    pub metric: String,
-    /// Baseline value.
-    pub baseline: f64,
-    /// Current value.
-    pub current: f64,
-    /// Relative change in percent (signed).
-    pub change_pct: f64,
+    /// Why it was skipped (the first reason given).
+    #[serde(default)]
+    pub skip_reason: Option<String>,
 }
 
 impl Aggregate {
     /// Builds the tables from everything read.
     pub fn from_inputs(inputs: &Inputs) -> Self {
-        let records: Vec<&ScenarioRecord> = inputs.records.iter().map(|(_, r)| r).collect();
+        let records: Vec<(&Path, &ScenarioRecord)> =
+            inputs.records.iter().map(|(p, r)| (p.as_path(), r)).collect();
         let observations: Vec<&Observation> = inputs.junit.iter().flat_map(|(_, o)| o).collect();
+        let evidence: Vec<&ScenarioRecord> = records
+            .iter()
+            .map(|(_, r)| *r)
+            .filter(|r| matches!(r.outcome(), ScenarioOutcome::Passed | ScenarioOutcome::Failed))
+            .collect();
         Self {
             schema_version: REPORT_SCHEMA_VERSION,
             records: records.len(),
+            outcomes: OutcomeCounts::of(records.iter().map(|(_, r)| *r)),
             junit_reports: inputs.junit.len(),
-            invariants: invariant_rows(&records),
-            benchmarks: benchmark_rows(&records),
-            flakes: flake_rows(&observations),
+            invariants: invariant_rows(&evidence),
+            setup_errors: outcomes::setup_error_rows(&records),
+            not_applicable: outcomes::not_applicable_rows(&records),
+            benchmarks: benchmarks::rows(&evidence),
+            flakes: flakes::rows(&observations),
             regressions: Vec::new(),
-            kept_dirs: records.iter().filter_map(|r| r.kept_dir.clone()).collect(),
+            regressions_fail: false,
+            kept_dirs: records.iter().filter_map(|(_, r)| r.kept_dir.clone()).collect(),
             self_check_records: inputs.self_checks,
+            self_check: merged_self_check(inputs),
+            interrupted: incomplete_runs(inputs),
+            aborted: inputs
+                .runs
+                .iter()
+                .filter(|(_, info)| info.state == RunState::Aborted)
+                .map(|(path, info)| {
+                    let error = info.error.as_deref().unwrap_or("unknown");
+                    format!("ABORTED on an error: {error} ({})", run_dir_of(path))
+                })
+                .collect(),
         }
     }
 
@@ -292,46 +154,39 @@ impl Aggregate {
             .collect()
     }
 
-    /// 0 when everything held and every test was stable (and, if asked, nothing regressed), else 1.
-    pub fn exit_code(&self, fail_on_regression: bool) -> i32 {
-        let failed = self.violations() > 0
-            || !self.unstable_tests().is_empty()
-            || (fail_on_regression && !self.regressions.is_empty());
-        if failed { EXIT_FAILED } else { EXIT_OK }
+    /// Whether the checker's self-check ran and failed.
+    pub fn self_check_failed(&self) -> bool {
+        self.self_check.as_ref().is_some_and(|c| !c.ok())
     }
 
-    /// Flags benchmarks that got worse than `baseline` by more than `threshold_pct` percent.
-    pub fn compare_with(&mut self, baseline: &Aggregate, threshold_pct: f64) {
-        let mut regressions = Vec::new();
-        for row in &self.benchmarks {
-            let Some(base) = baseline.benchmarks.iter().find(|b| b.scenario == row.scenario) else {
-                continue;
-            };
-            // (name, baseline, current, higher is better)
-            let metrics = [
-                ("processes_per_sec", base.processes_per_sec, row.processes_per_sec, true),
-                ("mb_per_sec", base.mb_per_sec, row.mb_per_sec, true),
-                ("latency_p50_ms", base.latency_p50_ms, row.latency_p50_ms, false),
-                ("latency_p95_ms", base.latency_p95_ms, row.latency_p95_ms, false),
-            ];
-            for (metric, before, now, higher_is_better) in metrics {
-                if before <= 0.0 || !before.is_finite() || !now.is_finite() {
-                    continue;
-                }
-                let change_pct = (now - before) / before * 100.0;
-                let worse = if higher_is_better { -change_pct } else { change_pct };
-                if worse > threshold_pct {
-                    regressions.push(Regression {
-                        scenario: row.scenario.clone(),
-                        metric: metric.to_string(),
-                        baseline: before,
-                        current: now,
-                        change_pct,
-                    });
-                }
-            }
+    /// The run's verdict: interrupted (it did not complete) before error (the checker's self-check
+    /// failed, the run stopped on an error, or a scenario's setup failed) before fail (a violation, an
+    /// unstable test, or a regressed benchmark when [`Aggregate::regressions_fail`]) before pass.
+    pub fn verdict(&self) -> RunVerdict {
+        if !self.interrupted.is_empty() {
+            RunVerdict::Interrupted
+        } else if self.self_check_failed() || !self.setup_errors.is_empty() || !self.aborted.is_empty() {
+            RunVerdict::Error
+        } else if self.violations() > 0
+            || !self.unstable_tests().is_empty()
+            || (self.regressions_fail && !self.regressions.is_empty())
+        {
+            RunVerdict::Fail
+        } else {
+            RunVerdict::Pass
         }
-        self.regressions = regressions;
+    }
+
+    /// The exit code of [`Aggregate::verdict`].
+    pub fn exit_code(&self) -> i32 {
+        verdict_exit_code(self.verdict())
+    }
+
+    /// Flags benchmarks that got worse than `baseline` by more than `threshold_pct` percent; with
+    /// `fail`, they fail the run.
+    pub fn compare_with(&mut self, baseline: &Aggregate, threshold_pct: f64, fail: bool) {
+        self.regressions_fail = fail;
+        self.regressions = benchmarks::regressions(&self.benchmarks, &baseline.benchmarks, threshold_pct);
     }
 
     /// Reads a previous `report.json`.
@@ -344,6 +199,39 @@ impl Aggregate {
             message: one_line(&e.to_string()),
         })
     }
+}
+
+/// The self-checks of every run read, as one.
+fn merged_self_check(inputs: &Inputs) -> Option<SelfCheck> {
+    let mut checks = inputs.runs.iter().filter_map(|(_, info)| info.self_check.as_ref());
+    let mut merged = checks.next()?.clone();
+    for check in checks {
+        merged.merge(check);
+    }
+    Some(merged)
+}
+
+/// One line per run that did not complete.
+fn incomplete_runs(inputs: &Inputs) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (path, info) in &inputs.runs {
+        let dir = run_dir_of(path);
+        match (info.state, &info.interruption) {
+            (RunState::Interrupted, Some(interruption)) => lines.push(format!("{interruption} ({dir})")),
+            (RunState::Interrupted, None) => lines.push(format!("INTERRUPTED ({dir})")),
+            (RunState::Running, _) => lines.push(format!(
+                "INTERRUPTED: the run never ended ({dir}/run.json still says `running`: the CLI was killed, \
+                 or the run is still going)"
+            )),
+            (RunState::Finished | RunState::Aborted, _) => {}
+        }
+    }
+    lines
+}
+
+/// The run directory of a `run.json`, for messages.
+fn run_dir_of(run_json: &Path) -> String {
+    run_json.parent().unwrap_or(run_json).display().to_string()
 }
 
 fn invariant_rows(records: &[&ScenarioRecord]) -> Vec<InvariantRow> {
@@ -362,18 +250,27 @@ fn invariant_rows(records: &[&ScenarioRecord]) -> Vec<InvariantRow> {
                         invariant: inv.name.clone(),
                         held: 0,
                         violated: 0,
+                        skipped: 0,
                         evidence: None,
+                        skip_reason: None,
                     });
                     let last = rows.len() - 1;
                     &mut rows[last]
                 }
             };
-            if inv.held {
-                row.held += 1;
-            } else {
-                row.violated += 1;
-                if row.evidence.is_none() {
-                    row.evidence = inv.evidence.first().map(|e| one_line(e));
+            match inv.status {
+                Status::Held => row.held += 1,
+                Status::Violated => {
+                    row.violated += 1;
+                    if row.evidence.is_none() {
+                        row.evidence = inv.evidence.first().map(|e| one_line(e));
+                    }
+                }
+                Status::Skipped => {
+                    row.skipped += 1;
+                    if row.skip_reason.is_none() {
+                        row.skip_reason = inv.reason.as_deref().map(one_line);
+                    }
                 }
             }
         }
@@ -383,80 +280,104 @@ fn invariant_rows(records: &[&ScenarioRecord]) -> Vec<InvariantRow> {
     rows
 }
 
-fn benchmark_rows(records: &[&ScenarioRecord]) -> Vec<BenchmarkRow> {
-    let mut by_scenario: BTreeMap<&str, Vec<&ScenarioRecord>> = BTreeMap::new();
-    for record in records.iter().filter(|r| r.mutant.is_none()) {
-        by_scenario.entry(record.scenario.as_str()).or_default().push(record);
-    }
-    by_scenario
-        .into_iter()
-        .map(|(scenario, runs)| {
-            let figure = |f: fn(&ScenarioRecord) -> f64| median(runs.iter().map(|r| f(r)).collect());
-            let hit_ratios: Vec<f64> = runs.iter().filter_map(|r| r.figures.cache_hit_ratio).collect();
-            let mut bodies: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            for run in &runs {
-                for (model, count) in &run.figures.complete_bodies_per_model {
-                    bodies.entry(model.clone()).or_default().push(*count as f64);
-                }
-            }
-            BenchmarkRow {
-                scenario: scenario.to_string(),
-                runs: runs.len(),
-                processes_per_sec: figure(|r| r.figures.processes_per_sec),
-                latency_p50_ms: figure(|r| r.figures.latency_p50_ms),
-                latency_p95_ms: figure(|r| r.figures.latency_p95_ms),
-                cache_hit_ratio: (!hit_ratios.is_empty()).then(|| median(hit_ratios)),
-                bodies_per_model: bodies.into_iter().map(|(m, v)| (m, median(v))).collect(),
-                mb_per_sec: figure(|r| r.figures.mb_per_sec),
-            }
-        })
-        .collect()
-}
-
-fn flake_rows(observations: &[&Observation]) -> Vec<FlakeRow> {
-    let mut counts: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
-    for obs in observations {
-        let slot = counts.entry(obs.test.as_str()).or_default();
-        match obs.outcome {
-            Outcome::Passed => slot[0] += 1,
-            Outcome::FlakyOnRetry => slot[1] += 1,
-            Outcome::Failed => slot[2] += 1,
-        }
-    }
-    counts
-        .into_iter()
-        .map(|(test, [passed, flaky_on_retry, failed])| FlakeRow {
-            test: test.to_string(),
-            passed,
-            flaky_on_retry,
-            failed,
-            verdict: classify(passed, flaky_on_retry, failed),
-        })
-        .collect()
-}
-
-/// The median (mean of the two middle values for an even count); 0 for no values.
-pub fn median(mut values: Vec<f64>) -> f64 {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION};
+
     use super::*;
+    use crate::errors::{EXIT_FAILED, EXIT_OK};
+    use crate::junit::{self, Outcome};
+
+    fn record(scenario: &str, invariants: Vec<InvariantResult>) -> ScenarioRecord {
+        ScenarioRecord {
+            schema_version: RECORD_SCHEMA_VERSION,
+            scenario: scenario.to_string(),
+            tier: "pr".into(),
+            seed: 1,
+            mutant: None,
+            target: "beaker".into(),
+            processes: 4,
+            started_unix_ms: 0,
+            outcomes: BTreeMap::from([("ok".to_string(), 4)]),
+            invariants,
+            figures: Figures { processes_per_sec: 10.0, ..Figures::default() },
+            process_runs: vec![],
+            kept_dir: None,
+            setup_errors: vec![],
+            not_applicable: None,
+            mutant_active: None,
+        }
+    }
+
+    fn inputs(records: Vec<ScenarioRecord>) -> Inputs {
+        let records =
+            records.into_iter().enumerate().map(|(i, r)| (PathBuf::from(format!("records/{i}.json")), r));
+        Inputs { records: records.collect(), ..Inputs::default() }
+    }
 
     #[test]
-    fn classification_stable_flaky_broken() {
-        assert_eq!(classify(5, 0, 0), Verdict::Stable);
-        assert_eq!(classify(4, 1, 0), Verdict::Flaky);
-        assert_eq!(classify(4, 0, 1), Verdict::Flaky);
-        assert_eq!(classify(0, 1, 0), Verdict::Flaky);
-        assert_eq!(classify(0, 0, 3), Verdict::Broken);
+    fn held_violated_and_skipped_are_counted_apart() {
+        let agg = Aggregate::from_inputs(&inputs(vec![
+            record(
+                "crash",
+                vec![
+                    InvariantResult::checked("no_partial_content", vec![]),
+                    InvariantResult::skipped("published_durably", "the target does not promise durability"),
+                ],
+            ),
+            record(
+                "crash",
+                vec![
+                    InvariantResult::checked("no_partial_content", vec!["x.onnx is a prefix".into()]),
+                    InvariantResult::skipped("published_durably", "the target does not promise durability"),
+                ],
+            ),
+        ]));
+        let counts: Vec<(&str, usize, usize, usize)> =
+            agg.invariants.iter().map(|r| (r.invariant.as_str(), r.held, r.violated, r.skipped)).collect();
+        assert_eq!(counts, vec![("no_partial_content", 1, 1, 0), ("published_durably", 0, 0, 2)]);
+        assert_eq!(agg.invariants[0].evidence.as_deref(), Some("x.onnx is a prefix"));
+        assert_eq!(agg.invariants[1].skip_reason.as_deref(), Some("the target does not promise durability"));
+        assert_eq!(agg.verdict(), RunVerdict::Fail);
+    }
+
+    #[test]
+    fn a_setup_error_is_listed_counts_no_invariant_and_makes_the_verdict_error() {
+        let mut broken = record(
+            "crash_at_cache.after_lock",
+            vec![
+                InvariantResult::checked("no_partial_content", vec![]),
+                InvariantResult::checked("all_processes_ok", vec!["pid 7 exited 2".into()]),
+            ],
+        );
+        broken.setup_errors = vec!["failpoint cache.after_lock was never reached".into()];
+        let agg = Aggregate::from_inputs(&inputs(vec![broken]));
+        assert!(agg.invariants.is_empty(), "an error run's held is no evidence: {:?}", agg.invariants);
+        assert!(agg.benchmarks.is_empty());
+        assert_eq!(agg.setup_errors.len(), 1);
+        assert_eq!(agg.setup_errors[0].setup_errors, vec!["failpoint cache.after_lock was never reached"]);
+        assert_eq!(agg.setup_errors[0].violated_uncounted, vec!["all_processes_ok"]);
+        assert_eq!(agg.outcomes.error, 1);
+        assert_eq!(agg.verdict(), RunVerdict::Error);
+        assert_eq!(agg.exit_code(), EXIT_FAILED);
+    }
+
+    #[test]
+    fn a_not_applicable_scenario_is_neither_a_pass_nor_a_failure() {
+        let mut na = record("compiled_cache_concurrency", vec![]);
+        na.not_applicable = Some("the target declares no compiled cache".into());
+        let passed = record("warm_hits", vec![InvariantResult::checked("single_download", vec![])]);
+        let agg = Aggregate::from_inputs(&inputs(vec![na.clone(), na, passed]));
+        assert_eq!(agg.not_applicable.len(), 1);
+        assert_eq!(agg.not_applicable[0].runs, 2);
+        assert_eq!(agg.not_applicable[0].reason, "the target declares no compiled cache");
+        assert!(agg.invariants.iter().all(|r| r.scenario == "warm_hits"));
+        assert_eq!(agg.benchmarks.len(), 1, "only the scenario that ran is measured");
+        assert_eq!((agg.outcomes.passed, agg.outcomes.not_applicable), (1, 2));
+        assert_eq!(agg.verdict(), RunVerdict::Pass);
     }
 
     #[test]
@@ -499,18 +420,11 @@ mod tests {
                 ("stress-tests::scenarios steady", Verdict::Stable),
             ]
         );
-        assert_eq!(agg.exit_code(false), EXIT_FAILED);
+        assert_eq!(agg.exit_code(), EXIT_FAILED);
     }
 
     #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(vec![]), 0.0);
-    }
-
-    #[test]
-    fn regression_beyond_threshold_is_flagged() {
+    fn a_regression_fails_the_run_only_when_asked_to() {
         let row = |pps: f64, p95: f64| BenchmarkRow {
             scenario: "warm_hits".into(),
             runs: 1,
@@ -523,11 +437,12 @@ mod tests {
         };
         let baseline = Aggregate { benchmarks: vec![row(100.0, 50.0)], ..Default::default() };
         let mut current = Aggregate { benchmarks: vec![row(85.0, 70.0)], ..Default::default() };
-        current.compare_with(&baseline, 20.0);
+        current.compare_with(&baseline, 20.0, false);
         let metrics: Vec<&str> = current.regressions.iter().map(|r| r.metric.as_str()).collect();
         // -15% throughput is within 20%; +40% p95 latency is not.
         assert_eq!(metrics, vec!["latency_p95_ms"]);
-        assert_eq!(current.exit_code(false), EXIT_OK);
-        assert_eq!(current.exit_code(true), EXIT_FAILED);
+        assert_eq!(current.exit_code(), EXIT_OK);
+        current.compare_with(&baseline, 20.0, true);
+        assert_eq!(current.exit_code(), EXIT_FAILED);
     }
 }

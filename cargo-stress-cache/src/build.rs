@@ -9,6 +9,7 @@ use cargo_metadata::Message;
 
 use crate::cargo::{Cargo, display_command};
 use crate::errors::{Error, Result};
+use crate::interrupt::{Interrupt, signal_name};
 use crate::workspace::{Target, TargetSource};
 
 /// Which seeded-bug support the binary needs.
@@ -21,7 +22,12 @@ pub enum Flavor {
 }
 
 /// Returns the executable to stress, building it when the target is a workspace package.
-pub fn target_executable(cargo: &Cargo, target: &Target, flavor: Flavor) -> Result<PathBuf> {
+pub fn target_executable(
+    cargo: &Cargo,
+    target: &Target,
+    flavor: Flavor,
+    interrupt: &Interrupt,
+) -> Result<PathBuf> {
     match &target.source {
         TargetSource::SpecFile { path } => {
             let command = target.spec.command.as_deref().unwrap_or_default();
@@ -33,7 +39,7 @@ pub fn target_executable(cargo: &Cargo, target: &Target, flavor: Flavor) -> Resu
                 problem: "declares no `binary` in `[package.metadata.stress-cache]`".into(),
             })?;
             let wanted = required_features(name, features, target, flavor)?;
-            build(cargo, name, &binary, &wanted)
+            build(cargo, name, &binary, &wanted, interrupt)
         }
     }
 }
@@ -74,7 +80,13 @@ fn required_features(
     Ok(wanted)
 }
 
-fn build(cargo: &Cargo, package: &str, binary: &str, features: &[String]) -> Result<PathBuf> {
+fn build(
+    cargo: &Cargo,
+    package: &str,
+    binary: &str,
+    features: &[String],
+    interrupt: &Interrupt,
+) -> Result<PathBuf> {
     let features = features.join(",");
     let mut cmd = cargo.command(&[
         "build",
@@ -93,23 +105,37 @@ fn build(cargo: &Cargo, package: &str, binary: &str, features: &[String]) -> Res
     log::info!("building {package} with features {features}");
     log::debug!("running {shown}");
     // stdout carries the JSON messages; stderr (rendered diagnostics, progress) goes to the user.
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    let mut executable = None;
-    if let Some(stdout) = child.stdout.take() {
-        for message in Message::parse_stream(BufReader::new(stdout)) {
-            let Ok(Message::CompilerArtifact(artifact)) = message else { continue };
-            let is_bin = artifact.target.kind.iter().any(|k| matches!(k, cargo_metadata::TargetKind::Bin));
-            if is_bin && artifact.target.name == binary {
-                executable = artifact.executable.map(|p| p.into_std_path_buf());
-            }
-        }
+    let stdout = child.stdout.take();
+    // The messages are read on a thread of their own so that waiting (and a signal) is not blocked
+    // behind a pipe.
+    let (waited, executable) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || stdout.and_then(|out| executable_in(out, binary)));
+        let waited = interrupt.wait(&mut child, "cargo build");
+        (waited, reader.join().ok().flatten())
+    });
+    let waited = waited.map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    if let Some(signal) = waited.signal {
+        return Err(Error::Interrupted { signal: signal_name(signal), during: "building the target" });
     }
-    let status = child.wait().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    if !status.success() {
-        return Err(Error::Build { command: shown, status: status.to_string() });
+    if !waited.status.success() {
+        return Err(Error::Build { command: shown, status: waited.status.to_string() });
     }
     executable.ok_or_else(|| Error::NoExecutable { package: package.to_string(), binary: binary.to_string() })
+}
+
+/// The executable of bin target `binary` among cargo's JSON messages.
+fn executable_in(stdout: impl std::io::Read, binary: &str) -> Option<PathBuf> {
+    let mut executable = None;
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        let Ok(Message::CompilerArtifact(artifact)) = message else { continue };
+        let is_bin = artifact.target.kind.iter().any(|k| matches!(k, cargo_metadata::TargetKind::Bin));
+        if is_bin && artifact.target.name == binary {
+            executable = artifact.executable.map(|p| p.into_std_path_buf());
+        }
+    }
+    executable
 }
 
 /// A `--spec` command: a path (relative to the spec file's directory, then the current one) or a name on PATH.

@@ -58,7 +58,7 @@ pub enum Command {
         /// Tier, filtersets, partition, run directory.
         #[command(flatten)]
         tier: TierOpts,
-        /// Only these mutants (default: every declared one).
+        /// Only these mutants [default: $STRESS_MUTANT, else every declared one].
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
         /// Keep the temp dirs of the (expected) failures of mutant runs; by default they are removed
@@ -121,7 +121,7 @@ impl StressCache {
         let given = [
             (self.target.package.is_some(), "--package"),
             (self.target.spec.is_some(), "--spec"),
-            (t.tier != Tier::Pr, "--tier"),
+            (t.tier.is_some(), "--tier"),
             (!t.filtersets.is_empty(), "--filterset"),
             (t.partition.is_some(), "--partition"),
             (t.run_dir.is_some(), "--run-dir"),
@@ -137,9 +137,9 @@ impl StressCache {
 /// Options shared by tier runs and the mutants matrix.
 #[derive(Debug, Args, Clone)]
 pub struct TierOpts {
-    /// Tier: `pr` (minutes) or `nightly` (longer, more processes).
-    #[arg(long, value_enum, default_value_t = Tier::Pr)]
-    pub tier: Tier,
+    /// Tier: `pr` (minutes) or `nightly` (longer, more processes) [default: $STRESS_TIER, else pr].
+    #[arg(long, value_enum)]
+    pub tier: Option<Tier>,
     /// Nextest filtersets selecting scenarios (repeatable).
     #[arg(short = 'E', long = "filterset", value_name = "EXPR")]
     pub filtersets: Vec<String>,
@@ -149,11 +149,11 @@ pub struct TierOpts {
     /// Run directory (default: `<target dir>/stress-cache/<run-id>`).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
-    /// Seed for the suite (`STRESS_SEED`).
-    #[arg(long)]
+    /// Seed for the suite, decimal or 0x hex [default: $STRESS_SEED, else the suite's].
+    #[arg(long, value_parser = parse_seed)]
     pub seed: Option<u64>,
-    /// Cap on processes per scenario (`STRESS_PROCESSES`).
-    #[arg(long, value_name = "N")]
+    /// Cap on processes per scenario, at least 1 [default: $STRESS_PROCESSES, else none].
+    #[arg(long, value_name = "N", value_parser = parse_processes)]
     pub processes: Option<usize>,
 }
 
@@ -166,9 +166,22 @@ pub struct RunOpts {
     /// Run the tier N times (flake detection across repeats).
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: u32,
-    /// Run every process with this seeded bug (needs the target's mutants feature); expect exit 1.
+    /// Run every process with this seeded bug (needs the target's mutants feature); expect exit 1
+    /// [default: $STRESS_MUTANT].
     #[arg(long, value_name = "NAME")]
     pub mutant: Option<String>,
+}
+
+/// `--seed`, parsed as the suite parses `STRESS_SEED`.
+fn parse_seed(value: &str) -> Result<u64, String> {
+    stress_cache_metadata::suite_env::parse_seed("--seed", value)
+        .map_err(|e| format!("expected {}", e.expected))
+}
+
+/// `--processes`, parsed as the suite parses `STRESS_PROCESSES`.
+fn parse_processes(value: &str) -> Result<usize, String> {
+    stress_cache_metadata::suite_env::parse_processes("--processes", value)
+        .map_err(|e| format!("expected {}", e.expected))
 }
 
 /// A stress tier, mapped to a nextest profile.

@@ -1,19 +1,36 @@
-//! The one error type of `cargo stress-cache` and its mapping to exit codes.
+//! The one error type of `cargo stress-cache`, and every exit code: those of the verdicts and those of
+//! the errors, in one place.
 //!
 //! Every failure that is not a verdict about the target ("an invariant was violated", "a test is
-//! flaky") is a usage or setup problem: it maps to exit code 2 here, in one place, and `main` prints
-//! it as a single `error: <cause>` line, optionally followed by one `help:` line.
+//! flaky") is a usage or setup problem: it maps to exit code 2 here, and `main` prints it as a single
+//! `error: <cause>` line, optionally followed by one `help:` line.
 
 use std::path::PathBuf;
 
 use stress_cache_metadata::SpecError;
+use stress_cache_metadata::suite_env::BadValue;
+
+use crate::verdict::RunVerdict;
 
 /// Exit code when every invariant held and every test was stable.
 pub const EXIT_OK: i32 = 0;
-/// Exit code when an invariant was violated, a test was flaky or broken, or a mutant survived.
+/// Exit code when an invariant was violated, a scenario's setup failed, a test was flaky or broken, or
+/// a mutant was not killed where expected.
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code of a usage or setup error ([`Error`]).
 pub const EXIT_SETUP: i32 = 2;
+/// Exit code of an interrupted run (128 + SIGINT, as shells report a Ctrl-C), whichever signal or
+/// cancellation stopped it.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The exit code of a run's verdict.
+pub fn verdict_exit_code(verdict: RunVerdict) -> i32 {
+    match verdict {
+        RunVerdict::Pass => EXIT_OK,
+        RunVerdict::Fail | RunVerdict::Error => EXIT_FAILED,
+        RunVerdict::Interrupted => EXIT_INTERRUPTED,
+    }
+}
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,11 +86,16 @@ pub enum Error {
         /// What is missing, e.g. "has no feature `failpoints`".
         problem: String,
     },
-    /// `--mutant` names a mutant the target does not declare.
-    #[error("unknown mutant `{name}` (declared: {known})")]
+    /// A `STRESS_*` knob in the environment has a value the suite would not accept.
+    #[error(transparent)]
+    BadKnob(#[from] BadValue),
+    /// `--mutant`, `--only` or `STRESS_MUTANT` names a mutant the target does not declare.
+    #[error("unknown mutant `{name}` from {origin} (declared: {known})")]
     UnknownMutant {
         /// The name given.
         name: String,
+        /// Where it was given: the flag or the variable.
+        origin: &'static str,
         /// The declared names.
         known: String,
     },
@@ -137,6 +159,18 @@ pub enum Error {
         /// The parser's message, on one line.
         message: String,
     },
+    /// The signal handlers could not be installed.
+    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
+    Signals(std::io::Error),
+    /// A signal stopped the CLI before a run directory existed (while reading the workspace or
+    /// building the target): there is nothing to report.
+    #[error("INTERRUPTED by {signal} while {during} (no run was started)")]
+    Interrupted {
+        /// The signal's name.
+        signal: String,
+        /// The stage.
+        during: &'static str,
+    },
     /// `report` found nothing to aggregate.
     #[error("no scenario records or JUnit reports found under {dirs}")]
     NoResults {
@@ -146,9 +180,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error: every error is a usage or setup error.
+    /// The process exit code for this error: 130 for an interruption, else a usage or setup error.
     pub fn exit_code(&self) -> i32 {
-        EXIT_SETUP
+        match self {
+            Error::Interrupted { .. } => EXIT_INTERRUPTED,
+            _ => EXIT_SETUP,
+        }
     }
 
     /// A one-line hint printed after the error, when there is a useful one.

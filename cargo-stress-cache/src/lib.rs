@@ -1,21 +1,32 @@
-//! `cargo stress-cache`: builds a target with its failpoints, runs the stress suite's tiers through
-//! cargo-nextest, and turns the scenario records and JUnit reports into invariant, benchmark and flake
-//! tables. The binary is a thin wrapper over [`main_with_args`].
+//! `cargo stress-cache`: builds a target with its failpoints, checks the checker, runs the stress
+//! suite's tiers through cargo-nextest, and turns the scenario records and JUnit reports into a verdict
+//! and its tables. The binary is a thin wrapper over [`main_with_args`].
 //!
-//! Exit codes: 0 every invariant held and every test was stable; 1 an invariant was violated, a test
-//! was flaky or broken, or a mutant survived; 2 usage or setup error ([`errors::Error`]).
+//! Exit codes (all decided in [`errors`]): 0 pass; 1 a violation, a setup error, a failed self-check,
+//! a flaky or broken test, or a mutant not killed where expected; 2 usage or setup error
+//! ([`errors::Error`]); 130 interrupted.
 
 pub mod aggregate;
+pub mod benchmarks;
 pub mod build;
 pub mod cargo;
 pub mod cli;
 pub mod errors;
+pub mod flakes;
+pub mod inputs;
+pub mod interrupt;
 pub mod junit;
+pub mod kills;
+pub mod knobs;
 pub mod mutants;
 pub mod nextest;
+pub mod outcomes;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod selfcheck;
+pub mod tmpdir;
+pub mod verdict;
 pub mod workspace;
 
 use std::ffi::OsString;
@@ -27,8 +38,11 @@ use clap::Parser;
 use crate::aggregate::Aggregate;
 use crate::build::Flavor;
 use crate::cargo::Cargo;
-use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, TierOpts};
+use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, Tier, TierOpts};
 use crate::errors::{EXIT_OK, EXIT_SETUP, Error, Result};
+use crate::interrupt::{Grace, Interrupt};
+use crate::kills::MutantClass;
+use crate::knobs::{EnvKnobs, Knobs};
 use crate::nextest::Selection;
 use crate::run::TierRun;
 use crate::workspace::{Target, TargetSource, Workspace};
@@ -43,16 +57,21 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     let CargoCli::StressCache(args) = cli;
     // A bug must still end as one line and the setup exit code, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error: {}", errors::one_line(&info.to_string()));
+        stderr_line(&format!("error: internal error: {}", errors::one_line(&info.to_string())));
         std::process::exit(EXIT_SETUP);
     }));
     init_logging(&args.global);
     match dispatch(args) {
         Ok(code) => code,
+        // Not an error of the user's: the verdict of a run stopped before it started.
+        Err(e @ Error::Interrupted { .. }) => {
+            stderr_line(&format!("stress-cache: {e}"));
+            e.exit_code()
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            stderr_line(&format!("error: {e}"));
             if let Some(help) = e.help() {
-                eprintln!("help: {help}");
+                stderr_line(&format!("help: {help}"));
             }
             e.exit_code()
         }
@@ -74,8 +93,8 @@ fn clap_exit(e: clap::Error) -> i32 {
         _ => {
             let rendered = e.render().to_string();
             let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            eprintln!("error: {}", first.trim_start_matches("error:").trim());
-            eprintln!("help: see `cargo stress-cache --help`");
+            stderr_line(&format!("error: {}", first.trim_start_matches("error:").trim()));
+            stderr_line("help: see `cargo stress-cache --help`");
             EXIT_SETUP
         }
     }
@@ -118,12 +137,56 @@ fn dispatch(args: StressCache) -> Result<i32> {
     let cargo =
         Cargo::from_env(global.manifest_path.clone(), global.target_dir.clone(), global.color, global.quiet);
     match args.command {
-        None => run_tier(cargo, &global, &args.target, &args.run.tier, args.run.repeat, args.run.mutant),
+        None => {
+            let mutant = args.run.mutant.as_deref().map(|m| (m, "--mutant"));
+            let knobs = Knobs::resolve(&args.run.tier, mutant, EnvKnobs::from_env()?);
+            let interrupt = install_interrupt()?;
+            let request = Request {
+                global: &global,
+                target: &args.target,
+                tier: &args.run.tier,
+                knobs,
+                interrupt: &interrupt,
+            };
+            run_tier(cargo, &request, args.run.repeat)
+        }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
         Some(Command::Report { dirs }) => report(&global, &dirs),
         Some(Command::Mutants { target, tier, only, keep_mutant_dirs }) => {
-            mutants(cargo, &global, &target, &tier, &only, keep_mutant_dirs)
+            // STRESS_MUTANT is the default of --only here: a one-mutant matrix.
+            let knobs = Knobs::resolve(&tier, None, EnvKnobs::from_env()?);
+            let only: Vec<(String, &'static str)> = if only.is_empty() {
+                knobs.mutant.iter().cloned().collect()
+            } else {
+                only.into_iter().map(|m| (m, "--only")).collect()
+            };
+            let interrupt = install_interrupt()?;
+            let request =
+                Request { global: &global, target: &target, tier: &tier, knobs, interrupt: &interrupt };
+            mutants(cargo, &request, &only, keep_mutant_dirs)
         }
+    }
+}
+
+/// What a tier run or the mutants matrix was asked for.
+struct Request<'a> {
+    global: &'a GlobalOpts,
+    target: &'a TargetOpts,
+    tier: &'a TierOpts,
+    knobs: Knobs,
+    interrupt: &'a Interrupt,
+}
+
+/// From here on SIGINT and SIGTERM end the run with the interrupted verdict instead of killing it.
+fn install_interrupt() -> Result<Interrupt> {
+    Interrupt::install(Grace::default()).map_err(Error::Signals)
+}
+
+/// Stops before the next stage once a signal came.
+fn stop_if_interrupted(interrupt: &Interrupt, during: &'static str) -> Result<()> {
+    match interrupt.requested() {
+        Some(signal) => Err(Error::Interrupted { signal: interrupt::signal_name(signal), during }),
+        None => Ok(()),
     }
 }
 
@@ -153,60 +216,95 @@ fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
     Selection { filtersets: tier.filtersets.clone(), partition: tier.partition.clone(), quiet: global.quiet }
 }
 
-fn run_tier(
-    cargo: Cargo,
-    global: &GlobalOpts,
-    target: &TargetOpts,
-    tier: &TierOpts,
-    repeat: u32,
-    mutant: Option<String>,
-) -> Result<i32> {
+fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<i32> {
+    let Request { global, target, tier, knobs, interrupt } = request;
+    let interrupt: &Interrupt = interrupt;
     let setup = setup(cargo, global, target)?;
-    if let Some(name) = &mutant {
-        let known = setup.target.spec.mutant_names();
-        if !known.iter().any(|m| m == name) {
-            return Err(Error::UnknownMutant { name: name.clone(), known: known.join(", ") });
-        }
+    stop_if_interrupted(interrupt, "reading the workspace")?;
+    if let Some((name, origin)) = &knobs.mutant {
+        check_declared(&setup, name, origin)?;
     }
+    let mutant = knobs.mutant.as_ref().map(|(m, _)| m.clone());
     rundir::check_usable(tier.run_dir.as_deref())?;
     let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
     let flavor = if mutant.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
-    let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor)?;
+    let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor, interrupt)?;
+    stop_if_interrupted(interrupt, "building the target")?;
     log::info!("target {} at {}", setup.target.spec.display_name(), target_bin.display());
     let label = match &mutant {
-        Some(m) => format!("{}-mutant-{m}", tier.tier.as_str()),
-        None => tier.tier.as_str().to_string(),
+        Some(m) => format!("{}-mutant-{m}", knobs.tier.as_str()),
+        None => knobs.tier.as_str().to_string(),
     };
-    let prepared = PreparedRun::create(&setup, tier, &label, target_bin)?;
+    let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
-    let tier_run = prepared.tier_run(&setup, global, tier);
-    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label)?;
+    let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
+    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label, true)?.aggregate;
     if let Some(base) = &baseline {
-        agg.compare_with(base, global.threshold);
+        agg.compare_with(base, global.threshold, global.fail_on_regression);
     }
     finish(&agg, run_dir, global)
+}
+
+/// Fails unless the target declares the mutant `name` (given by `origin`, a flag or `STRESS_MUTANT`).
+fn check_declared(setup: &Setup, name: &str, origin: &'static str) -> Result<()> {
+    let known = setup.target.spec.mutant_names();
+    if known.iter().any(|m| m == name) {
+        return Ok(());
+    }
+    Err(Error::UnknownMutant { name: name.to_string(), origin, known: known.join(", ") })
 }
 
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
 fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<i32> {
     report::write_all(run_dir, agg)?;
     emit(&report::render_with(agg, global.format, stdout_color(global.color)));
+    log_findings(agg);
+    if !agg.kept_dirs.is_empty() {
+        log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
+    }
+    log::info!("{}", report::summary_line(agg));
+    print_notes(agg);
+    // The path is the one line every user needs, even with -q.
+    stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
+    Ok(agg.exit_code())
+}
+
+/// On stderr even with -q: a failed self-check (first: it voids every verdict), then the runs that did
+/// not complete (every table is partial).
+fn print_notes(agg: &Aggregate) {
+    if let Some(check) = agg.self_check.as_ref().filter(|_| agg.self_check_failed()) {
+        stderr_line(&format!("stress-cache: {}", check.line()));
+    }
+    for line in agg.interrupted.iter().chain(&agg.aborted) {
+        stderr_line(&format!("stress-cache: {line}"));
+    }
+}
+
+/// One stderr line per kind of finding, so a log alone says why a run did not pass.
+fn log_findings(agg: &Aggregate) {
     let violated = agg.violated_names();
     if !violated.is_empty() {
         log::warn!("violated invariants: {}", violated.join("; "));
+    }
+    if !agg.setup_errors.is_empty() {
+        let errors: Vec<String> = agg
+            .setup_errors
+            .iter()
+            .map(|e| format!("{} ({})", e.scenario, e.setup_errors.join("; ")))
+            .collect();
+        log::warn!("scenario setup errors: {}", errors.join("; "));
     }
     let unstable: Vec<String> =
         agg.unstable_tests().iter().map(|f| format!("{} ({})", f.test, f.verdict.as_str())).collect();
     if !unstable.is_empty() {
         log::warn!("unstable tests: {}", unstable.join("; "));
     }
-    if !agg.kept_dirs.is_empty() {
-        log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
-    }
-    log::info!("{}", report::summary_line(agg));
-    // The path is the one line every user needs, even with -q.
-    eprintln!("stress-cache: artifacts in {}", run_dir.display());
-    Ok(agg.exit_code(global.fail_on_regression))
+}
+
+/// Writes one line to stderr. A closed stderr (`... | tee log`, whose tee a Ctrl-C ended too) must not
+/// turn the end of a run into a panic — its clean-up and exit code matter more than the line.
+fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth reporting.
@@ -229,7 +327,12 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
     nextest::check_available(&cargo)?;
     let workspace = Workspace::load(&cargo)?;
     workspace.require_suite()?;
-    let scenarios = nextest::list(&cargo, filtersets)?;
+    let selection = Selection { filtersets: filtersets.to_vec(), partition: None, quiet: global.quiet };
+    let scenarios = match nextest::list(&cargo, Tier::Pr.profile(), &selection, None)? {
+        nextest::Listed::Scenarios(scenarios) => scenarios,
+        // Without an interrupt nothing can stop the listing but the listing's own exit.
+        nextest::Listed::Stopped(_) => Vec::new(),
+    };
     if global.format == cli::Format::Json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&scenarios).unwrap_or_else(|_| "[]".into())));
         return Ok(EXIT_OK);
@@ -250,33 +353,32 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
 }
 
 fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
-    let inputs = aggregate::collect(dirs)?;
-    if inputs.records.is_empty() && inputs.junit.is_empty() {
+    let inputs = inputs::collect(dirs)?;
+    if inputs.is_empty() {
         let dirs = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
         return Err(Error::NoResults { dirs });
     }
     let mut agg = Aggregate::from_inputs(&inputs);
     if let Some(path) = &global.baseline {
-        agg.compare_with(&Aggregate::read(path)?, global.threshold);
+        agg.compare_with(&Aggregate::read(path)?, global.threshold, global.fail_on_regression);
     }
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
-    let violated = agg.violated_names();
-    if !violated.is_empty() {
-        log::warn!("violated invariants: {}", violated.join("; "));
-    }
+    log_findings(&agg);
     log::info!("{}", report::summary_line(&agg));
-    Ok(agg.exit_code(global.fail_on_regression))
+    print_notes(&agg);
+    Ok(agg.exit_code())
 }
 
 fn mutants(
     cargo: Cargo,
-    global: &GlobalOpts,
-    target: &TargetOpts,
-    tier: &TierOpts,
-    only: &[String],
+    request: &Request<'_>,
+    only: &[(String, &'static str)],
     keep_mutant_dirs: bool,
 ) -> Result<i32> {
+    let Request { global, target, tier, knobs, interrupt } = request;
+    let interrupt: &Interrupt = interrupt;
     let setup = setup(cargo, global, target)?;
+    stop_if_interrupted(interrupt, "reading the workspace")?;
     let declared: Vec<String> = setup.target.spec.mutant_names().to_vec();
     if declared.is_empty() {
         return Err(Error::MissingFeature {
@@ -284,25 +386,34 @@ fn mutants(
             problem: "declares no mutants (`[package.metadata.stress-cache.mutants] names`)".into(),
         });
     }
-    for name in only {
-        if !declared.contains(name) {
-            return Err(Error::UnknownMutant { name: name.clone(), known: declared.join(", ") });
-        }
+    for (name, origin) in only {
+        check_declared(&setup, name, origin)?;
     }
-    let chosen: Vec<String> = if only.is_empty() { declared } else { only.to_vec() };
+    let chosen: Vec<String> =
+        if only.is_empty() { declared } else { only.iter().map(|(m, _)| m.clone()).collect() };
     rundir::check_usable(tier.run_dir.as_deref())?;
     // One build with both features serves the clean run too: without STRESS_MUTANT no bug is active.
-    let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants)?;
-    let label = format!("mutants-{}", tier.tier.as_str());
-    let prepared = PreparedRun::create(&setup, tier, &label, target_bin)?;
+    let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::WithMutants, interrupt)?;
+    stop_if_interrupted(interrupt, "building the target")?;
+    let label = format!("mutants-{}", knobs.tier.as_str());
+    let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
-    let tier_run = prepared.tier_run(&setup, global, tier);
-    let matrix = mutants::run(&tier_run, run_dir, &chosen, keep_mutant_dirs)?;
+    let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
+    let killed_by = setup.target.spec.mutants.as_ref().map(|m| m.killed_by.clone()).unwrap_or_default();
+    let matrix = mutants::run(&tier_run, run_dir, &chosen, &killed_by, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
-    for row in matrix.mutants.iter().filter(|m| !m.killed) {
-        log::warn!("mutant `{}` survived: no invariant caught it", row.mutant);
+    for row in matrix.mutants.iter().filter(|m| m.class != MutantClass::KilledWhereExpected) {
+        let expected =
+            if row.expected.is_empty() { "none declared".to_string() } else { row.expected.join(", ") };
+        log::warn!("mutant `{}`: {} (expected to be killed in: {expected})", row.mutant, row.class.as_str());
     }
-    eprintln!("stress-cache: artifacts in {}", run_dir.display());
+    if !matrix.clean_passed() && matrix.interrupted.is_none() {
+        log::warn!("the clean build did not pass: {}", matrix.clean.as_str());
+    }
+    if let Some(interrupted) = &matrix.interrupted {
+        stderr_line(&format!("stress-cache: {interrupted}"));
+    }
+    stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
     Ok(matrix.exit_code())
 }
 
@@ -314,24 +425,36 @@ struct PreparedRun {
 }
 
 impl PreparedRun {
-    fn create(setup: &Setup, tier: &TierOpts, label: &str, built: PathBuf) -> Result<Self> {
-        let dir = rundir::create(&setup.target_dir, label, tier.run_dir.as_deref())?;
+    fn create(setup: &Setup, tier: &TierOpts, knobs: &Knobs, label: &str, built: PathBuf) -> Result<Self> {
+        let parent = knobs.results_dir.clone().unwrap_or_else(|| setup.target_dir.join("stress-cache"));
+        let dir = rundir::create(&parent, label, tier.run_dir.as_deref())?;
         let target_bin = pin_if_built(&setup.target, &dir, built)?;
         let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
         Ok(PreparedRun { dir, target_bin, spec })
     }
 
-    fn tier_run<'a>(&'a self, setup: &'a Setup, global: &GlobalOpts, tier: &TierOpts) -> TierRun<'a> {
+    fn tier_run<'a>(
+        &'a self,
+        setup: &'a Setup,
+        global: &GlobalOpts,
+        tier: &TierOpts,
+        knobs: &Knobs,
+        interrupt: &'a Interrupt,
+    ) -> TierRun<'a> {
         TierRun {
             cargo: &setup.cargo,
             workspace_root: setup.workspace.root(),
             target_dir: &setup.target_dir,
             target_bin: &self.target_bin,
             target_spec: &self.spec,
-            tier: tier.tier,
+            tier: knobs.tier,
             selection: selection(global, tier),
-            seed: tier.seed,
-            processes: tier.processes,
+            seed: knobs.seed,
+            processes: knobs.processes,
+            run_root: &self.dir,
+            keep_dir: knobs.keep_dir.clone(),
+            interrupt,
+            selected: std::cell::OnceCell::new(),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The bug-catching proof of the suite: run the tier once against a clean build and once per seeded
-//! mutant, and show which scenarios' invariants killed each mutant.
+//! mutant, and show, per mutant × scenario, which invariants killed it ([`crate::kills`] says what
+//! counts as a kill). The mutant runs keep nextest's retry from the tier's profile: a kill that does
+//! not reproduce is a flaky kill, not a kill.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -7,42 +9,86 @@ use std::path::Path;
 use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 use serde::{Deserialize, Serialize};
+use stress_cache_metadata::ScenarioRecord;
 
 use crate::cli::Format;
-use crate::errors::{EXIT_FAILED, EXIT_OK, Result};
+use crate::errors::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Result};
+use crate::kills::{self, CellStatus, MutantClass, MutantRow};
 use crate::run::TierRun;
-use crate::rundir;
+use crate::rundir::{self, RunInfo, RunState};
+use crate::verdict::RunVerdict;
 
 /// The mutant × scenario matrix; saved as `mutants.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Matrix {
-    /// Whether the clean build passed (no violation, no unstable test).
-    pub clean_passed: bool,
-    /// Violations of the clean run (`scenario: invariant`), expected empty.
+    /// The clean run's verdict (its self-check included).
+    pub clean: RunVerdict,
+    /// The clean run's violations (`scenario: invariant`), expected none.
     pub clean_violations: Vec<String>,
-    /// Every scenario seen.
-    pub scenarios: Vec<String>,
-    /// One row per mutant.
+    /// Scenarios of the clean run whose setup failed, expected none.
+    pub clean_setup_errors: Vec<String>,
+    /// Every scenario of the clean run, with the invariants it held.
+    pub clean_held: BTreeMap<String, BTreeSet<String>>,
+    /// One row per mutant that ran to the end.
     pub mutants: Vec<MutantRow>,
-}
-
-/// One mutant's results.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MutantRow {
-    /// Mutant name.
-    pub mutant: String,
-    /// Whether some invariant was violated.
-    pub killed: bool,
-    /// Scenario → invariants violated there.
-    pub killed_by: BTreeMap<String, Vec<String>>,
-    /// Tests that failed (a failure without a violated invariant does not count as a kill).
-    pub failed_tests: usize,
+    /// Why the matrix is partial, if it is: no mutant after the interrupted run was started.
+    #[serde(default)]
+    pub interrupted: Option<String>,
 }
 
 impl Matrix {
-    /// 0 when the clean build passed and every mutant was killed, else 1.
+    /// Whether the clean build passed: no violation, no setup error, a passing self-check, stable.
+    pub fn clean_passed(&self) -> bool {
+        self.clean == RunVerdict::Pass
+    }
+
+    /// 130 when interrupted; 0 when the clean build passed and every mutant was killed where
+    /// expected; else 1.
     pub fn exit_code(&self) -> i32 {
-        if self.clean_passed && self.mutants.iter().all(|m| m.killed) { EXIT_OK } else { EXIT_FAILED }
+        if self.interrupted.is_some() {
+            EXIT_INTERRUPTED
+        } else if self.clean_passed()
+            && self.mutants.iter().all(|m| m.class == MutantClass::KilledWhereExpected)
+        {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        }
+    }
+
+    /// The first line: the verdict and the count of each class.
+    pub fn summary_line(&self) -> String {
+        let verdict = match self.exit_code() {
+            EXIT_OK => "PASS",
+            EXIT_INTERRUPTED => "INTERRUPTED",
+            _ => "FAIL",
+        };
+        let count = |class: MutantClass| self.mutants.iter().filter(|m| m.class == class).count();
+        format!(
+            "{verdict}: {}/{} mutants killed where expected ({} killed elsewhere only, {} flaky-kill, {} survived, \
+             {} not run); clean build {}",
+            count(MutantClass::KilledWhereExpected),
+            self.mutants.len(),
+            count(MutantClass::KilledElsewhereOnly),
+            count(MutantClass::FlakyKill),
+            count(MutantClass::Survived),
+            count(MutantClass::NotRun),
+            if self.clean_passed() { "passed".to_string() } else { self.clean.as_str().to_string() }
+        )
+    }
+
+    /// The scenario columns: every scenario where some mutant was killed, flakily killed, not active
+    /// or broken, or that some mutant expects to be killed by. (The others held against every mutant
+    /// and would only widen the table.)
+    pub fn columns(&self) -> Vec<String> {
+        let mut columns: BTreeSet<String> = BTreeSet::new();
+        for row in &self.mutants {
+            columns.extend(row.expected.iter().cloned());
+            columns.extend(
+                row.cells.iter().filter(|(_, c)| c.status != CellStatus::Survived).map(|(s, _)| s.clone()),
+            );
+        }
+        columns.into_iter().collect()
     }
 
     /// Renders the matrix.
@@ -53,151 +99,292 @@ impl Matrix {
             return text;
         }
         let markdown = format == Format::Markdown;
+        let columns = self.columns();
         let mut table = Table::new();
         table.load_preset(if markdown { ASCII_MARKDOWN } else { UTF8_FULL_CONDENSED });
         if !markdown {
             table.set_content_arrangement(ContentArrangement::Dynamic);
         }
-        let mut header = vec!["mutant".to_string(), "verdict".to_string()];
-        header.extend(self.scenarios.iter().cloned());
+        let mut header = vec!["mutant".to_string(), "class".to_string(), "expected in".to_string()];
+        header.extend(columns.iter().cloned());
         table.set_header(header);
-        let clean_verdict = if self.clean_passed { "clean: PASS" } else { "clean: FAIL" };
-        let mut clean = vec!["(none)".to_string(), clean_verdict.to_string()];
-        clean.extend(self.scenarios.iter().map(|s| {
-            let v: Vec<&str> =
-                self.clean_violations.iter().filter_map(|x| x.strip_prefix(&format!("{s}: "))).collect();
-            if v.is_empty() { "held".to_string() } else { v.join(", ") }
-        }));
+        let mut clean = vec!["(clean build)".to_string(), self.clean.as_str().to_string(), "-".to_string()];
+        clean.extend(columns.iter().map(|s| self.clean_cell(s)));
         table.add_row(clean);
         for row in &self.mutants {
-            let verdict = if row.killed { "killed" } else { "SURVIVED" };
-            let mut cells = vec![row.mutant.clone(), verdict.to_string()];
-            cells.extend(self.scenarios.iter().map(|s| match row.killed_by.get(s) {
-                Some(invs) => invs.join(", "),
-                None => "-".to_string(),
-            }));
+            let mut cells = vec![row.mutant.clone(), row.class.as_str().to_string(), row.expected.join(", ")];
+            cells.extend(columns.iter().map(|s| cell_text(row, s)));
             table.add_row(cells);
         }
-        let killed = self.mutants.iter().filter(|m| m.killed).count();
+        let escape = |s: String| if markdown { s.replace('|', "\\|") } else { s };
         let mut out = String::new();
         if markdown {
             out.push_str("## cargo stress-cache mutants\n\n");
         }
-        out.push_str(&format!(
-            "{}: {killed}/{} mutants killed; clean build {}\n\n",
-            if self.exit_code() == EXIT_OK { "PASS" } else { "FAIL" },
-            self.mutants.len(),
-            if self.clean_passed { "passed" } else { "FAILED" }
-        ));
-        out.push_str(&table.to_string());
+        out.push_str(&escape(self.summary_line()));
         out.push('\n');
+        if let Some(interrupted) = &self.interrupted {
+            out.push_str(&format!("{interrupted}\n"));
+        }
+        out.push('\n');
+        out.push_str(&table.to_string());
+        out.push_str(
+            "\n\ncells: the invariants that killed the mutant there (violated in every attempt, held in the \
+             clean run); `flaky k/n`: killed in k of n attempts; `not active`: no process printed the \
+             mutant's marker; `setup error`: no verdict; `-`: survived (or not run) there\n",
+        );
         out
+    }
+
+    fn clean_cell(&self, scenario: &str) -> String {
+        let violated: Vec<&str> = self
+            .clean_violations
+            .iter()
+            .filter_map(|v| v.strip_prefix(scenario).and_then(|rest| rest.strip_prefix(": ")))
+            .collect();
+        if !violated.is_empty() {
+            format!("VIOLATED {}", violated.join(", "))
+        } else if self.clean_setup_errors.iter().any(|s| s == scenario) {
+            "setup error".to_string()
+        } else if self.clean_held.contains_key(scenario) {
+            "held".to_string()
+        } else {
+            "no record".to_string()
+        }
     }
 }
 
-/// Runs the clean tier and one tier per mutant into `run_dir/clean` and `run_dir/mutant-<name>`,
-/// writes `mutants.json` and `mutants.md`, and returns the matrix.
-pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, mutants: &[String], keep_dirs: bool) -> Result<Matrix> {
-    let clean_dir = rundir::subdir(run_dir, "clean")?;
-    let clean = tier_run.run(&clean_dir, 1, None, "clean build")?;
-    crate::report::write_all(&clean_dir, &clean)?;
-    let mut rows = Vec::new();
-    let mut scenarios: BTreeSet<String> = clean.invariants.iter().map(|r| r.scenario.clone()).collect();
-    for (i, name) in mutants.iter().enumerate() {
-        let dir = rundir::subdir(run_dir, &format!("mutant-{name}"))?;
-        let label = format!("mutant {}/{} `{name}`", i + 1, mutants.len());
-        let agg = tier_run.run(&dir, 1, Some(name), &label)?;
-        crate::report::write_all(&dir, &agg)?;
-        if !keep_dirs {
-            remove_kept_dirs(&dir);
-        }
-        let mut killed_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for inv in agg.invariants.iter().filter(|r| r.violated > 0) {
-            killed_by.entry(inv.scenario.clone()).or_default().push(inv.invariant.clone());
-        }
-        scenarios.extend(agg.invariants.iter().map(|r| r.scenario.clone()));
-        let row = MutantRow {
-            mutant: name.clone(),
-            killed: !killed_by.is_empty(),
-            killed_by,
-            failed_tests: agg.unstable_tests().len(),
-        };
-        log::info!(
-            "{label}: {}",
-            if row.killed {
-                format!("killed in {} scenario(s)", row.killed_by.len())
-            } else {
-                "SURVIVED (no invariant violated)".to_string()
-            }
-        );
-        rows.push(row);
-    }
-    let matrix = Matrix {
-        clean_passed: clean.exit_code(false) == EXIT_OK,
-        clean_violations: clean.violated_names(),
-        scenarios: scenarios.into_iter().collect(),
-        mutants: rows,
+fn cell_text(row: &MutantRow, scenario: &str) -> String {
+    let Some(cell) = row.cells.get(scenario) else {
+        return if row.expected.iter().any(|e| e == scenario) { "no record".into() } else { "-".into() };
     };
+    match cell.status {
+        CellStatus::Killed => cell.invariants.join(", "),
+        CellStatus::FlakyKill => {
+            format!("flaky {}/{}: {}", cell.killing_attempts, cell.attempts, cell.invariants.join(", "))
+        }
+        CellStatus::NotActive => "not active".into(),
+        CellStatus::Error => "setup error".into(),
+        CellStatus::Survived if cell.expected => "survived".into(),
+        CellStatus::Survived => "-".into(),
+    }
+}
+
+/// Runs the clean tier (after the checker's self-check) and one tier per mutant into `run_dir/clean`
+/// and `run_dir/mutant-<name>`, writes `mutants.json` and `mutants.md`, and returns the matrix.
+/// `killed_by` is the target's declaration of where each mutant must be killed.
+pub fn run(
+    tier_run: &TierRun<'_>,
+    run_dir: &Path,
+    mutants: &[String],
+    killed_by: &BTreeMap<String, Vec<String>>,
+    keep_dirs: bool,
+) -> Result<Matrix> {
+    // The whole matrix's state, so that `report` on this directory knows it was cut short even between
+    // two mutant runs (each of which has its own run.json).
+    let mut info = RunInfo {
+        tier: tier_run.tier.as_str().to_string(),
+        mutant: None,
+        repeat: 1,
+        partition: tier_run.selection.partition.clone(),
+        filtersets: tier_run.selection.filtersets.clone(),
+        state: RunState::Running,
+        interruption: None,
+        error: None,
+        self_check: None,
+    };
+    rundir::write_info(run_dir, &info)?;
+    let matrix = run_all(tier_run, run_dir, mutants, killed_by, keep_dirs);
+    match &matrix {
+        Ok(m) if m.interrupted.is_some() => info.state = RunState::Interrupted,
+        Ok(_) => info.state = RunState::Finished,
+        Err(e) => {
+            info.state = RunState::Aborted;
+            info.error = Some(e.to_string());
+        }
+    }
+    let written = rundir::write_info(run_dir, &info);
+    let matrix = matrix?;
+    written?;
     rundir::write(&run_dir.join("mutants.json"), &matrix.render(Format::Json))?;
     rundir::write(&run_dir.join("mutants.md"), &matrix.render(Format::Markdown))?;
     Ok(matrix)
 }
 
-/// Removes `repeat-*/kept` under a mutant's run dir: those failures were the point of the run.
-fn remove_kept_dirs(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let kept = entry.path().join("kept");
-        if kept.is_dir()
-            && let Err(e) = std::fs::remove_dir_all(&kept)
-        {
-            log::warn!("cannot remove {}: {e}", kept.display());
+fn run_all(
+    tier_run: &TierRun<'_>,
+    run_dir: &Path,
+    mutants: &[String],
+    killed_by: &BTreeMap<String, Vec<String>>,
+    keep_dirs: bool,
+) -> Result<Matrix> {
+    let clean_dir = rundir::subdir(run_dir, "clean")?;
+    let clean = tier_run.run(&clean_dir, 1, None, "clean build", true)?;
+    crate::report::write_all(&clean_dir, &clean.aggregate)?;
+    let clean_records: Vec<&ScenarioRecord> = clean.inputs.records.iter().map(|(_, r)| r).collect();
+    let mut matrix = Matrix {
+        clean: clean.aggregate.verdict(),
+        clean_violations: clean.aggregate.violated_names(),
+        clean_setup_errors: clean.aggregate.setup_errors.iter().map(|e| e.scenario.clone()).collect(),
+        clean_held: kills::clean_held(&clean_records),
+        mutants: Vec::new(),
+        interrupted: clean.interruption.map(|i| format!("clean build: {i}")),
+    };
+    if !matrix.clean_passed() && matrix.interrupted.is_none() {
+        log::warn!("clean build: {} — kills are attributed only where it held", matrix.clean.as_str());
+    }
+    for (i, name) in mutants.iter().enumerate() {
+        if matrix.interrupted.is_some() {
+            break;
         }
+        let dir = rundir::subdir(run_dir, &format!("mutant-{name}"))?;
+        let label = format!("mutant {}/{} `{name}`", i + 1, mutants.len());
+        let outcome = tier_run.run(&dir, 1, Some(name), &label, false)?;
+        crate::report::write_all(&dir, &outcome.aggregate)?;
+        if !keep_dirs {
+            remove_kept_dir(&tier_run.keep_dir_of(&dir, 1));
+        }
+        if let Some(interruption) = outcome.interruption {
+            // A partial mutant run proves nothing either way: it gets no row.
+            matrix.interrupted = Some(format!("{label}: {interruption}"));
+            break;
+        }
+        let records: Vec<&ScenarioRecord> = outcome.inputs.records.iter().map(|(_, r)| r).collect();
+        let expected = killed_by.get(name).cloned().unwrap_or_default();
+        let row = kills::classify(name, &expected, &matrix.clean_held, &records);
+        let kills: Vec<String> =
+            row.kills().iter().map(|(s, invs)| format!("{s}: {}", invs.join(", "))).collect();
+        log::info!(
+            "{label}: {}{}",
+            row.class.as_str(),
+            if kills.is_empty() { String::new() } else { format!(" ({})", kills.join("; ")) }
+        );
+        matrix.mutants.push(row);
+    }
+    Ok(matrix)
+}
+
+/// Removes a mutant run's kept temp dirs: those failures were the point of the run.
+fn remove_kept_dir(kept: &Path) {
+    if kept.is_dir()
+        && let Err(e) = std::fs::remove_dir_all(kept)
+    {
+        log::warn!("cannot remove {}: {e}", kept.display());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kills::Cell;
 
-    fn matrix(clean_passed: bool, killed: &[bool]) -> Matrix {
-        Matrix {
-            clean_passed,
-            clean_violations: vec![],
-            scenarios: vec!["first_download".into(), "gc_vs_reader".into()],
-            mutants: killed
+    fn row(mutant: &str, class: MutantClass, cells: &[(&str, CellStatus, &[&str])]) -> MutantRow {
+        MutantRow {
+            mutant: mutant.to_string(),
+            class,
+            expected: vec!["same_model".to_string()],
+            cells: cells
                 .iter()
-                .enumerate()
-                .map(|(i, &k)| MutantRow {
-                    mutant: format!("m{i}"),
-                    killed: k,
-                    killed_by: if k {
-                        BTreeMap::from([(
-                            "gc_vs_reader".to_string(),
-                            vec!["reader_never_loses_model".to_string()],
-                        )])
-                    } else {
-                        BTreeMap::new()
-                    },
-                    failed_tests: usize::from(k),
+                .map(|(s, status, invs)| {
+                    let cell = Cell {
+                        status: *status,
+                        invariants: invs.iter().map(|i| i.to_string()).collect(),
+                        attempts: 2,
+                        killing_attempts: if *status == CellStatus::FlakyKill { 1 } else { 2 },
+                        expected: *s == "same_model",
+                    };
+                    (s.to_string(), cell)
                 })
                 .collect(),
         }
     }
 
-    #[test]
-    fn exit_0_only_when_clean_passes_and_every_mutant_is_killed() {
-        assert_eq!(matrix(true, &[true, true]).exit_code(), EXIT_OK);
-        assert_eq!(matrix(true, &[true, false]).exit_code(), EXIT_FAILED);
-        assert_eq!(matrix(false, &[true, true]).exit_code(), EXIT_FAILED);
+    fn matrix(clean: RunVerdict, rows: Vec<MutantRow>) -> Matrix {
+        Matrix {
+            clean,
+            clean_violations: vec![],
+            clean_setup_errors: vec![],
+            clean_held: BTreeMap::from([
+                ("same_model".to_string(), BTreeSet::from(["single_download".to_string()])),
+                ("gc_vs_reader".to_string(), BTreeSet::new()),
+            ]),
+            mutants: rows,
+            interrupted: None,
+        }
+    }
+
+    fn killed(mutant: &str) -> MutantRow {
+        row(
+            mutant,
+            MutantClass::KilledWhereExpected,
+            &[("same_model", CellStatus::Killed, &["single_download"])],
+        )
     }
 
     #[test]
-    fn markdown_matrix_names_killing_invariants_and_survivors() {
-        let text = matrix(true, &[true, false]).render(Format::Markdown);
-        assert!(text.contains("FAIL: 1/2 mutants killed"), "{text}");
-        assert!(text.contains("| m0 ") && text.contains("reader_never_loses_model"), "{text}");
-        assert!(text.contains("SURVIVED"), "{text}");
-        assert!(text.contains("| mutant | verdict     | first_download | gc_vs_reader "), "{text}");
+    fn exit_0_only_when_the_clean_build_passed_and_every_mutant_was_killed_where_expected() {
+        assert_eq!(matrix(RunVerdict::Pass, vec![killed("a"), killed("b")]).exit_code(), EXIT_OK);
+        assert_eq!(matrix(RunVerdict::Error, vec![killed("a")]).exit_code(), EXIT_FAILED);
+        assert_eq!(matrix(RunVerdict::Fail, vec![killed("a")]).exit_code(), EXIT_FAILED);
+        for class in [
+            MutantClass::KilledElsewhereOnly,
+            MutantClass::FlakyKill,
+            MutantClass::Survived,
+            MutantClass::NotRun,
+        ] {
+            let other = row("b", class, &[]);
+            assert_eq!(
+                matrix(RunVerdict::Pass, vec![killed("a"), other]).exit_code(),
+                EXIT_FAILED,
+                "{class:?}"
+            );
+        }
+        let mut interrupted = matrix(RunVerdict::Pass, vec![killed("a")]);
+        interrupted.interrupted = Some("mutant 2/2 `b`: INTERRUPTED by SIGINT".into());
+        assert_eq!(interrupted.exit_code(), EXIT_INTERRUPTED);
+    }
+
+    #[test]
+    fn the_matrix_shows_per_mutant_and_scenario_which_invariants_killed_it() {
+        let m = matrix(
+            RunVerdict::Pass,
+            vec![
+                killed("no-lock"),
+                row(
+                    "skip-verify",
+                    MutantClass::FlakyKill,
+                    &[
+                        ("same_model", CellStatus::FlakyKill, &["single_download"]),
+                        ("warm_hits", CellStatus::Survived, &[]),
+                    ],
+                ),
+                row(
+                    "gc-ignores-readers",
+                    MutantClass::NotRun,
+                    &[("gc_vs_reader", CellStatus::NotActive, &[])],
+                ),
+            ],
+        );
+        let text = m.render(Format::Markdown);
+        assert!(
+            text.contains("FAIL: 1/3 mutants killed where expected (0 killed elsewhere only, 1 flaky-kill, 0 survived, 1 not run); clean build passed"),
+            "{text}"
+        );
+        let line =
+            |mutant: &str| text.lines().find(|l| l.starts_with(&format!("| {mutant} "))).unwrap_or_default();
+        assert!(
+            line("no-lock").contains("killed where expected") && line("no-lock").contains("single_download"),
+            "{text}"
+        );
+        assert!(line("skip-verify").contains("flaky 1/2: single_download"), "{text}");
+        assert!(
+            line("gc-ignores-readers").contains("not run")
+                && line("gc-ignores-readers").contains("not active"),
+            "{text}"
+        );
+        assert!(!text.contains("warm_hits"), "a scenario where every mutant survived is no column: {text}");
+        let json: serde_json::Value = serde_json::from_str(&m.render(Format::Json)).unwrap();
+        assert_eq!(json["mutants"][1]["class"], "flaky-kill");
+        assert_eq!(json["mutants"][0]["cells"]["same_model"]["invariants"][0], "single_download");
     }
 }

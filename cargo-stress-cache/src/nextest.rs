@@ -1,14 +1,20 @@
 //! Driving cargo-nextest: the availability check, one run of a tier's profile with the suite's
-//! environment, and the scenario list.
+//! environment (and whether nextest cancelled it), and the scenario list. Which tests are scenarios is
+//! the stress profiles' `default-filter` in `.config/nextest.toml`; user filtersets narrow it.
 
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nextest_metadata::{NextestExitCode, TestListSummary};
+use stress_cache_metadata::suite_env;
 
 use crate::cargo::{Cargo, display_command};
 use crate::cli::Tier;
 use crate::errors::{Error, Result, one_line};
+use crate::interrupt::{Cause, Interrupt, Waited, signal_name};
+use crate::junit::{self, Observation, Outcome};
 use crate::workspace::SUITE_PACKAGE;
 
 /// Fails with [`Error::NextestMissing`] unless `cargo nextest --version` works.
@@ -44,28 +50,33 @@ pub struct SuiteEnv {
     pub seed: Option<u64>,
     /// `STRESS_PROCESSES`.
     pub processes: Option<usize>,
+    /// `STRESS_TMP_DIR`.
+    pub tmp_dir: PathBuf,
 }
 
 impl SuiteEnv {
-    fn apply(&self, cmd: &mut Command) {
-        cmd.env("STRESS_TARGET_BIN", &self.target_bin)
-            .env("STRESS_TARGET_SPEC", &self.target_spec)
-            .env("STRESS_TIER", self.tier.as_str())
-            .env("STRESS_RESULTS_DIR", &self.results_dir)
-            .env("STRESS_KEEP_DIR", &self.keep_dir);
-        // An inherited STRESS_MUTANT would silently turn a clean run into a mutant run.
-        match &self.mutant {
-            Some(m) => cmd.env("STRESS_MUTANT", m),
-            None => cmd.env_remove("STRESS_MUTANT"),
-        };
-        match self.seed {
-            Some(seed) => cmd.env("STRESS_SEED", seed.to_string()),
-            None => cmd.env_remove("STRESS_SEED"),
-        };
-        match self.processes {
-            Some(n) => cmd.env("STRESS_PROCESSES", n.to_string()),
-            None => cmd.env_remove("STRESS_PROCESSES"),
-        };
+    /// Sets this environment on `cmd` (and removes any other `STRESS_*` variable).
+    pub fn apply(&self, cmd: &mut Command) {
+        // Every variable is set or removed: an inherited one (say STRESS_MUTANT, which would silently
+        // turn a clean run into a mutant run) never reaches the suite unvalidated.
+        for name in suite_env::ALL {
+            cmd.env_remove(name);
+        }
+        cmd.env(suite_env::TARGET_BIN, &self.target_bin)
+            .env(suite_env::TARGET_SPEC, &self.target_spec)
+            .env(suite_env::TIER, self.tier.as_str())
+            .env(suite_env::RESULTS_DIR, &self.results_dir)
+            .env(suite_env::KEEP_DIR, &self.keep_dir)
+            .env(suite_env::TMP_DIR, &self.tmp_dir);
+        if let Some(m) = &self.mutant {
+            cmd.env(suite_env::MUTANT, m);
+        }
+        if let Some(seed) = self.seed {
+            cmd.env(suite_env::SEED, seed.to_string());
+        }
+        if let Some(n) = self.processes {
+            cmd.env(suite_env::PROCESSES, n.to_string());
+        }
     }
 }
 
@@ -83,10 +94,13 @@ pub struct Selection {
 /// How one nextest run ended.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// nextest's exit code: 0 (all passed) or 100 (some test failed); other codes are errors.
-    pub exit_code: i32,
+    /// nextest's exit code: 0 (all passed) or 100 (some test failed, or the run was cancelled); other
+    /// codes are errors unless the run was stopped. `None` when nextest was killed by a signal.
+    pub exit_code: Option<i32>,
     /// The JUnit report nextest wrote, if it wrote one.
     pub junit: Option<PathBuf>,
+    /// Why the run stopped before its end, if it did.
+    pub stopped: Option<Cause>,
 }
 
 /// Where nextest writes a profile's JUnit file (`[profile.<name>.junit] path = "junit.xml"` in
@@ -101,54 +115,92 @@ pub fn junit_candidates(workspace_root: &Path, target_dir: &Path, profile: &str)
 }
 
 /// Runs `cargo nextest run -p stress-tests --profile <tier profile>` once with the suite environment.
-/// Nextest's output (progress bar, failures) goes straight to stderr.
+/// Nextest's output (progress bar, failures) goes straight to stderr. `selected` is the number of
+/// scenario tests the run should execute, when known: fewer in the JUnit report means nextest cancelled
+/// the run.
 pub fn run_tier(
     cargo: &Cargo,
     workspace_root: &Path,
     target_dir: &Path,
     env: &SuiteEnv,
     selection: &Selection,
+    interrupt: &Interrupt,
+    selected: Option<usize>,
 ) -> Result<RunOutcome> {
     let profile = env.tier.profile();
     let junit_paths = junit_candidates(workspace_root, target_dir, profile);
-    // A JUnit file left by an earlier run must never be mistaken for this run's.
-    for path in &junit_paths {
+    remove_stale(&junit_paths)?;
+    let mut cmd = cargo.command(&["nextest", "run", "--package", SUITE_PACKAGE, "--profile", profile]);
+    for expr in &selection.filtersets {
+        cmd.arg("-E").arg(expr);
+    }
+    if let Some(partition) = &selection.partition {
+        cmd.arg("--partition").arg(partition);
+    }
+    if selection.quiet {
+        cmd.args(["--status-level", "fail", "--final-status-level", "fail", "--cargo-quiet"]);
+    }
+    env.apply(&mut cmd);
+    let (shown, waited) = run_interruptibly(&mut cmd, interrupt, "nextest")?;
+    let junit = junit_paths.into_iter().find(|p| p.is_file());
+    let exit_code = waited.status.code();
+    if let Some(signal) = waited.signal {
+        return Ok(RunOutcome {
+            exit_code,
+            junit,
+            stopped: Some(Cause::Signal { signal: signal_name(signal) }),
+        });
+    }
+    let Some(code) = exit_code else {
+        let signal = signal_name(waited.status.signal().unwrap_or(0));
+        return Ok(RunOutcome { exit_code, junit, stopped: Some(Cause::NextestKilled { signal }) });
+    };
+    if code != NextestExitCode::OK && code != NextestExitCode::TEST_RUN_FAILED {
+        return Err(Error::Nextest { command: shown, code, meaning: exit_meaning(code) });
+    }
+    let cancelled = code == NextestExitCode::TEST_RUN_FAILED
+        && match &junit {
+            Some(path) => was_cancelled(&junit::read(path)?, selected),
+            None => false,
+        };
+    Ok(RunOutcome { exit_code, junit, stopped: cancelled.then_some(Cause::NextestCancelled) })
+}
+
+/// Whether a run nextest ended with "test run failed" was in fact cancelled: nextest reports a
+/// cancelled run with that exit code too, but leaves the tests it stopped or never started out of its
+/// JUnit report — so fewer tests than selected, or no failed test at all, means it was cancelled.
+pub fn was_cancelled(observations: &[Observation], selected: Option<usize>) -> bool {
+    let no_failure = !observations.iter().any(|o| o.outcome == Outcome::Failed);
+    let missing = selected.is_some_and(|n| observations.len() < n);
+    no_failure || missing
+}
+
+/// A JUnit file left by an earlier run must never be mistaken for this run's.
+pub fn remove_stale(paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::io("cannot remove stale JUnit report", path, source)),
         }
     }
-    let mut cmd = cargo.command(&["nextest", "run", "--package", SUITE_PACKAGE, "--profile", profile]);
-    for expr in scenario_filtersets(&selection.filtersets) {
-        cmd.arg("-E").arg(expr);
-    }
-    if let Some(partition) = &selection.partition {
-        cmd.arg("--partition").arg(partition);
-    }
-    if env.mutant.is_some() {
-        // A seeded bug is meant to fail scenarios; retrying them only doubles the time of mutant runs.
-        cmd.args(["--retries", "0"]);
-    }
-    if selection.quiet {
-        cmd.args(["--status-level", "fail", "--final-status-level", "fail", "--cargo-quiet"]);
-    }
-    env.apply(&mut cmd);
-    cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
-    let shown = display_command(&cmd);
-    log::debug!("running {shown}");
-    let status = cmd.status().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    let Some(code) = status.code() else {
-        return Err(Error::Nextest { command: shown, code: -1, meaning: "killed by a signal" });
-    };
-    if code != NextestExitCode::OK && code != NextestExitCode::TEST_RUN_FAILED {
-        return Err(Error::Nextest { command: shown, code, meaning: exit_meaning(code) });
-    }
-    let junit = junit_paths.into_iter().find(|p| p.is_file());
-    Ok(RunOutcome { exit_code: code, junit })
+    Ok(())
 }
 
-fn exit_meaning(code: i32) -> &'static str {
+/// Spawns `cmd` (stdin closed, output to the terminal) and waits for it through `interrupt`; `what`
+/// names it in log lines. Returns the command line shown in messages, and how it ended.
+pub fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt, what: &str) -> Result<(String, Waited)> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    let shown = display_command(cmd);
+    log::debug!("running {shown}");
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let waited =
+        interrupt.wait(&mut child, what).map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    Ok((shown, waited))
+}
+
+/// What nextest's exit `code` means, for error messages.
+pub fn exit_meaning(code: i32) -> &'static str {
     match code {
         NextestExitCode::BUILD_FAILED => "the suite failed to build",
         NextestExitCode::CARGO_METADATA_FAILED => "cargo metadata failed",
@@ -157,21 +209,9 @@ fn exit_meaning(code: i32) -> &'static str {
         NextestExitCode::SETUP_ERROR => "setup error, e.g. bad .config/nextest.toml or unknown profile",
         NextestExitCode::INVALID_FILTERSET => "invalid filterset",
         NextestExitCode::REQUIRED_VERSION_NOT_MET => "cargo-nextest is too old",
-        NextestExitCode::INCOMPLETE_RUN => "the run was interrupted",
+        NextestExitCode::INCOMPLETE_RUN => "replay of an incomplete run",
         _ => "see nextest's output above",
     }
-}
-
-/// The scenarios: the suite's integration tests (`stress-tests/tests/*.rs`) minus its self-checks.
-/// The library's unit tests, the model server's wire tests and `mutants_are_killed` (which runs
-/// scenarios against *every* seeded bug itself) test the suite, not the target, so a tier or a
-/// mutants row does not run them. nextest unions several `-E`, so each user filterset is intersected.
-pub fn scenario_filtersets(user: &[String]) -> Vec<String> {
-    const SCENARIOS: &str = "kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/)";
-    if user.is_empty() {
-        return vec![SCENARIOS.to_string()];
-    }
-    user.iter().map(|expr| format!("{SCENARIOS} & ({expr})")).collect()
 }
 
 /// One scenario of the suite.
@@ -183,22 +223,64 @@ pub struct Scenario {
     pub name: String,
 }
 
-/// `cargo nextest list -p stress-tests --message-format json`, read with nextest-metadata.
-pub fn list(cargo: &Cargo, filtersets: &[String]) -> Result<Vec<Scenario>> {
-    let mut cmd = cargo.command(&["nextest", "list", "--package", SUITE_PACKAGE, "--message-format", "json"]);
-    for expr in scenario_filtersets(filtersets) {
+/// `cargo nextest list -p stress-tests --profile <profile> --message-format json`, read with
+/// nextest-metadata: the scenarios the profile's `default-filter` (`.config/nextest.toml`), the user's
+/// filtersets and the partition select. With `interrupt`, a signal stops the listing.
+pub fn list(
+    cargo: &Cargo,
+    profile: &str,
+    selection: &Selection,
+    interrupt: Option<&Interrupt>,
+) -> Result<Listed> {
+    let mut cmd = cargo.command(&[
+        "nextest",
+        "list",
+        "--package",
+        SUITE_PACKAGE,
+        "--profile",
+        profile,
+        "--message-format",
+        "json",
+    ]);
+    for expr in &selection.filtersets {
         cmd.arg("-E").arg(expr);
+    }
+    if let Some(partition) = &selection.partition {
+        cmd.arg("--partition").arg(partition);
+    }
+    if selection.quiet {
+        cmd.arg("--cargo-quiet");
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let shown = display_command(&cmd);
     log::debug!("running {shown}");
-    let output = cmd.output().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    if !output.status.success() {
-        let code = output.status.code().unwrap_or(-1);
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let mut stdout = child.stdout.take();
+    // Read while waiting: a full pipe would block nextest forever.
+    let (status, signal, text) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut text = String::new();
+            if let Some(out) = stdout.as_mut() {
+                let _ = out.read_to_string(&mut text);
+            }
+            text
+        });
+        let waited = match interrupt {
+            Some(interrupt) => interrupt.wait(&mut child, "nextest list").map(|w| (w.status, w.signal)),
+            None => child.wait().map(|status| (status, None)),
+        };
+        let text = reader.join().unwrap_or_default();
+        waited.map(|(status, signal)| (status, signal, text))
+    })
+    .map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    if let Some(signal) = signal {
+        return Ok(Listed::Stopped(Cause::Signal { signal: signal_name(signal) }));
+    }
+    if !status.success() {
+        let code = status.code().unwrap_or(-1);
         return Err(Error::Nextest { command: shown, code, meaning: exit_meaning(code) });
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let summary = TestListSummary::parse_json(text.as_ref()).map_err(|e| Error::Parse {
+    let summary = TestListSummary::parse_json(&text).map_err(|e| Error::Parse {
         what: "nextest test list",
         path: PathBuf::from(shown),
         message: one_line(&e.to_string()),
@@ -211,26 +293,41 @@ pub fn list(cargo: &Cargo, filtersets: &[String]) -> Result<Vec<Scenario>> {
             }
         }
     }
-    Ok(scenarios)
+    Ok(Listed::Scenarios(scenarios))
+}
+
+/// What [`list`] found.
+#[derive(Debug)]
+pub enum Listed {
+    /// The selected scenarios.
+    Scenarios(Vec<Scenario>),
+    /// A signal stopped the listing.
+    Stopped(Cause),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn obs(outcomes: &[Outcome]) -> Vec<Observation> {
+        outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, &outcome)| Observation { test: format!("t{i}"), outcome })
+            .collect()
+    }
+
     #[test]
-    fn user_filtersets_are_intersected_with_the_scenario_binaries() {
-        assert_eq!(
-            scenario_filtersets(&[]),
-            vec!["kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/)"]
-        );
-        let user = vec!["test(crash)".to_string(), "binary(gc)".to_string()];
-        assert_eq!(
-            scenario_filtersets(&user),
-            vec![
-                "kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/) & (test(crash))",
-                "kind(test) & !binary(/^(server|mutants_are_killed|core_smoke)$/) & (binary(gc))"
-            ]
-        );
+    fn a_failed_run_with_every_test_reported_and_a_failure_was_not_cancelled() {
+        assert!(!was_cancelled(&obs(&[Outcome::Passed, Outcome::Failed]), Some(2)));
+        assert!(!was_cancelled(&obs(&[Outcome::Failed]), None));
+    }
+
+    #[test]
+    fn a_failed_run_missing_tests_or_without_any_failure_was_cancelled() {
+        // Observed with nextest 0.9.143: SIGTERM to nextest alone exits 100, and the JUnit report
+        // holds only the tests that finished before it (the stopped one is left out).
+        assert!(was_cancelled(&obs(&[Outcome::Passed]), None));
+        assert!(was_cancelled(&obs(&[Outcome::Passed, Outcome::Failed]), Some(4)));
     }
 }

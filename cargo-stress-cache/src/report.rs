@@ -3,8 +3,10 @@
 use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 
-use crate::aggregate::{Aggregate, Verdict};
+use crate::aggregate::Aggregate;
 use crate::cli::Format;
+use crate::flakes::Verdict;
+use crate::verdict::RunVerdict;
 
 /// Renders the aggregate in `format`, without colours (files, pipes).
 pub fn render(aggregate: &Aggregate, format: Format) -> String {
@@ -16,8 +18,16 @@ pub fn render(aggregate: &Aggregate, format: Format) -> String {
 pub fn render_with(aggregate: &Aggregate, format: Format, color: bool) -> String {
     match format {
         Format::Json => {
+            // The verdict is derived, not stored; machines get it next to what it was derived from.
+            #[derive(serde::Serialize)]
+            struct WithVerdict<'a> {
+                verdict: RunVerdict,
+                #[serde(flatten)]
+                aggregate: &'a Aggregate,
+            }
+            let with_verdict = WithVerdict { verdict: aggregate.verdict(), aggregate };
             // Serialising plain data cannot fail; an empty object keeps the output valid JSON regardless.
-            let mut text = serde_json::to_string_pretty(aggregate).unwrap_or_else(|_| "{}".to_string());
+            let mut text = serde_json::to_string_pretty(&with_verdict).unwrap_or_else(|_| "{}".to_string());
             text.push('\n');
             text
         }
@@ -55,8 +65,21 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
     if markdown {
         out.push_str("## cargo stress-cache\n\n");
     }
+    // A checker that failed its own tests makes everything below worthless: that comes first.
+    let self_check = agg.self_check.as_ref().map(|c| c.line());
+    if agg.self_check_failed() {
+        out.push_str(&format!("{}\n\n", self_check.clone().unwrap_or_default()));
+    }
     out.push_str(&summary_line(agg));
-    out.push_str("\n\n");
+    out.push('\n');
+    if let Some(line) = self_check.filter(|_| !agg.self_check_failed()) {
+        out.push_str(&format!("{}{line}\n", if markdown { "\n" } else { "" }));
+    }
+    // What did not complete comes first: every table below is partial.
+    for line in agg.interrupted.iter().chain(&agg.aborted) {
+        out.push_str(&format!("{}{line}\n", if markdown { "- " } else { "" }));
+    }
+    out.push('\n');
 
     heading(&mut out, markdown, "Invariants");
     let with_mutant = agg.invariants.iter().any(|r| r.mutant.is_some());
@@ -64,7 +87,7 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
     if with_mutant {
         header.push("mutant");
     }
-    header.extend(["invariant", "held", "violated", "evidence"]);
+    header.extend(["invariant", "held", "violated", "skipped", "evidence"]);
     let mut table = new_table(markdown, color, header);
     for row in &agg.invariants {
         let mut cells = vec![Cell::new(&row.scenario)];
@@ -72,21 +95,60 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
             cells.push(Cell::new(row.mutant.as_deref().unwrap_or("-")));
         }
         let verdict = if row.violated > 0 { format!("{} VIOLATED", row.violated) } else { "0".to_string() };
-        let mut evidence = row.evidence.clone().unwrap_or_default();
-        if evidence.len() > 80 {
-            let cut = (0..=80).rev().find(|i| evidence.is_char_boundary(*i)).unwrap_or(0);
-            evidence.truncate(cut);
-            evidence.push_str("...");
-        }
+        // A violation's evidence matters most; an invariant never checked says why.
+        let note = match (&row.evidence, &row.skip_reason) {
+            (Some(evidence), _) => evidence.clone(),
+            (None, Some(reason)) if row.held == 0 => format!("not checked: {reason}"),
+            _ => String::new(),
+        };
         cells.extend([
             Cell::new(&row.invariant),
             Cell::new(row.held),
             alarm(Cell::new(verdict), row.violated > 0, Color::Red),
-            Cell::new(escape(&evidence, markdown)),
+            Cell::new(row.skipped),
+            Cell::new(escape(&truncate(&note, 80), markdown)),
         ]);
         table.add_row(cells);
     }
-    push_table(&mut out, table, agg.invariants.is_empty(), "no scenario records");
+    push_table(&mut out, table, agg.invariants.is_empty(), "no scenario run passed or failed");
+
+    heading(&mut out, markdown, "Setup errors (no verdict: the scenario could not set up what it checks)");
+    let with_mutant = agg.setup_errors.iter().any(|r| r.mutant.is_some());
+    let mut header = vec!["scenario"];
+    if with_mutant {
+        header.push("mutant");
+    }
+    header.extend(["setup errors", "violations reported (not counted)", "record"]);
+    let mut table = new_table(markdown, color, header);
+    for row in &agg.setup_errors {
+        let mut cells = vec![alarm(Cell::new(&row.scenario), true, Color::Red)];
+        if with_mutant {
+            cells.push(Cell::new(row.mutant.as_deref().unwrap_or("-")));
+        }
+        let uncounted =
+            if row.violated_uncounted.is_empty() { "-".into() } else { row.violated_uncounted.join(", ") };
+        cells.extend([
+            Cell::new(escape(&truncate(&row.setup_errors.join("; "), 160), markdown)),
+            Cell::new(uncounted),
+            Cell::new(escape(&row.record, markdown)),
+        ]);
+        table.add_row(cells);
+    }
+    push_table(&mut out, table, agg.setup_errors.is_empty(), "none");
+
+    if !agg.not_applicable.is_empty() {
+        heading(&mut out, markdown, "Not applicable (checked nothing: neither a pass nor a failure)");
+        let mut table = new_table(markdown, color, vec!["scenario", "mutant", "runs", "reason"]);
+        for row in &agg.not_applicable {
+            table.add_row(vec![
+                Cell::new(&row.scenario),
+                Cell::new(row.mutant.as_deref().unwrap_or("-")),
+                Cell::new(row.runs),
+                Cell::new(escape(&row.reason, markdown)),
+            ]);
+        }
+        push_table(&mut out, table, false, "");
+    }
 
     heading(&mut out, markdown, "Benchmarks (medians over clean runs)");
     let mut table = new_table(
@@ -171,16 +233,21 @@ fn push_table(out: &mut String, table: Table, empty: bool, empty_note: &str) {
     }
 }
 
-/// One sentence saying whether the run passed.
+/// One sentence saying whether the run passed, starting with the verdict.
 pub fn summary_line(agg: &Aggregate) -> String {
     let unstable = agg.unstable_tests();
     let flaky = unstable.iter().filter(|f| f.verdict == Verdict::Flaky).count();
     let broken = unstable.len() - flaky;
-    let status = if agg.violations() == 0 && unstable.is_empty() { "PASS" } else { "FAIL" };
+    let o = &agg.outcomes;
     let mut line = format!(
-        "{status}: {} scenario runs, {} nextest runs; {} invariant violations; {} tests stable, {flaky} flaky, \
-         {broken} broken; {} benchmark regressions",
+        "{}: {} scenario runs ({} passed, {} failed, {} setup errors, {} not applicable), {} nextest runs; \
+         {} invariant violations; {} tests stable, {flaky} flaky, {broken} broken; {} benchmark regressions",
+        agg.verdict().as_str(),
         agg.records,
+        o.passed,
+        o.failed,
+        o.error,
+        o.not_applicable,
         agg.junit_reports,
         agg.violations(),
         agg.flakes.len() - unstable.len(),
@@ -193,6 +260,15 @@ pub fn summary_line(agg: &Aggregate) -> String {
         ));
     }
     line
+}
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let cut = (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}...", &s[..cut])
 }
 
 /// Colours a cell that needs attention (only shown when the table's styling is on).

@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! <run-id>/
+//!   run.json                 what the run was started with, and its state (RunInfo)
+//!   self-check/              the checker's self-check: junit.xml (and its own results/tmp dirs)
+//!   repeat-<n>/tmp/          scenario temp dirs (STRESS_TMP_DIR), removed after each nextest run
 //!   target-spec.toml         the resolved declaration (STRESS_TARGET_SPEC)
 //!   repeat-<n>/records/      scenario records (STRESS_RESULTS_DIR)
 //!   repeat-<n>/kept/         temp dirs of failed scenarios (STRESS_KEEP_DIR)
@@ -13,21 +16,86 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use stress_cache_metadata::TargetSpec;
 
 use crate::errors::{Error, Result, one_line};
+use crate::interrupt::Interruption;
+use crate::selfcheck::SelfCheck;
+
+/// Name of the [`RunInfo`] file at the top of every run directory.
+pub const RUN_INFO: &str = "run.json";
+
+/// `run.json`: what the run was started with and where it is (written when it starts, rewritten when
+/// it ends).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// Tier (`pr`, `nightly`).
+    pub tier: String,
+    /// The seeded bug every process ran with (`--mutant`, or one row of the mutants matrix).
+    pub mutant: Option<String>,
+    /// Repeats.
+    pub repeat: u32,
+    /// `--partition`, if any.
+    pub partition: Option<String>,
+    /// `-E` filtersets given.
+    pub filtersets: Vec<String>,
+    /// Where the run is: `running` from its start until it `finished`, was `interrupted` or
+    /// `aborted` on an error. A `running` state read later means the CLI died mid-run.
+    pub state: RunState,
+    /// What stopped an interrupted run, and what had completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption: Option<Interruption>,
+    /// The error that aborted the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The checker's self-check, run before the scenarios (absent for mutant runs, which share their
+    /// clean run's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<SelfCheck>,
+}
+
+/// [`RunInfo::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    /// Started, not ended (or the CLI died before it could say).
+    Running,
+    /// Every repeat ran to the end.
+    Finished,
+    /// Stopped early by a signal or by nextest cancelling it.
+    Interrupted,
+    /// Stopped by an error (the CLI exited 2).
+    Aborted,
+}
+
+/// Reads a `run.json`.
+pub fn read_info(path: &Path) -> Result<RunInfo> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::io("cannot read", path, source))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse {
+        what: "run info",
+        path: path.to_path_buf(),
+        message: one_line(&e.to_string()),
+    })
+}
+
+/// Writes `<dir>/run.json`.
+pub fn write_info(dir: &Path, info: &RunInfo) -> Result<()> {
+    // Serialising plain data cannot fail; an empty object would then fail loudly when read back.
+    let text = serde_json::to_string_pretty(info).unwrap_or_else(|_| "{}".to_string());
+    write(&dir.join(RUN_INFO), &text)
+}
 
 /// Creates a fresh run directory: `dir` if given (it may exist, but must be empty: records of an
-/// earlier run would otherwise be aggregated with this one's), else
-/// `<target dir>/stress-cache/<label>-<UTC timestamp>` with a numeric suffix on collision.
-pub fn create(target_dir: &Path, label: &str, dir: Option<&Path>) -> Result<PathBuf> {
+/// earlier run would otherwise be aggregated with this one's), else `<parent>/<label>-<UTC timestamp>`
+/// with a numeric suffix on collision (`parent`: `$STRESS_RESULTS_DIR` or `<target dir>/stress-cache`).
+pub fn create(parent: &Path, label: &str, dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = dir {
         check_usable(Some(dir))?;
         std::fs::create_dir_all(dir).map_err(|source| Error::io("cannot create", dir, source))?;
         return std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source));
     }
-    let parent = target_dir.join("stress-cache");
-    std::fs::create_dir_all(&parent).map_err(|source| Error::io("cannot create", &parent, source))?;
+    std::fs::create_dir_all(parent).map_err(|source| Error::io("cannot create", parent, source))?;
     let base = format!("{label}-{}", utc_timestamp(SystemTime::now()));
     // Two runs started in the same second get distinct directories; bounded so a broken FS cannot loop.
     for attempt in 1..=100 {

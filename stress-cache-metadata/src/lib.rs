@@ -1,10 +1,12 @@
 //! Serde types shared by `cargo stress-cache` and the `stress-tests` suite, in the manner of
 //! `nextest-metadata`: the target declaration ([`TargetSpec`], read from
 //! `[package.metadata.stress-cache]` or a `--spec` file) and the per-scenario JSON record
-//! ([`ScenarioRecord`]) the suite writes and the CLI aggregates.
+//! ([`ScenarioRecord`]) the suite writes and the CLI aggregates, and the names of the `STRESS_*`
+//! environment ([`suite_env`]) through which the CLI configures the suite.
 
 pub mod cargo_env;
 mod record;
+pub mod suite_env;
 mod target;
 
 pub use record::{

@@ -1,0 +1,208 @@
+//! The `STRESS_*` knobs a user may set in the environment ([`stress_cache_metadata::suite_env`]): each
+//! is the default of the matching flag, and each is validated before anything is built, so a typo
+//! costs one line and exit 2 instead of a build followed by a run with the wrong size (or none).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use stress_cache_metadata::suite_env::{self, BadValue};
+
+use crate::cli::{Tier, TierOpts};
+use crate::errors::{Error, Result};
+
+/// The knobs found in the environment; an empty value counts as unset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvKnobs {
+    /// `STRESS_TIER`.
+    pub tier: Option<Tier>,
+    /// `STRESS_PROCESSES`.
+    pub processes: Option<usize>,
+    /// `STRESS_SEED`.
+    pub seed: Option<u64>,
+    /// `STRESS_MUTANT` (checked against the target's declaration once it is read).
+    pub mutant: Option<String>,
+    /// `STRESS_RESULTS_DIR`: where run directories are created.
+    pub results_dir: Option<PathBuf>,
+    /// `STRESS_KEEP_DIR`: where the temp dirs of failed scenarios are kept.
+    pub keep_dir: Option<PathBuf>,
+}
+
+impl EnvKnobs {
+    /// Reads and validates the knobs of this process's environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Same as [`EnvKnobs::from_env`] with an injectable lookup (for tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self> {
+        let text = |name: &str| -> Result<Option<String>> {
+            match lookup(name) {
+                None => Ok(None),
+                Some(value) => match value.into_string() {
+                    Ok(v) if v.trim().is_empty() => Ok(None),
+                    Ok(v) => Ok(Some(v)),
+                    Err(raw) => Err(Error::BadKnob(BadValue {
+                        var: name.to_string(),
+                        value: raw.to_string_lossy().into_owned(),
+                        expected: "valid UTF-8",
+                    })),
+                },
+            }
+        };
+        let tier = match text(suite_env::TIER)? {
+            Some(v) => Some(match suite_env::parse_tier(suite_env::TIER, &v)? {
+                "nightly" => Tier::Nightly,
+                _ => Tier::Pr,
+            }),
+            None => None,
+        };
+        let processes = text(suite_env::PROCESSES)?
+            .map(|v| suite_env::parse_processes(suite_env::PROCESSES, &v))
+            .transpose()?;
+        let seed = text(suite_env::SEED)?.map(|v| suite_env::parse_seed(suite_env::SEED, &v)).transpose()?;
+        let mutant = text(suite_env::MUTANT)?.map(|v| v.trim().to_string());
+        let dir =
+            |name: &str| lookup(name).filter(|v| !v.is_empty()).map(|v| usable_dir(name, Path::new(&v)));
+        Ok(EnvKnobs {
+            tier,
+            processes,
+            seed,
+            mutant,
+            results_dir: dir(suite_env::RESULTS_DIR).transpose()?,
+            keep_dir: dir(suite_env::KEEP_DIR).transpose()?,
+        })
+    }
+}
+
+/// A directory a knob names: absolute, and a directory or creatable as one (its nearest existing
+/// ancestor is a directory).
+fn usable_dir(var: &str, value: &Path) -> Result<PathBuf> {
+    let path = std::path::absolute(value).map_err(|source| Error::io("cannot resolve", value, source))?;
+    let not_a_dir = |p: &Path| {
+        Error::Usage(format!("{var}={} cannot be used: {} is not a directory", value.display(), p.display()))
+    };
+    let mut probe = Some(path.as_path());
+    while let Some(p) = probe {
+        if p.exists() {
+            return if p.is_dir() { Ok(path.clone()) } else { Err(not_a_dir(p)) };
+        }
+        probe = p.parent();
+    }
+    Ok(path)
+}
+
+/// The knobs of one run: the flag if given, else the environment, else the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Knobs {
+    /// Tier (default `pr`).
+    pub tier: Tier,
+    /// `STRESS_PROCESSES` for the suite.
+    pub processes: Option<usize>,
+    /// `STRESS_SEED` for the suite.
+    pub seed: Option<u64>,
+    /// The seeded bug of a tier run, and where it was given (for the error naming an unknown one).
+    pub mutant: Option<(String, &'static str)>,
+    /// Parent of the run directories (default `<target dir>/stress-cache`).
+    pub results_dir: Option<PathBuf>,
+    /// Where kept temp dirs go (default inside each repeat's directory).
+    pub keep_dir: Option<PathBuf>,
+}
+
+impl Knobs {
+    /// Merges the flags of a run with the environment; `mutant_flag` is `--mutant` (tier runs) or the
+    /// one `--only` of `mutants`, `None` where the command has none.
+    pub fn resolve(tier: &TierOpts, mutant_flag: Option<(&str, &'static str)>, env: EnvKnobs) -> Self {
+        let mutant = match mutant_flag {
+            Some((name, flag)) => Some((name.to_string(), flag)),
+            None => env.mutant.map(|m| (m, suite_env::MUTANT)),
+        };
+        Knobs {
+            tier: tier.tier.or(env.tier).unwrap_or(Tier::Pr),
+            processes: tier.processes.or(env.processes),
+            seed: tier.seed.or(env.seed),
+            mutant,
+            results_dir: env.results_dir,
+            keep_dir: env.keep_dir,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knobs(vars: &[(&str, &str)]) -> Result<EnvKnobs> {
+        let vars: Vec<(String, OsString)> =
+            vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        EnvKnobs::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn unset_and_empty_knobs_are_absent() {
+        assert_eq!(knobs(&[]).unwrap(), EnvKnobs::default());
+        assert_eq!(knobs(&[("STRESS_TIER", ""), ("STRESS_PROCESSES", " ")]).unwrap(), EnvKnobs::default());
+    }
+
+    #[test]
+    fn valid_knobs_parse_as_the_suite_reads_them() {
+        let k = knobs(&[
+            ("STRESS_TIER", "nightly"),
+            ("STRESS_PROCESSES", "8"),
+            ("STRESS_SEED", "0x10"),
+            ("STRESS_MUTANT", " no-lock "),
+            ("STRESS_RESULTS_DIR", "/nonexistent/results"),
+        ])
+        .unwrap();
+        assert_eq!(k.tier, Some(Tier::Nightly));
+        assert_eq!((k.processes, k.seed), (Some(8), Some(16)));
+        assert_eq!(k.mutant.as_deref(), Some("no-lock"));
+        assert_eq!(k.results_dir.as_deref(), Some(Path::new("/nonexistent/results")));
+    }
+
+    #[test]
+    fn each_invalid_knob_is_one_line_naming_the_variable() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let file = file.path().to_str().unwrap();
+        let under_file = format!("{file}/sub");
+        for (var, value, expected) in [
+            ("STRESS_PROCESSES", "abc", "STRESS_PROCESSES=\"abc\" is not a positive integer"),
+            ("STRESS_PROCESSES", "0", "STRESS_PROCESSES=\"0\" is not a positive integer"),
+            ("STRESS_TIER", "weekly", "STRESS_TIER=\"weekly\" is not `pr` or `nightly`"),
+            ("STRESS_SEED", "0xzz", "STRESS_SEED=\"0xzz\" is not a u64 (decimal or 0x hex)"),
+            ("STRESS_KEEP_DIR", file, "is not a directory"),
+            ("STRESS_RESULTS_DIR", &under_file, "is not a directory"),
+        ] {
+            let err = knobs(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{var}={value}: {err}");
+            assert!(err.starts_with(var), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_defaults() {
+        let env = EnvKnobs {
+            tier: Some(Tier::Nightly),
+            processes: Some(4),
+            seed: Some(9),
+            mutant: Some("no-lock".into()),
+            ..EnvKnobs::default()
+        };
+        let mut opts = TierOpts {
+            tier: None,
+            filtersets: vec![],
+            partition: None,
+            run_dir: None,
+            seed: Some(1),
+            processes: None,
+        };
+        let k = Knobs::resolve(&opts, None, env.clone());
+        assert_eq!((k.tier, k.processes, k.seed), (Tier::Nightly, Some(4), Some(1)));
+        assert_eq!(k.mutant, Some(("no-lock".to_string(), "STRESS_MUTANT")));
+        opts.tier = Some(Tier::Pr);
+        let k = Knobs::resolve(&opts, Some(("direct-write", "--mutant")), env);
+        assert_eq!(k.tier, Tier::Pr);
+        assert_eq!(k.mutant, Some(("direct-write".to_string(), "--mutant")));
+        assert_eq!(Knobs::resolve(&opts, None, EnvKnobs::default()).tier, Tier::Pr);
+    }
+}

@@ -1,0 +1,169 @@
+//! The checker checks itself first: before the scenarios of a tier run (and before the clean run of
+//! `mutants`), the suite's own checker tests run under the `stress-selfcheck` nextest profile
+//! (`.config/nextest.toml`). Invariants judged by a broken checker are worth nothing, so a failed
+//! self-check makes the run's verdict `error` whatever the scenarios say.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+
+use nextest_metadata::NextestExitCode;
+use serde::{Deserialize, Serialize};
+
+use crate::cargo::Cargo;
+use crate::errors::{Error, Result};
+use crate::interrupt::{Cause, Interrupt, signal_name};
+use crate::junit::{self, Outcome};
+use crate::nextest::{self, SuiteEnv};
+use crate::workspace::SUITE_PACKAGE;
+
+/// The nextest profile of the checker's tests.
+pub const PROFILE: &str = "stress-selfcheck";
+
+/// What the self-check found; kept in `run.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    /// Checker tests that passed.
+    pub passed: usize,
+    /// Checker tests that failed (`<binary id> <test name>`).
+    pub failed: Vec<String>,
+    /// Why it failed without a failing test (none matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl SelfCheck {
+    /// Whether the checker may be trusted: tests ran and none failed.
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.problem.is_none() && self.passed > 0
+    }
+
+    /// Several runs' self-checks (partitions given to `report`) as one.
+    pub fn merge(&mut self, other: &SelfCheck) {
+        self.passed += other.passed;
+        self.failed.extend(other.failed.iter().cloned());
+        self.problem = self.problem.take().or_else(|| other.problem.clone());
+    }
+
+    /// The one line the output starts with when it failed, e.g. `self-check: 41 checker tests passed`.
+    pub fn line(&self) -> String {
+        if self.ok() {
+            return format!("self-check: {} checker tests passed", self.passed);
+        }
+        match &self.problem {
+            Some(problem) => format!("self-check FAILED: {problem}"),
+            None if self.failed.is_empty() => "self-check FAILED: no checker test ran".to_string(),
+            None => format!(
+                "self-check FAILED: {} of {} checker tests failed ({}); the verdict is ERROR whatever the \
+                 scenarios say",
+                self.failed.len(),
+                self.failed.len() + self.passed,
+                self.failed.join(", ")
+            ),
+        }
+    }
+}
+
+/// How the self-check ended.
+#[derive(Debug)]
+pub enum Ran {
+    /// It ran to the end.
+    Done(SelfCheck),
+    /// A signal stopped it.
+    Stopped(Cause),
+}
+
+/// Runs `cargo nextest run -p stress-tests --profile stress-selfcheck` with the suite environment `env`
+/// (its own directories under `dir`), copying its JUnit report to `dir/junit.xml`.
+pub fn run(
+    cargo: &Cargo,
+    workspace_root: &Path,
+    target_dir: &Path,
+    env: &SuiteEnv,
+    dir: &Path,
+    quiet: bool,
+    interrupt: &Interrupt,
+) -> Result<Ran> {
+    let junit_paths = nextest::junit_candidates(workspace_root, target_dir, PROFILE);
+    nextest::remove_stale(&junit_paths)?;
+    let mut cmd = cargo.command(&[
+        "nextest",
+        "run",
+        "--package",
+        SUITE_PACKAGE,
+        "--profile",
+        PROFILE,
+        "--no-tests",
+        "fail",
+    ]);
+    if quiet {
+        cmd.arg("--cargo-quiet");
+    }
+    env.apply(&mut cmd);
+    let (shown, waited) = nextest::run_interruptibly(&mut cmd, interrupt, "nextest (self-check)")?;
+    if let Some(signal) = waited.signal {
+        return Ok(Ran::Stopped(Cause::Signal { signal: signal_name(signal) }));
+    }
+    let Some(code) = waited.status.code() else {
+        let signal = signal_name(waited.status.signal().unwrap_or(0));
+        return Ok(Ran::Stopped(Cause::NextestKilled { signal }));
+    };
+    if code == NextestExitCode::NO_TESTS_RUN {
+        return Ok(Ran::Done(SelfCheck {
+            problem: Some(format!("no checker test matched the `{PROFILE}` profile's default-filter")),
+            ..SelfCheck::default()
+        }));
+    }
+    if code != NextestExitCode::OK && code != NextestExitCode::TEST_RUN_FAILED {
+        return Err(Error::Nextest { command: shown, code, meaning: nextest::exit_meaning(code) });
+    }
+    let Some(report) = junit_paths.into_iter().find(|p| p.is_file()) else {
+        return Ok(Ran::Done(SelfCheck {
+            problem: Some(format!("nextest wrote no JUnit report (is `[profile.{PROFILE}.junit]` set?)")),
+            ..SelfCheck::default()
+        }));
+    };
+    let dest = dir.join("junit.xml");
+    std::fs::copy(&report, &dest).map_err(|source| Error::io("cannot copy JUnit report to", dest, source))?;
+    let observations = junit::read(&report)?;
+    let mut check = SelfCheck::default();
+    for obs in observations {
+        match obs.outcome {
+            Outcome::Passed | Outcome::FlakyOnRetry => check.passed += 1,
+            Outcome::Failed => check.failed.push(obs.test),
+        }
+    }
+    if code == NextestExitCode::TEST_RUN_FAILED && check.failed.is_empty() {
+        check.problem = Some("nextest reported a failure its JUnit report does not show".to_string());
+    }
+    Ok(Ran::Done(check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_self_check_is_trusted_only_when_tests_ran_and_none_failed() {
+        let passed = SelfCheck { passed: 41, ..SelfCheck::default() };
+        assert!(passed.ok());
+        assert_eq!(passed.line(), "self-check: 41 checker tests passed");
+        assert!(!SelfCheck::default().ok(), "no test ran: nothing was checked");
+        let failed =
+            SelfCheck { passed: 40, failed: vec!["stress-tests invariants::tests::x".into()], problem: None };
+        assert!(!failed.ok());
+        assert!(
+            failed
+                .line()
+                .starts_with("self-check FAILED: 1 of 41 checker tests failed (stress-tests invariants"),
+            "{}",
+            failed.line()
+        );
+    }
+
+    #[test]
+    fn merged_self_checks_fail_if_any_failed() {
+        let mut merged = SelfCheck { passed: 20, ..SelfCheck::default() };
+        merged.merge(&SelfCheck { passed: 20, failed: vec!["t".into()], problem: None });
+        assert_eq!((merged.passed, merged.failed.len(), merged.ok()), (40, 1, false));
+    }
+}

@@ -61,6 +61,8 @@ impl EnvKnobs {
             .transpose()?;
         let seed = text(suite_env::SEED)?.map(|v| suite_env::parse_seed(suite_env::SEED, &v)).transpose()?;
         let mutant = text(suite_env::MUTANT)?.map(|v| v.trim().to_string());
+        // The suite reads it from the inherited environment; checked here so a typo stops the run early.
+        text(suite_env::TRACE)?.map(|v| suite_env::parse_trace(suite_env::TRACE, &v)).transpose()?;
         let dir =
             |name: &str| lookup(name).filter(|v| !v.is_empty()).map(|v| usable_dir(name, Path::new(&v)));
         Ok(EnvKnobs {

@@ -22,9 +22,13 @@ pub const KEEP_DIR: &str = "STRESS_KEEP_DIR";
 /// Where scenarios create their temp dirs (and mount their tmpfs); whoever sets it removes what is left.
 pub const TMP_DIR: &str = "STRESS_TMP_DIR";
 
+/// `on` (the default) or `off`: record every target process's file-system operations (off, the trace
+/// invariants are reported skipped, never held).
+pub const TRACE: &str = "STRESS_TRACE";
+
 /// Every name above.
-pub const ALL: [&str; 9] =
-    [TARGET_BIN, TARGET_SPEC, TIER, PROCESSES, SEED, MUTANT, RESULTS_DIR, KEEP_DIR, TMP_DIR];
+pub const ALL: [&str; 10] =
+    [TARGET_BIN, TARGET_SPEC, TIER, PROCESSES, SEED, MUTANT, RESULTS_DIR, KEEP_DIR, TMP_DIR, TRACE];
 
 /// The tiers `STRESS_TIER` accepts.
 pub const TIERS: [&str; 2] = ["pr", "nightly"];
@@ -71,6 +75,15 @@ pub fn parse_seed(var: &str, value: &str) -> Result<u64, BadValue> {
         None => v.parse().ok(),
     };
     parsed.ok_or_else(|| BadValue::new(var, value, "a u64 (decimal or 0x hex)"))
+}
+
+/// Parses a [`TRACE`] value: `on` or `off`.
+pub fn parse_trace(var: &str, value: &str) -> Result<bool, BadValue> {
+    match value.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(BadValue::new(var, value, "`on` or `off`")),
+    }
 }
 
 #[cfg(test)]

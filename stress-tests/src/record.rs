@@ -135,7 +135,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
 
 /// `$STRESS_RESULTS_DIR`, else `<target dir>/stress-cache/results`.
 pub fn results_dir(target: &Target) -> PathBuf {
-    std::env::var_os("STRESS_RESULTS_DIR")
+    std::env::var_os(stress_cache_metadata::suite_env::RESULTS_DIR)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| target.stress_dir().join("results"))

@@ -235,31 +235,34 @@ impl Target {
         let target_dir = metadata.target_directory.clone().into_std_path_buf();
         let stress_dir = target_dir.join("stress-cache");
 
-        let (spec, bin) = if let Some(spec_file) = std::env::var_os("STRESS_TARGET_SPEC") {
-            let spec_file = PathBuf::from(spec_file);
-            let spec = TargetSpec::from_spec_file(&spec_file)?;
-            let command = spec.command.clone().unwrap_or_default();
-            let bin = match std::env::var_os("STRESS_TARGET_BIN").filter(|v| !v.is_empty()) {
-                Some(bin) => PathBuf::from(bin),
-                None => resolve_program(&command, spec_file.parent())?,
+        let (spec, bin) =
+            if let Some(spec_file) = std::env::var_os(stress_cache_metadata::suite_env::TARGET_SPEC) {
+                let spec_file = PathBuf::from(spec_file);
+                let spec = TargetSpec::from_spec_file(&spec_file)?;
+                let command = spec.command.clone().unwrap_or_default();
+                let bin = match std::env::var_os(stress_cache_metadata::suite_env::TARGET_BIN)
+                    .filter(|v| !v.is_empty())
+                {
+                    Some(bin) => PathBuf::from(bin),
+                    None => resolve_program(&command, spec_file.parent())?,
+                };
+                (spec, bin)
+            } else {
+                let package = metadata
+                    .workspace_packages()
+                    .into_iter()
+                    .find(|p| p.metadata.get("stress-cache").is_some())
+                    .ok_or_else(|| TargetError::NoTargetPackage {
+                        workspace: metadata.workspace_root.to_string(),
+                    })?;
+                let origin = format!("[package.metadata.stress-cache] of {}", package.name);
+                let spec = TargetSpec::from_package_metadata(&origin, &package.metadata["stress-cache"])?;
+                let bin = match std::env::var_os(stress_cache_metadata::suite_env::TARGET_BIN) {
+                    Some(bin) => PathBuf::from(bin),
+                    None => build_target(&package.name, &spec, &manifest, &stress_dir.join("bin"))?,
+                };
+                (spec, bin)
             };
-            (spec, bin)
-        } else {
-            let package = metadata
-                .workspace_packages()
-                .into_iter()
-                .find(|p| p.metadata.get("stress-cache").is_some())
-                .ok_or_else(|| TargetError::NoTargetPackage {
-                    workspace: metadata.workspace_root.to_string(),
-                })?;
-            let origin = format!("[package.metadata.stress-cache] of {}", package.name);
-            let spec = TargetSpec::from_package_metadata(&origin, &package.metadata["stress-cache"])?;
-            let bin = match std::env::var_os("STRESS_TARGET_BIN") {
-                Some(bin) => PathBuf::from(bin),
-                None => build_target(&package.name, &spec, &manifest, &stress_dir.join("bin"))?,
-            };
-            (spec, bin)
-        };
         let (models, input) = prepare_fixtures(&bin, &spec, &stress_dir)?;
         Ok(Target { bin, spec, models, input, target_dir })
     }

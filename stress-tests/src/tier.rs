@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use stress_cache_metadata::suite_env;
+
 /// Default seed when `STRESS_SEED` is not set.
 pub const DEFAULT_SEED: u64 = 0x5eed;
 
@@ -15,16 +17,9 @@ pub enum TierError {
         /// The value found.
         value: String,
     },
-    /// A numeric variable did not parse.
-    #[error("{var}={value:?} is not a {expected}")]
-    BadNumber {
-        /// Variable name.
-        var: &'static str,
-        /// The value found.
-        value: String,
-        /// What was expected.
-        expected: &'static str,
-    },
+    /// A variable did not parse.
+    #[error(transparent)]
+    BadValue(#[from] suite_env::BadValue),
 }
 
 /// The size class of a run.
@@ -96,44 +91,26 @@ impl TierConfig {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Same as [`TierConfig::from_env`] with an injectable lookup (for tests).
+    /// Same as [`TierConfig::from_env`] with an injectable lookup (for tests). Parsing is shared with
+    /// the CLI (`stress_cache_metadata::suite_env`): both sides accept exactly the same values.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, TierError> {
-        let tier = match lookup("STRESS_TIER") {
-            Some(v) if !v.trim().is_empty() => Tier::parse(&v)?,
-            _ => Tier::Pr,
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let tier = match get(suite_env::TIER) {
+            Some(v) => Tier::parse(&v)?,
+            None => Tier::Pr,
         };
-        let process_cap = match lookup("STRESS_PROCESSES") {
-            Some(v) if !v.trim().is_empty() => {
-                let n: usize =
-                    v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| TierError::BadNumber {
-                        var: "STRESS_PROCESSES",
-                        value: v.clone(),
-                        expected: "positive integer",
-                    })?;
-                Some(n)
-            }
-            _ => None,
-        };
-        let seed = match lookup("STRESS_SEED") {
-            Some(v) if !v.trim().is_empty() => parse_seed(v.trim()).ok_or_else(|| TierError::BadNumber {
-                var: "STRESS_SEED",
-                value: v.clone(),
-                expected: "u64 (decimal or 0x hex)",
-            })?,
-            _ => DEFAULT_SEED,
-        };
-        let mutant = lookup("STRESS_MUTANT").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let trace = match lookup("STRESS_TRACE").as_deref().map(str::trim) {
-            None | Some("") | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(TierError::BadNumber {
-                    var: "STRESS_TRACE",
-                    value: other.to_string(),
-                    expected: "`on` or `off`",
-                });
-            }
-        };
+        let process_cap = get(suite_env::PROCESSES)
+            .map(|v| suite_env::parse_processes(suite_env::PROCESSES, &v))
+            .transpose()?;
+        let seed = get(suite_env::SEED)
+            .map(|v| suite_env::parse_seed(suite_env::SEED, &v))
+            .transpose()?
+            .unwrap_or(DEFAULT_SEED);
+        let mutant = get(suite_env::MUTANT).map(|v| v.trim().to_string());
+        let trace = get(suite_env::TRACE)
+            .map(|v| suite_env::parse_trace(suite_env::TRACE, &v))
+            .transpose()?
+            .unwrap_or(true);
         Ok(TierConfig { tier, process_cap, seed, mutant, trace })
     }
 
@@ -145,13 +122,6 @@ impl TierConfig {
     /// `wanted` capped by `STRESS_PROCESSES` (never below 1).
     pub fn capped(&self, wanted: usize) -> usize {
         self.process_cap.map_or(wanted, |cap| wanted.min(cap)).max(1)
-    }
-}
-
-fn parse_seed(v: &str) -> Option<u64> {
-    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
     }
 }
 

@@ -102,7 +102,7 @@ impl Scenario {
     pub fn with_target(name: &str, target: Target, tier: TierConfig) -> Result<Self, ScenarioError> {
         // The CLI gives every repeat its own temp dir (`STRESS_TMP_DIR`) so that it can clean up after
         // an interrupted run; a test run outside the CLI uses the target's stress dir.
-        let tmp_parent = std::env::var_os("STRESS_TMP_DIR")
+        let tmp_parent = std::env::var_os(stress_cache_metadata::suite_env::TMP_DIR)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| target.stress_dir().join("tmp"));
@@ -460,7 +460,7 @@ pub fn served_counts(routes: &[&RouteHandle]) -> ServedCounts {
 
 /// Copies a failed scenario's dir to `$STRESS_KEEP_DIR` (or `<results>/kept/`) as `<name>-<ms>-<pid>`.
 fn keep_dir(root: &Path, name: &str, results_dir: &Path) -> Option<PathBuf> {
-    let base = std::env::var_os("STRESS_KEEP_DIR")
+    let base = std::env::var_os(stress_cache_metadata::suite_env::KEEP_DIR)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| results_dir.join("kept"));

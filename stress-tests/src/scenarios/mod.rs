@@ -30,8 +30,10 @@ pub const WITHOUT_CHECKSUM: &str = "_without_checksum";
 impl ScenarioOptions {
     /// Options from the environment: `STRESS_MUTANT` (empty or unset → no mutant).
     pub fn from_env() -> Self {
-        let mutant =
-            std::env::var("STRESS_MUTANT").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let mutant = std::env::var(stress_cache_metadata::suite_env::MUTANT)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         ScenarioOptions { mutant, without_checksum: false }
     }
 

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tract_onnx::WithOnnx;
-use tract_onnx::prelude::{Framework, TractError, TypedModel};
+use tract_onnx::prelude::{Framework, TractError, TractResult, TypedModel};
 
 use crate::error::{BeakerError, Result};
 use crate::failpoints;
@@ -240,9 +240,36 @@ fn build_in_place(entry: &Path, model_sha256: &str, model: &LoadedModel) -> Resu
 
 /// Writes the NNEF files, then the manifest (last: its presence marks a complete entry).
 fn write_contents(tmp: &Path, model_sha256: &str, model: &LoadedModel) -> Result<()> {
-    // `write_to_dir` creates the directory and refuses to overwrite an existing one.
-    nnef().write_to_dir(model.typed(), tmp).map_err(|e| write_error(tmp, e))?;
+    write_nnef(tmp, model.typed()).map_err(|e| write_error(tmp, e))?;
     write_manifest(tmp, model_sha256, model)
+}
+
+/// tract's `write_to_dir`, with buffered writes: tract dumps `graph.nnef` token by token straight into
+/// the file (about a thousand `write` calls for the small fixture, seen in the stress suite's file-system
+/// trace). Quantized models, rare here, go through tract's own writer. Like it, this refuses to write
+/// into an existing directory.
+fn write_nnef(dir: &Path, model: &TypedModel) -> TractResult<()> {
+    use std::io::{BufWriter, Write};
+    let nnef = nnef();
+    let proto = tract_nnef::ser::to_proto_model(&nnef, model)?;
+    if proto.quantization.is_some() {
+        return nnef.write_to_dir(model, dir);
+    }
+    fs::create_dir(dir)?;
+    let mut graph = BufWriter::new(File::create(dir.join("graph.nnef"))?);
+    tract_nnef::ast::dump::Dumper::new(&nnef, &mut graph).document(&proto.doc)?;
+    graph.flush()?;
+    for (label, tensor) in &proto.tensors {
+        tract_nnef::framework::ensure_label_is_relative_path(&label.0)?;
+        let file = dir.join(format!("{}.dat", label.0.trim_start_matches('/')));
+        if let Some(parent) = file.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut out = BufWriter::new(File::create(&file)?);
+        tract_nnef::tensors::write_tensor(&mut out, tensor)?;
+        out.flush()?;
+    }
+    Ok(())
 }
 
 fn write_manifest(dir: &Path, model_sha256: &str, model: &LoadedModel) -> Result<()> {

@@ -25,6 +25,8 @@ pub struct EnvKnobs {
     pub results_dir: Option<PathBuf>,
     /// `STRESS_KEEP_DIR`: where the temp dirs of failed scenarios are kept.
     pub keep_dir: Option<PathBuf>,
+    /// `STRESS_TRACE`: record the target's file-system operations (`None`: the suite's default, on).
+    pub trace: Option<bool>,
 }
 
 impl EnvKnobs {
@@ -61,8 +63,8 @@ impl EnvKnobs {
             .transpose()?;
         let seed = text(suite_env::SEED)?.map(|v| suite_env::parse_seed(suite_env::SEED, &v)).transpose()?;
         let mutant = text(suite_env::MUTANT)?.map(|v| v.trim().to_string());
-        // The suite reads it from the inherited environment; checked here so a typo stops the run early.
-        text(suite_env::TRACE)?.map(|v| suite_env::parse_trace(suite_env::TRACE, &v)).transpose()?;
+        let trace =
+            text(suite_env::TRACE)?.map(|v| suite_env::parse_trace(suite_env::TRACE, &v)).transpose()?;
         let dir =
             |name: &str| lookup(name).filter(|v| !v.is_empty()).map(|v| usable_dir(name, Path::new(&v)));
         Ok(EnvKnobs {
@@ -72,6 +74,7 @@ impl EnvKnobs {
             mutant,
             results_dir: dir(suite_env::RESULTS_DIR).transpose()?,
             keep_dir: dir(suite_env::KEEP_DIR).transpose()?,
+            trace,
         })
     }
 }
@@ -108,6 +111,8 @@ pub struct Knobs {
     pub results_dir: Option<PathBuf>,
     /// Where kept temp dirs go (default inside each repeat's directory).
     pub keep_dir: Option<PathBuf>,
+    /// `STRESS_TRACE` for the suite.
+    pub trace: Option<bool>,
 }
 
 impl Knobs {
@@ -125,6 +130,7 @@ impl Knobs {
             mutant,
             results_dir: env.results_dir,
             keep_dir: env.keep_dir,
+            trace: env.trace,
         }
     }
 }

@@ -451,6 +451,7 @@ impl PreparedRun {
             selection: selection(global, tier),
             seed: knobs.seed,
             processes: knobs.processes,
+            trace: knobs.trace,
             run_root: &self.dir,
             keep_dir: knobs.keep_dir.clone(),
             interrupt,

@@ -52,6 +52,8 @@ pub struct SuiteEnv {
     pub processes: Option<usize>,
     /// `STRESS_TMP_DIR`.
     pub tmp_dir: PathBuf,
+    /// `STRESS_TRACE` (`None`: the suite's default).
+    pub trace: Option<bool>,
 }
 
 impl SuiteEnv {
@@ -76,6 +78,9 @@ impl SuiteEnv {
         }
         if let Some(n) = self.processes {
             cmd.env(suite_env::PROCESSES, n.to_string());
+        }
+        if let Some(trace) = self.trace {
+            cmd.env(suite_env::TRACE, if trace { "on" } else { "off" });
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct TierRun<'a> {
     pub seed: Option<u64>,
     /// `STRESS_PROCESSES`.
     pub processes: Option<usize>,
+    /// `STRESS_TRACE` for the suite (`None`: its default).
+    pub trace: Option<bool>,
     /// The invocation's run directory (a mutants run has one tier run per subdirectory of it).
     pub run_root: &'a Path,
     /// `$STRESS_KEEP_DIR` of the user: kept temp dirs then go to
@@ -170,6 +172,7 @@ impl TierRun<'_> {
                 mutant: mutant.map(str::to_string),
                 seed: self.seed,
                 processes: self.processes,
+                trace: self.trace,
                 tmp_dir: tmpdir::create(&dir)?,
             };
             log::info!(
@@ -231,6 +234,7 @@ impl TierRun<'_> {
             mutant: None,
             seed: self.seed,
             processes: self.processes,
+            trace: self.trace,
             tmp_dir: tmpdir::create(&dir)?,
         };
         log::info!("{label}: self-check (nextest profile {}) ...", selfcheck::PROFILE);

@@ -457,13 +457,18 @@ impl Fleet {
         Ok(())
     }
 
-    /// Kills one process's group now (SIGKILL); it is then reaped as killed by signal 9.
+    /// Kills one process now (SIGKILL), as a crash would; it is then reaped as killed by signal 9. Only
+    /// the process: its tracer, in the same group, must live to write the trace's last lines (the rest
+    /// of the group goes when the fleet is dropped).
     pub fn kill(&self, pid: u32) {
         let state = self.shared.lock();
         if let Some(i) = state.pids.iter().position(|p| *p == pid)
             && state.outcomes[i].is_none()
         {
-            kill_group(pid);
+            // SAFETY: a plain syscall on our own child, not yet reaped (so its pid is not reused).
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
         }
     }
 

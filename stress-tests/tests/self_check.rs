@@ -1,42 +1,33 @@
 //! The checker checks itself, end to end, before any tier run trusts it (`cargo stress-cache` runs this
 //! binary and the library's unit tests first; a failure makes the run an error). Each case runs a few
-//! real processes of a deliberately small cache (`targets/toy-cache.py`) through the whole pipeline —
-//! fleet, file-system trace, snapshots, checker, record — once correct, where every file-system invariant
-//! must hold, and once per textbook mistake, where the matching invariant must be violated. The
-//! checker's per-invariant unit cases are in `src/invariants/tests.rs`.
+//! real processes of the suite's small second target (`tiny-cache`) through the whole pipeline — fleet,
+//! file-system trace, snapshots, checker, record — once correct, where every file-system invariant must
+//! hold, and once per textbook mistake (`TINY_CACHE_BUG`), where the matching invariant must be violated.
+//! The checker's per-invariant unit cases are in `src/invariants/tests.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use stress_cache_metadata::{ScenarioRecord, Status, TargetSpec};
 use stress_tests::scenario::Scenario;
 use stress_tests::scenarios::overlap;
 use stress_tests::server::{Gate, ModelServer, Route};
-use stress_tests::target::{Target, blob_models};
+use stress_tests::target::Target;
 use stress_tests::tier::TierConfig;
 
 /// Processes per case: one downloader and waiters behind it.
 const PROCESSES: usize = 4;
 
-fn toy(dir: &Path) -> Target {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut spec = TargetSpec::from_spec_file(&manifest.join("targets/toy-cache.toml")).expect("toy spec");
-    let script = manifest.join("targets/toy-cache.py").display().to_string();
-    for arg in &mut spec.args {
-        if arg == "toy-cache.py" {
-            *arg = script.clone();
-        }
-    }
-    let input = dir.join("input.bin");
-    std::fs::write(&input, b"unused").expect("input");
-    Target::from_parts(PathBuf::from("python3"), spec, blob_models(), input, dir.to_path_buf())
+fn tiny() -> Target {
+    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
+    let spec = TargetSpec::from_spec_file(&spec_path).expect("spec");
+    Target::prepare(spec, env!("CARGO_BIN_EXE_tiny-cache").into()).expect("prepare tiny-cache")
 }
 
-/// Runs `PROCESSES` toy processes with `bug` on one cache; the download is parked mid-body until every
-/// other process waits on the lock (the overlap is forced, as in the real scenarios).
+/// Runs `PROCESSES` tiny-cache processes with `bug` on one cache; the download is parked mid-body until
+/// every other process waits on the lock (the overlap is forced, as in the real scenarios).
 fn run_toy(name: &str, bug: &str) -> ScenarioRecord {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let target = toy(dir.path());
+    let target = tiny();
     let mut tier = TierConfig::from_env().expect("tier");
     tier.mutant = None;
     let mut s = Scenario::with_target(name, target, tier).expect("scenario");
@@ -52,7 +43,7 @@ fn run_toy(name: &str, bug: &str) -> ScenarioRecord {
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let plans: Vec<_> =
-        (0..PROCESSES).map(|i| s.writer(i, &model, &url, &cache).env("TOY_CACHE_BUG", bug)).collect();
+        (0..PROCESSES).map(|i| s.writer(i, &model, &url, &cache).env("TINY_CACHE_BUG", bug)).collect();
     let mut run = s.launch(plans).expect("launch");
     let forced =
         overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), Duration::from_secs(15));
@@ -91,7 +82,7 @@ fn assert_caught(bug: &str, invariant: &str) {
     assert_eq!(
         status(&record, invariant),
         Status::Violated,
-        "toy-cache with {bug} must violate {invariant}: {:#?}",
+        "tiny-cache with {bug} must violate {invariant}: {:#?}",
         record.invariants
     );
 }

@@ -8,6 +8,10 @@
 //!
 //! Usage: `tiny-cache get --from URL --store DIR --out FILE`
 //! Exit codes: 0 ok, 1 network, 2 local I/O, 64 usage.
+//!
+//! The suite's self-check (`tests/self_check.rs`) also needs a cache that makes one textbook mistake at a
+//! time, to show each file-system invariant failing on a real process: `TINY_CACHE_BUG` switches one on
+//! (`copy-into-final`, `no-fsync`, `unlink-lock`, `no-lock`). Unset, the cache is correct.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -43,7 +47,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// The textbook mistake `TINY_CACHE_BUG` switches on, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bug {
+    /// Write the body straight under the final name.
+    CopyIntoFinal,
+    /// Rename without fsyncing the bytes or the directory.
+    NoFsync,
+    /// Delete the lock file while releasing it (waiters hold the old inode).
+    UnlinkLock,
+    /// Take no lock.
+    NoLock,
+}
+
+fn bug() -> Result<Option<Bug>, Failure> {
+    match std::env::var("TINY_CACHE_BUG").ok().as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("copy-into-final") => Ok(Some(Bug::CopyIntoFinal)),
+        Some("no-fsync") => Ok(Some(Bug::NoFsync)),
+        Some("unlink-lock") => Ok(Some(Bug::UnlinkLock)),
+        Some("no-lock") => Ok(Some(Bug::NoLock)),
+        Some(other) => Err(Failure::Usage(format!("unknown TINY_CACHE_BUG {other}"))),
+    }
+}
+
 fn run(args: Vec<String>) -> Result<(), Failure> {
+    let bug = bug()?;
     let (mut url, mut store, mut out) = (None, None, None);
     let mut it = args.iter();
     if it.next().map(String::as_str) != Some("get") {
@@ -79,7 +108,9 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
         .open(&lock_path)
         .map_err(io("open lock"))?;
     // One writer per object; the kernel releases the lock if this process dies.
-    lock.lock().map_err(io("lock"))?;
+    if bug != Some(Bug::NoLock) {
+        lock.lock().map_err(io("lock"))?;
+    }
     if !object.exists() {
         // Anything in tmp/ for this key is a dead writer's: we hold the lock.
         if let Ok(entries) = fs::read_dir(store.join("tmp")) {
@@ -90,13 +121,21 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
             }
         }
         let tmp = store.join("tmp").join(format!("{key}.{}.part", std::process::id()));
-        let result = download_with_retries(&url, &tmp);
+        let into = if bug == Some(Bug::CopyIntoFinal) { &object } else { &tmp };
+        let result = download_with_retries(&url, into, bug != Some(Bug::NoFsync));
         if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(into);
             return Err(e);
         }
-        fs::rename(&tmp, &object).map_err(io("publish"))?;
-        File::open(store.join("objects")).and_then(|d| d.sync_all()).map_err(io("sync store"))?;
+        if bug != Some(Bug::CopyIntoFinal) {
+            fs::rename(&tmp, &object).map_err(io("publish"))?;
+        }
+        if bug != Some(Bug::NoFsync) {
+            File::open(store.join("objects")).and_then(|d| d.sync_all()).map_err(io("sync store"))?;
+        }
+    }
+    if bug == Some(Bug::UnlinkLock) {
+        fs::remove_file(&lock_path).map_err(io("remove lock"))?;
     }
     drop(lock);
     if let Some(parent) = out.parent() {
@@ -106,10 +145,10 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     Ok(())
 }
 
-fn download_with_retries(url: &str, tmp: &Path) -> Result<(), Failure> {
+fn download_with_retries(url: &str, tmp: &Path, sync: bool) -> Result<(), Failure> {
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
-        match download_once(url, tmp) {
+        match download_once(url, tmp, sync) {
             Ok(()) => return Ok(()),
             Err(DownloadError::Io(e)) => return Err(Failure::Io("write temp file".into(), e)),
             Err(DownloadError::Net(m)) => last = m,
@@ -125,7 +164,7 @@ enum DownloadError {
 
 /// One plain HTTP/1.1 GET (loopback test servers only; no TLS), following one redirect level is not
 /// needed by the scenarios this target runs.
-fn download_once(url: &str, tmp: &Path) -> Result<(), DownloadError> {
+fn download_once(url: &str, tmp: &Path, sync: bool) -> Result<(), DownloadError> {
     let net = |e: io::Error| DownloadError::Net(e.to_string());
     let rest = url.strip_prefix("http://").ok_or_else(|| DownloadError::Net(format!("not http: {url}")))?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
@@ -158,7 +197,9 @@ fn download_once(url: &str, tmp: &Path) -> Result<(), DownloadError> {
     if copied != length {
         return Err(DownloadError::Net(format!("short body: {copied} of {length} bytes")));
     }
-    file.sync_all().map_err(DownloadError::Io)?;
+    if sync {
+        file.sync_all().map_err(DownloadError::Io)?;
+    }
     Ok(())
 }
 

@@ -293,8 +293,11 @@ impl Scenario {
     pub fn reap(&mut self, fleet: &mut TracedFleet) -> Vec<ProcessOutcome> {
         let outcomes = fleet.fleet.wait();
         for (file, outcome) in fleet.traces.iter().zip(&outcomes) {
-            // The tracer is a detached grandchild: it may still be writing the last lines.
-            crate::fs_trace::wait_complete(file, outcome.pid, TRACE_FLUSH_DEADLINE);
+            // The tracer is a detached grandchild: it may still be writing the last lines. A hung
+            // process's whole group (tracer included) was killed by the watchdog: nothing more comes.
+            if !outcome.hung {
+                crate::fs_trace::wait_complete(file, outcome.pid, TRACE_FLUSH_DEADLINE);
+            }
         }
         let index = self.traces.len();
         self.traces.extend(fleet.traces.drain(..).enumerate().map(|(i, f)| (index + i, f)));

@@ -92,7 +92,23 @@ fn parse_line(line: &str) -> Option<LockLine> {
 
 /// Reads and parses `/proc/locks` now.
 pub fn read_proc_locks() -> std::io::Result<Vec<LockLine>> {
-    Ok(parse_proc_locks(&std::fs::read_to_string("/proc/locks")?))
+    // One large read: the kernel generates /proc/locks anew on every read() call, so reading it in
+    // small pieces (as read_to_string starts out) while locks come and go can skip or repeat lines.
+    use std::io::Read;
+    let mut file = std::fs::File::open("/proc/locks")?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
+    for _ in 0..64 {
+        let n = file.read(&mut buf[len..])?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+    Ok(parse_proc_locks(&String::from_utf8_lossy(&buf[..len])))
 }
 
 /// Identities of the files under `dir` (recursively) matching `pattern` (relative to `dir`).
@@ -181,13 +197,17 @@ pub fn writers_hold_exclusive_locks(
     if writers.is_empty() {
         return (0, Vec::new(), Vec::new());
     }
-    let ids = lock_file_ids(dir, lock_pattern);
-    let lines = read_proc_locks().unwrap_or_default();
     let (mut witnesses, mut evidence) = (Vec::new(), Vec::new());
     for w in &writers {
-        let holds = lines
-            .iter()
-            .any(|l| !l.blocked && l.write && i64::from(w.pid) == l.pid && ids.contains(&l.file()));
+        // A writer parked mid-download without its lock stays so: a violation is confirmed by three
+        // reads in a row, so one garbled read of /proc/locks can never make one.
+        let holds = (0..3).any(|_| {
+            let ids = lock_file_ids(dir, lock_pattern);
+            read_proc_locks()
+                .unwrap_or_default()
+                .iter()
+                .any(|l| !l.blocked && l.write && i64::from(w.pid) == l.pid && ids.contains(&l.file()))
+        });
         if holds {
             witnesses.push(format!(
                 "pid {} writing {} holds an exclusive lock of the cache",

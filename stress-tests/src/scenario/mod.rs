@@ -297,6 +297,23 @@ impl Scenario {
             // process's whole group (tracer included) was killed by the watchdog: nothing more comes.
             if !outcome.hung {
                 crate::fs_trace::wait_complete(file, outcome.pid, TRACE_FLUSH_DEADLINE);
+            } else {
+                // The watchdog killed the whole group, tracer included, so the trace has no exit line:
+                // write the one the tracer would have, stamped now (the process is reaped, so dead), or
+                // the trace checks would take it for alive until the end of the scenario.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or_default();
+                // A leading newline ends whatever line the killed tracer left half-written.
+                let line = format!("\n{} {now:.6} +++ killed by SIGKILL +++\n", outcome.pid);
+                let appended = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(file)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+                if let Err(e) = appended {
+                    log::warn!("cannot mark {} dead in {}: {e}", outcome.pid, file.display());
+                }
             }
         }
         let index = self.traces.len();

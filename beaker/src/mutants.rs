@@ -50,6 +50,9 @@ pub enum Mutant {
     UnwrapReadError,
     /// `quarantine-noop`: moving a bad final aside does nothing, so the refetch finds the same bad file.
     QuarantineNoop,
+    /// `skip-unverified-validation`: a download made without a checksum is published without loading
+    /// it first (its validation replaced by `Ok(())`), so any body the server sends becomes the model.
+    SkipUnverifiedValidation,
 }
 
 impl Mutant {
@@ -72,6 +75,7 @@ impl Mutant {
         Mutant::CopyIntoFinal,
         Mutant::UnwrapReadError,
         Mutant::QuarantineNoop,
+        Mutant::SkipUnverifiedValidation,
     ];
 
     /// The name used in `BEAKER_MUTANT` and in the stress declaration.
@@ -94,6 +98,7 @@ impl Mutant {
             Mutant::CopyIntoFinal => "copy-into-final",
             Mutant::UnwrapReadError => "unwrap-read-error",
             Mutant::QuarantineNoop => "quarantine-noop",
+            Mutant::SkipUnverifiedValidation => "skip-unverified-validation",
         }
     }
 

@@ -14,7 +14,7 @@ use beaker::fsio;
 use beaker::lock;
 use beaker::mutants::Mutant;
 use clap::Parser;
-use stress_cache_metadata::{LockKind, TargetSpec};
+use stress_cache_metadata::{FileRoles, LockKind, Role, TargetSpec};
 
 fn manifest() -> toml::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
@@ -29,25 +29,6 @@ fn spec() -> TargetSpec {
 }
 
 /// `*` matches any run of characters within one path component.
-fn glob(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || !name.ends_with(last) || name.len() < first.len() + last.len() {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 fn set<'a>(it: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'a str> {
     it.into_iter().collect()
 }
@@ -136,22 +117,21 @@ fn file_patterns_match_the_names_the_code_makes() {
     let sha = "ab".repeat(32);
     let url = "http://127.0.0.1:1/models/small/small.onnx";
     let dir = Path::new("/c");
+    let roles = FileRoles::compile(files, "beaker").expect("beaker's patterns compile");
+    let role = |name: &str| roles.roles_of(Path::new(name));
     for name in [cache::final_name(url, Some(&sha)), cache::final_name(url, None)] {
-        assert!(glob(&files.final_, &name), "{name} matches final");
-        assert!(!glob(&files.partial, &name));
+        assert_eq!(role(&name), vec![Role::Final], "{name} is a final and nothing else");
         let final_path = dir.join(&name);
         let partial = fsio::unique_partial_path(&final_path);
         let partial = partial.file_name().unwrap().to_str().unwrap();
-        assert!(glob(&files.partial, partial), "{partial} matches partial");
-        assert!(!glob(&files.final_, partial), "{partial} is not a final");
+        assert_eq!(role(partial), vec![Role::Partial], "{partial} is a partial and nothing else");
         let lock = lock::lock_path(&final_path);
         let lock = lock.file_name().unwrap().to_str().unwrap();
-        assert!(glob(files.lock.as_deref().unwrap(), lock), "{lock} matches lock");
-        assert!(!glob(&files.final_, lock));
+        assert_eq!(role(lock), vec![Role::Lock], "{lock} is a lock and nothing else");
+        let quarantined = format!("{}/{name}.1700000000000", fsio::QUARANTINE_DIR);
+        assert_eq!(role(&quarantined), vec![Role::Quarantine], "{quarantined} is quarantined");
     }
     assert_eq!(files.lock_kind, LockKind::Flock);
-    let quarantine = files.quarantine.as_deref().unwrap();
-    assert!(quarantine.starts_with(&format!("{}/", fsio::QUARANTINE_DIR)), "{quarantine}");
     let metadata = spec.metadata_file.as_ref().unwrap();
     assert_eq!(metadata.path, "{output_dir}/{input_stem}.beaker.toml");
     assert_eq!(metadata.sha256, "model.sha256");

@@ -309,6 +309,7 @@ mod tests {
             setup_errors: vec![],
             not_applicable: None,
             mutant_active: None,
+            findings: Vec::new(),
         }
     }
 

@@ -238,6 +238,7 @@ mod tests {
             setup_errors: vec![],
             not_applicable: None,
             mutant_active: mutant.map(|_| true),
+            findings: Vec::new(),
         }
     }
 

@@ -5,15 +5,17 @@
 //! environment ([`suite_env`]) through which the CLI configures the suite.
 
 pub mod cargo_env;
+pub mod patterns;
 mod record;
 pub mod suite_env;
 mod target;
 
+pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
-    Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome, ScenarioRecord,
-    Status,
+    Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
+    ScenarioRecord, Status,
 };
 pub use target::{
     CompiledCache, EnvNames, ExitCodes, Failpoints, Features, FilePatterns, Fixtures, LockKind, MetadataFile,
-    Mutants, ServerLayout, SpecError, TargetSpec,
+    Mutants, ServerLayout, SpecError, SymlinkPolicy, TargetSpec,
 };

@@ -54,6 +54,10 @@ pub struct ScenarioRecord {
     /// target's declared marker on stderr). `None` without a mutant.
     #[serde(default)]
     pub mutant_active: Option<bool>,
+    /// What the target cannot do by design, and what it costs (e.g. `cached_undetectable_corruption`):
+    /// reported, never a violation and never a kill.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 impl ScenarioRecord {
@@ -138,6 +142,15 @@ impl Status {
             Status::Skipped => "skipped",
         }
     }
+}
+
+/// A finding: a named observation with its evidence that does not fail the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Finding {
+    /// Name, e.g. `cached_undetectable_corruption`.
+    pub name: String,
+    /// What was seen, one line each.
+    pub evidence: Vec<String>,
 }
 
 /// One invariant's verdict.

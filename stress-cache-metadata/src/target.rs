@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::patterns::{FileRoles, PatternList};
+
 /// Error reading or validating a target declaration.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -81,6 +83,11 @@ pub struct TargetSpec {
     /// The per-run metadata file, if the target writes one.
     #[serde(default)]
     pub metadata_file: Option<MetadataFile>,
+    /// The target prints the path of the model it resolved as the last line of its stdout; the suite
+    /// checks, as each process exits, that the path exists, is complete and is a final artifact (or a
+    /// symlink to one).
+    #[serde(default)]
+    pub prints_path: bool,
     /// Failpoints the target declares (with feature `features.failpoints`).
     #[serde(default)]
     pub failpoints: Option<Failpoints>,
@@ -132,25 +139,45 @@ impl Default for ServerLayout {
     }
 }
 
-/// Glob-like patterns (`*` matches any run of characters within one path component), relative to the
-/// cache directory.
+/// The roles of the files in a cache directory, as globset patterns relative to it (one pattern or a
+/// list; `!pattern` excludes; see [`crate::patterns`]). `ignore` wins over every role; the other roles
+/// must not overlap.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FilePatterns {
     /// Published model files.
     #[serde(rename = "final")]
-    pub final_: String,
+    pub final_: PatternList,
     /// In-progress downloads.
-    pub partial: String,
+    pub partial: PatternList,
     /// Lock files (may persist; only their *held* state matters).
     #[serde(default)]
-    pub lock: Option<String>,
+    pub lock: Option<PatternList>,
     /// How locks are taken: `flock` (probe with a non-blocking flock) or `exists` (held while the file exists).
     #[serde(default)]
     pub lock_kind: LockKind,
     /// Files the target moves aside on purpose (e.g. quarantined bad models); never counted as cache content.
     #[serde(default)]
-    pub quarantine: Option<String>,
+    pub quarantine: Option<PatternList>,
+    /// Sidecars and metadata that are not model content (`*.meta`, `*.json`, `refs/*`): never read,
+    /// never classified, never a role.
+    #[serde(default)]
+    pub ignore: PatternList,
+    /// What a symlink under a final name means.
+    #[serde(default)]
+    pub symlinks: SymlinkPolicy,
+}
+
+/// Symlinks in a cache directory.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SymlinkPolicy {
+    /// A symlink under a final name publishes what it points to (`snapshots/*/*` → `blobs/*`): it is
+    /// judged by the content it resolves to, and a dangling one is an incomplete final.
+    #[default]
+    Follow,
+    /// Symlinks are not cache content and are skipped.
+    Ignore,
 }
 
 /// How a target's lock files work.
@@ -387,6 +414,19 @@ impl TargetSpec {
             }
             if let Some(unknown) = m.killed_by.keys().find(|k| !m.names.contains(k)) {
                 return invalid(format!("`mutants.killed-by` names undeclared mutant `{unknown}`"));
+            }
+        }
+        FileRoles::compile(&self.files, origin)?;
+        if let Some(c) = &self.compiled {
+            for (key, pattern) in
+                [("entry", Some(&c.entry)), ("partial", Some(&c.partial)), ("lock", c.lock.as_ref())]
+            {
+                if let Some(p) = pattern
+                    && let Err(message) =
+                        crate::patterns::FilePattern::compile(&PatternList::from(p.as_str()))
+                {
+                    return invalid(format!("compiled.{key}: {message}"));
+                }
             }
         }
         Ok(())

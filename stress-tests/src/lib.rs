@@ -1,7 +1,7 @@
 pub mod fs_trace;
 pub mod invariants;
 pub mod orchestrator;
-pub mod pattern;
+pub mod printed_path;
 pub mod proc_locks;
 pub mod reader_probe;
 pub mod record;

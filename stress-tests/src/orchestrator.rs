@@ -19,7 +19,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::printed_path::PrintedPath;
 use crate::proc_locks::{self, FileId};
+use stress_cache_metadata::FilePattern;
 
 /// Error starting a fleet.
 #[derive(Debug, thiserror::Error)]
@@ -53,12 +55,15 @@ pub struct FleetProcess {
     pub role: String,
     /// The command.
     pub command: Command,
+    /// Read the path it prints on stdout the moment it exits 0 ([`PrintedPath`]), in this directory
+    /// (its working directory, for a relative path).
+    pub observe_printed_path: Option<PathBuf>,
 }
 
 impl FleetProcess {
     /// A process with a role.
     pub fn new(role: &str, command: Command) -> Self {
-        FleetProcess { role: role.to_string(), command }
+        FleetProcess { role: role.to_string(), command, observe_printed_path: None }
     }
 }
 
@@ -87,6 +92,8 @@ pub struct ProcessOutcome {
     pub stderr_path: PathBuf,
     /// The command never ran (fork/exec failure).
     pub spawn_error: Option<String>,
+    /// The path it printed and what was there when it exited (targets with `prints-path`).
+    pub printed_path: Option<PrintedPath>,
 }
 
 impl ProcessOutcome {
@@ -291,7 +298,7 @@ impl Fleet {
         let raw_start_w = fleet.start_write.as_ref().map(|fd| fd.as_raw_fd()).unwrap_or(-1);
         let (raw_start_r, raw_ready_w) = (start_r.as_raw_fd(), ready_w.as_raw_fd());
         for (index, process) in processes.into_iter().enumerate() {
-            let FleetProcess { role, mut command } = process;
+            let FleetProcess { role, mut command, observe_printed_path } = process;
             let stdout_path = dir.join(format!("{index}-{role}.stdout"));
             let stderr_path = dir.join(format!("{index}-{role}.stderr"));
             let open = |path: &Path| {
@@ -311,7 +318,9 @@ impl Fleet {
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("fleet-{index}"))
-                .spawn(move || run_one(shared, index, role, command, stdout_path, stderr_path))
+                .spawn(move || {
+                    run_one(shared, index, role, command, (stdout_path, stderr_path), observe_printed_path)
+                })
                 .map_err(|source| FleetError::Io {
                     action: "spawn thread for",
                     path: format!("process {index}"),
@@ -494,7 +503,7 @@ impl Fleet {
 
     /// Pids of live fleet processes blocked waiting for a lock on a file under `dir` matching `pattern`
     /// (from `/proc/locks`).
-    pub fn lock_waiters(&self, dir: &Path, pattern: &str) -> BTreeSet<u32> {
+    pub fn lock_waiters(&self, dir: &Path, pattern: &FilePattern) -> BTreeSet<u32> {
         let files = proc_locks::lock_file_ids(dir, pattern);
         self.blocked_on_flock(&self.alive(), &files)
     }
@@ -515,7 +524,7 @@ impl Fleet {
     /// `lock_dir` matching `lock_pattern`, stopped, or one of the `parked_elsewhere` processes the caller
     /// accounts for (e.g. `gate.parked()` of a server gate). Use with [`Fleet::wait_until`] before releasing
     /// a gate, so overlap is established by events.
-    pub fn settled(&self, lock_dir: &Path, lock_pattern: &str, parked_elsewhere: usize) -> bool {
+    pub fn settled(&self, lock_dir: &Path, lock_pattern: &FilePattern, parked_elsewhere: usize) -> bool {
         let alive = self.alive();
         let blocked = self.lock_waiters(lock_dir, lock_pattern);
         let stopped = alive.iter().filter(|pid| !blocked.contains(pid) && self.is_stopped(**pid)).count();
@@ -578,8 +587,8 @@ fn run_one(
     index: usize,
     role: String,
     mut command: Command,
-    stdout_path: PathBuf,
-    stderr_path: PathBuf,
+    (stdout_path, stderr_path): (PathBuf, PathBuf),
+    observe_printed_path: Option<PathBuf>,
 ) {
     let spawned = command.spawn();
     let mut outcome = ProcessOutcome {
@@ -594,6 +603,7 @@ fn run_one(
         stdout_path,
         stderr_path,
         spawn_error: None,
+        printed_path: None,
     };
     match spawned {
         Ok(child) => {
@@ -604,6 +614,10 @@ fn run_one(
             outcome.exit_code = code;
             outcome.signal = signal;
             outcome.peak_rss_kb = rss;
+            // At once, before the outcome is published: what the path held when the process said so.
+            if let (Some(cwd), Some(0)) = (&observe_printed_path, code) {
+                outcome.printed_path = Some(PrintedPath::observe(&outcome.stdout_path, cwd));
+            }
         }
         Err(e) => {
             outcome.spawn_error = Some(e.to_string());
@@ -879,9 +893,10 @@ mod tests {
         )
         .unwrap();
         let pid = fleet.pids()[0];
-        assert!(
-            fleet.wait_until(|f| f.lock_waiters(&cache, "*.lock").contains(&pid), Duration::from_secs(10))
-        );
+        assert!(fleet.wait_until(
+            |f| f.lock_waiters(&cache, &FilePattern::new("*.lock")).contains(&pid),
+            Duration::from_secs(10)
+        ));
         held.unlock().unwrap();
         assert_eq!(fleet.wait()[0].exit_code, Some(0));
     }
@@ -899,8 +914,13 @@ mod tests {
         waiter.arg(&lock).arg("true");
         let processes = vec![FleetProcess::new("waiter", waiter), sh("kill -STOP $$"), sh("exec sleep 1000")];
         let fleet = Fleet::start(&dir.path().join("fleet"), processes, Duration::from_secs(30)).unwrap();
-        assert!(fleet.wait_until(|f| f.settled(&cache, "*.lock", 1), Duration::from_secs(10)));
-        assert!(!fleet.settled(&cache, "*.lock", 0), "the sleeping process is neither blocked nor stopped");
+        assert!(
+            fleet.wait_until(|f| f.settled(&cache, &FilePattern::new("*.lock"), 1), Duration::from_secs(10))
+        );
+        assert!(
+            !fleet.settled(&cache, &FilePattern::new("*.lock"), 0),
+            "the sleeping process is neither blocked nor stopped"
+        );
         assert_eq!(fleet.stopped(), vec![fleet.pids()[1]]);
         held.unlock().unwrap();
     }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use stress_cache_metadata::FilePatterns;
 
-use crate::pattern::FilePattern;
 use crate::snapshot::walk;
+use stress_cache_metadata::FilePattern;
 
 /// One line of `/proc/locks`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +112,7 @@ pub fn read_proc_locks() -> std::io::Result<Vec<LockLine>> {
 }
 
 /// Identities of the files under `dir` (recursively) matching `pattern` (relative to `dir`).
-pub fn lock_file_ids(dir: &Path, pattern: &str) -> BTreeSet<FileId> {
-    let pattern = FilePattern::new(pattern);
+pub fn lock_file_ids(dir: &Path, pattern: &FilePattern) -> BTreeSet<FileId> {
     walk(dir)
         .into_iter()
         .filter(|e| e.is_file && pattern.matches(&e.relative))
@@ -186,9 +185,9 @@ pub fn writers_hold_exclusive_locks(
     dir: &Path,
     files: &FilePatterns,
 ) -> (usize, Vec<String>, Vec<String>) {
-    let Some(lock_pattern) = files.lock.as_deref() else { return (0, Vec::new(), Vec::new()) };
-    let pattern = FilePattern::new(lock_pattern);
-    let final_ = FilePattern::new(&files.final_);
+    let roles = stress_cache_metadata::FileRoles::from_validated(files);
+    let Some(pattern) = roles.lock.clone() else { return (0, Vec::new(), Vec::new()) };
+    let final_ = roles.final_.clone();
     // A final opened to append is a reader bumping its mtime under a shared lock (LRU), not a download.
     let writers: Vec<OpenForWrite> = open_for_write(pids, dir, Some(&pattern))
         .into_iter()
@@ -202,7 +201,7 @@ pub fn writers_hold_exclusive_locks(
         // A writer parked mid-download without its lock stays so: a violation is confirmed by three
         // reads in a row, so one garbled read of /proc/locks can never make one.
         let holds = (0..3).any(|_| {
-            let ids = lock_file_ids(dir, lock_pattern);
+            let ids = lock_file_ids(dir, &pattern);
             read_proc_locks()
                 .unwrap_or_default()
                 .iter()
@@ -220,7 +219,7 @@ pub fn writers_hold_exclusive_locks(
                 w.pid,
                 w.path.display(),
                 dir.display(),
-                lock_pattern
+                pattern.as_str()
             ));
         }
     }
@@ -263,7 +262,7 @@ mod tests {
             .spawn()
             .expect("flock(1) from util-linux");
         let pid = waiter.id();
-        let files = lock_file_ids(dir.path(), "*.lock");
+        let files = lock_file_ids(dir.path(), &FilePattern::new("*.lock"));
         assert_eq!(files.len(), 1);
         let me = std::process::id();
         let mut seen = false;

@@ -8,9 +8,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use stress_cache_metadata::FilePatterns;
+use stress_cache_metadata::{FilePatterns, FileRoles, Role};
 
-use crate::pattern::FilePattern;
 use crate::snapshot::{Content, classify, walk};
 use crate::target::ModelFixture;
 
@@ -28,6 +27,10 @@ pub struct ReaderReport {
     pub complete_reads: u64,
     /// Reads that were not (prefix, corrupted, unrelated): `path: label, N B` per distinct observation.
     pub bad_reads: Vec<String>,
+    /// Reads of exactly a wrong body the server served (a corrupted copy, an error page with 200), with
+    /// the evidence line: bad unless the target had no way to tell (see `Content::undetectable_without`),
+    /// which the checker decides.
+    pub served_wrong_reads: Vec<(PathBuf, Content, String)>,
 }
 
 /// The running reader thread.
@@ -47,14 +50,7 @@ impl ReaderProbe {
         deadline: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<()>();
-        let pattern = FinalOnly {
-            final_: FilePattern::new(&files.final_),
-            not: [Some(&files.partial), files.lock.as_ref(), files.quarantine.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|p| FilePattern::new(p))
-                .collect(),
-        };
+        let pattern = FinalOnly(FileRoles::from_validated(files));
         let handle = std::thread::Builder::new()
             .name("reader-probe".into())
             .spawn(move || run(dirs, pattern, models, deadline, rx))
@@ -79,15 +75,12 @@ impl Drop for ReaderProbe {
     }
 }
 
-/// The final pattern without the other roles' files.
-struct FinalOnly {
-    final_: FilePattern,
-    not: Vec<FilePattern>,
-}
+/// Files whose one role is final: never an ignored sidecar, a lock, a partial or a quarantined file.
+struct FinalOnly(FileRoles);
 
 impl FinalOnly {
     fn matches(&self, relative: &std::path::Path) -> bool {
-        self.final_.matches(relative) && !self.not.iter().any(|p| p.matches(relative))
+        self.0.role_of(relative) == Some(Role::Final)
     }
 }
 
@@ -121,6 +114,15 @@ fn run(
                         known_complete.insert((entry.dev, entry.inode), stamp);
                     }
                     Content::Complete(_) => report.complete_reads += 1,
+                    wrong @ (Content::ServedCorrupt(_) | Content::ServedErrorPage) => {
+                        let line =
+                            format!("{}: read {} ({} B)", entry.path.display(), wrong.label(), bytes.len());
+                        if report.served_wrong_reads.len() < 50
+                            && !report.served_wrong_reads.iter().any(|(_, _, l)| *l == line)
+                        {
+                            report.served_wrong_reads.push((dir.clone(), wrong, line));
+                        }
+                    }
                     other => {
                         let line =
                             format!("{}: read {} ({} B)", entry.path.display(), other.label(), bytes.len());

@@ -130,6 +130,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         setup_errors: Vec::new(),
         not_applicable: None,
         mutant_active: None,
+        findings: Vec::new(),
     }
 }
 
@@ -197,6 +198,7 @@ mod tests {
             setup_errors: vec![],
             not_applicable: None,
             mutant_active: None,
+            findings: Vec::new(),
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -8,9 +8,9 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use stress_cache_metadata::{CompiledCache, FilePatterns, LockKind};
+use stress_cache_metadata::FilePattern;
+use stress_cache_metadata::{CompiledCache, FilePatterns, FileRoles, LockKind, Role, SymlinkPolicy};
 
-use crate::pattern::FilePattern;
 use crate::target::{ModelFixture, sha256_hex};
 
 /// Maximum directory depth and entry count a walk visits (bounds every walk).
@@ -28,6 +28,8 @@ pub struct WalkEntry {
     pub is_file: bool,
     /// Directory.
     pub is_dir: bool,
+    /// Symbolic link (not followed by the walk).
+    pub is_symlink: bool,
     /// Size in bytes.
     pub len: u64,
     /// `st_dev`.
@@ -58,6 +60,7 @@ pub fn walk(dir: &Path) -> Vec<WalkEntry> {
                 path,
                 is_file: meta.is_file(),
                 is_dir: meta.is_dir(),
+                is_symlink: meta.file_type().is_symlink(),
                 len: meta.len(),
                 dev: meta.dev(),
                 inode: meta.ino(),
@@ -77,6 +80,12 @@ pub enum Content {
     Prefix(String, u64),
     /// No bytes at all (an empty lock or sidecar file is not a "prefix" of a model).
     Empty,
+    /// Exactly the corrupted body the server's corrupt fault sends for the model: what was served,
+    /// wrong, and kept (a target without a checksum cannot tell it from the model).
+    ServedCorrupt(String),
+    /// Exactly the HTML page the server sent with `200` in place of a model
+    /// ([`crate::server::Fault::ErrorPageWith200`]): served, kept, and no model at all.
+    ServedErrorPage,
     /// Same length as the model but different bytes, or (64 B or more) at least half of its bytes equal to
     /// the model's at the same offsets (truncated-and-flipped, or extended).
     Corrupted(String),
@@ -91,6 +100,8 @@ impl Content {
             Content::Complete(m) => format!("complete({m})"),
             Content::Prefix(m, n) => format!("prefix({m}, {n} B)"),
             Content::Corrupted(m) => format!("corrupted({m})"),
+            Content::ServedCorrupt(m) => format!("served-corrupt({m})"),
+            Content::ServedErrorPage => "served-error-page(html)".to_string(),
             Content::Empty => "empty".to_string(),
             Content::Unrelated => "unrelated".to_string(),
         }
@@ -99,14 +110,28 @@ impl Content {
     /// The model this content is (a copy, prefix or corruption of), if any.
     pub fn model(&self) -> Option<&str> {
         match self {
-            Content::Complete(m) | Content::Prefix(m, _) | Content::Corrupted(m) => Some(m),
-            Content::Empty | Content::Unrelated => None,
+            Content::Complete(m)
+            | Content::Prefix(m, _)
+            | Content::Corrupted(m)
+            | Content::ServedCorrupt(m) => Some(m),
+            Content::Empty | Content::Unrelated | Content::ServedErrorPage => None,
+        }
+    }
+
+    /// What the server served, wrong, and a target could keep only because it had no way to tell: a
+    /// corrupted body (without a checksum), or an HTML page served with 200 (without a checksum and
+    /// without loading the model).
+    pub fn undetectable_without(&self, checksum: bool, loads_model: bool) -> bool {
+        match self {
+            Content::ServedCorrupt(_) => !checksum,
+            Content::ServedErrorPage => !checksum && !loads_model,
+            _ => false,
         }
     }
 
     /// A prefix or a corrupted copy: content that must never survive or be read.
     pub fn is_partial_or_corrupt(&self) -> bool {
-        matches!(self, Content::Prefix(..) | Content::Corrupted(_))
+        matches!(self, Content::Prefix(..) | Content::Corrupted(_) | Content::ServedCorrupt(_))
     }
 }
 
@@ -118,6 +143,13 @@ pub fn classify(bytes: &[u8], models: &BTreeMap<String, ModelFixture>) -> Conten
     let sha = sha256_hex(bytes);
     if let Some(m) = models.values().find(|m| m.sha256 == sha && m.bytes.len() == bytes.len()) {
         return Content::Complete(m.id.clone());
+    }
+    if bytes == crate::server::ERROR_PAGE_HTML {
+        return Content::ServedErrorPage;
+    }
+    if let Some(m) = models.values().find(|m| m.served_corrupt_sha256 == sha && m.bytes.len() == bytes.len())
+    {
+        return Content::ServedCorrupt(m.id.clone());
     }
     if let Some(m) = models.values().find(|m| bytes.len() < m.bytes.len() && m.bytes.starts_with(bytes)) {
         return Content::Prefix(m.id.clone(), bytes.len() as u64);
@@ -159,6 +191,8 @@ pub struct FileEntry {
     pub is_final: bool,
     /// Matches the partial pattern.
     pub is_partial: bool,
+    /// Where the symlink points, when the entry is one (its content is what it resolves to).
+    pub link_target: Option<PathBuf>,
 }
 
 impl FileEntry {
@@ -215,42 +249,64 @@ pub struct CacheSnapshot {
     /// Files the target moved aside on purpose (quarantine), classified too: they are not cache content,
     /// but a quarantined file that is not a complete model was once published under a final name.
     pub quarantined: Vec<FileEntry>,
-    /// Files that vanished or could not be read during the walk.
+    /// Files the spec's `ignore` list covers (sidecars, metadata): listed, never read.
+    pub ignored: Vec<PathBuf>,
+    /// Files that vanished or could not be read during the walk, and dangling symlinks.
     pub unreadable: Vec<String>,
 }
 
 impl CacheSnapshot {
     /// Walks `dir` and classifies everything (see the module docs). A missing dir is an empty snapshot.
+    /// Files are sorted into roles by the spec's patterns ([`FileRoles`]): ignored sidecars are only
+    /// listed, locks are probed and never read, everything else is read and classified. A symlink is
+    /// judged by what it resolves to (`symlinks = "follow"`); a dangling one is unreadable.
     pub fn take(dir: &Path, patterns: &FilePatterns, models: &BTreeMap<String, ModelFixture>) -> Self {
-        let final_ = FilePattern::new(&patterns.final_);
-        let partial = FilePattern::new(&patterns.partial);
-        let lock = patterns.lock.as_deref().map(FilePattern::new);
-        let quarantine = patterns.quarantine.as_deref().map(FilePattern::new);
+        let roles = FileRoles::from_validated(patterns);
         let mut snapshot = CacheSnapshot {
             dir: dir.to_path_buf(),
             files: Vec::new(),
             locks: Vec::new(),
             quarantined: Vec::new(),
+            ignored: Vec::new(),
             unreadable: Vec::new(),
         };
-        for entry in walk(dir).into_iter().filter(|e| e.is_file) {
-            if lock.as_ref().is_some_and(|p| p.matches(&entry.relative)) {
-                let held = probe_lock(&entry.path, patterns.lock_kind);
-                snapshot.locks.push(LockEntry { relative: entry.relative, path: entry.path, held });
-                continue;
+        let follow = patterns.symlinks == SymlinkPolicy::Follow;
+        for entry in walk(dir).into_iter().filter(|e| e.is_file || (e.is_symlink && follow)) {
+            let role = roles.role_of(&entry.relative);
+            match role {
+                Some(Role::Ignored) => {
+                    snapshot.ignored.push(entry.relative);
+                    continue;
+                }
+                Some(Role::Lock) => {
+                    let held = probe_lock(&entry.path, patterns.lock_kind);
+                    snapshot.locks.push(LockEntry { relative: entry.relative, path: entry.path, held });
+                    continue;
+                }
+                _ => {}
             }
-            let quarantined = quarantine.as_ref().is_some_and(|p| p.matches(&entry.relative));
+            let link_target = entry.is_symlink.then(|| fs::read_link(&entry.path).ok()).flatten();
             match fs::read(&entry.path) {
-                Ok(bytes) => (if quarantined { &mut snapshot.quarantined } else { &mut snapshot.files })
-                    .push(FileEntry {
-                        is_final: final_.matches(&entry.relative),
-                        is_partial: partial.matches(&entry.relative),
-                        len: bytes.len() as u64,
-                        sha256: sha256_hex(&bytes),
-                        content: classify(&bytes, models),
-                        relative: entry.relative,
-                        path: entry.path,
-                    }),
+                Ok(bytes) => (if role == Some(Role::Quarantine) {
+                    &mut snapshot.quarantined
+                } else {
+                    &mut snapshot.files
+                })
+                .push(FileEntry {
+                    is_final: role == Some(Role::Final),
+                    is_partial: role == Some(Role::Partial),
+                    len: bytes.len() as u64,
+                    sha256: sha256_hex(&bytes),
+                    content: classify(&bytes, models),
+                    relative: entry.relative,
+                    path: entry.path,
+                    link_target,
+                }),
+                Err(e) if entry.is_symlink => snapshot.unreadable.push(format!(
+                    "{}: dangling symlink to {}: {e}",
+                    entry.path.display(),
+                    link_target.map(|t| t.display().to_string()).unwrap_or_default()
+                )),
                 Err(e) => snapshot.unreadable.push(format!("{}: {e}", entry.path.display())),
             }
         }
@@ -428,6 +484,8 @@ mod tests {
             lock: Some("*.lock".into()),
             lock_kind: LockKind::Flock,
             quarantine: Some("quarantine/*".into()),
+            ignore: stress_cache_metadata::PatternList::Many(vec!["*.meta".into()]),
+            symlinks: SymlinkPolicy::Follow,
         }
     }
 
@@ -441,6 +499,7 @@ mod tests {
         let mut flipped = alpha.clone();
         flipped[500] ^= 0xff;
         assert_eq!(classify(&flipped, &models), Content::Corrupted("alpha".into()));
+        assert_eq!(classify(&crate::server::corrupt(alpha), &models), Content::ServedCorrupt("alpha".into()));
         let mut longer = alpha.clone();
         longer.extend_from_slice(b"trailing");
         assert_eq!(classify(&longer, &models), Content::Corrupted("alpha".into()));
@@ -471,6 +530,25 @@ mod tests {
     }
 
     #[test]
+    fn sidecars_are_listed_not_read_and_a_symlinked_final_is_judged_by_its_target() {
+        let models = blob_models();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("alpha-1.bin.meta"), b"{}").unwrap();
+        fs::create_dir(d.join("blobs")).unwrap();
+        fs::write(d.join("blobs/aa"), &models["alpha"].bytes).unwrap();
+        std::os::unix::fs::symlink("blobs/aa", d.join("alpha-2.bin")).unwrap();
+        std::os::unix::fs::symlink("blobs/missing", d.join("beta-2.bin")).unwrap();
+        let s = CacheSnapshot::take(d, &patterns(), &models);
+        assert_eq!(s.ignored, vec![PathBuf::from("alpha-1.bin.meta")]);
+        let finals = s.finals();
+        assert_eq!(finals.len(), 1, "{finals:?}");
+        assert_eq!(finals[0].content, Content::Complete("alpha".into()));
+        assert_eq!(finals[0].link_target.as_deref(), Some(Path::new("blobs/aa")));
+        assert!(s.unreadable.iter().any(|u| u.contains("dangling symlink")), "{:?}", s.unreadable);
+    }
+
+    #[test]
     fn lock_probe_sees_a_holder_in_another_process() {
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join("m.lock");
@@ -484,7 +562,7 @@ mod tests {
             .spawn()
             .expect("flock(1)");
         let me = std::process::id();
-        let files = crate::proc_locks::lock_file_ids(dir.path(), "*.lock");
+        let files = crate::proc_locks::lock_file_ids(dir.path(), &FilePattern::new("*.lock"));
         let mut held = false;
         for _ in 0..20_000 {
             let lines = crate::proc_locks::read_proc_locks().unwrap();

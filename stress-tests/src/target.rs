@@ -84,13 +84,23 @@ pub struct ModelFixture {
     pub bytes: Vec<u8>,
     /// Lower-case hex SHA-256 of `bytes`.
     pub sha256: String,
+    /// SHA-256 of the body [`crate::server::Fault::Corrupt`] serves for this model: a file with exactly
+    /// these bytes is what the server served, wrong, and the target kept.
+    pub served_corrupt_sha256: String,
 }
 
 impl ModelFixture {
     /// A fixture from its bytes.
     pub fn new(id: &str, file_name: &str, bytes: Vec<u8>) -> Self {
         let sha256 = sha256_hex(&bytes);
-        ModelFixture { id: id.to_string(), file_name: file_name.to_string(), bytes, sha256 }
+        let served_corrupt_sha256 = sha256_hex(&crate::server::corrupt(&bytes));
+        ModelFixture {
+            id: id.to_string(),
+            file_name: file_name.to_string(),
+            bytes,
+            sha256,
+            served_corrupt_sha256,
+        }
     }
 }
 

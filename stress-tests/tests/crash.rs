@@ -53,3 +53,28 @@ fn crash_at_cache_mid_download_then_recovers_without_checksum() {
 fn corrupt_body_never_reaches_a_final_name_even_on_crash() {
     run_and_assert("corrupt_body_never_reaches_a_final_name_even_on_crash");
 }
+
+#[test]
+fn killed_once_the_lock_is_taken_then_recovers() {
+    run_and_assert("killed_once_the_lock_is_taken_then_recovers");
+}
+
+#[test]
+fn killed_once_a_temp_file_is_created_then_recovers() {
+    run_and_assert("killed_once_a_temp_file_is_created_then_recovers");
+}
+
+#[test]
+fn killed_with_a_temp_file_half_written_then_recovers() {
+    run_and_assert("killed_with_a_temp_file_half_written_then_recovers");
+}
+
+#[test]
+fn killed_with_a_temp_file_half_written_then_recovers_without_checksum() {
+    run_and_assert("killed_with_a_temp_file_half_written_then_recovers_without_checksum");
+}
+
+#[test]
+fn resume_after_a_kill_gets_416_then_a_full_200() {
+    run_and_assert("resume_after_a_kill_gets_416_then_a_full_200");
+}

@@ -58,3 +58,28 @@ fn http_error_storm_with_retry_after_recovers() {
 fn corrupted_final_at_rest_is_refetched_once() {
     run_and_assert("corrupted_final_at_rest_is_refetched_once");
 }
+
+#[test]
+fn corrupted_downloads_fail_some_processes_without_poisoning_without_checksum() {
+    run_and_assert("corrupted_downloads_fail_some_processes_without_poisoning_without_checksum");
+}
+
+#[test]
+fn non_retryable_statuses_fail_cleanly_then_recover() {
+    run_and_assert("non_retryable_statuses_fail_cleanly_then_recover");
+}
+
+#[test]
+fn error_page_served_with_200_is_never_cached() {
+    run_and_assert("error_page_served_with_200_is_never_cached");
+}
+
+#[test]
+fn error_page_served_with_200_is_never_cached_without_checksum() {
+    run_and_assert("error_page_served_with_200_is_never_cached_without_checksum");
+}
+
+#[test]
+fn corrupted_final_at_rest_is_refetched_once_without_checksum() {
+    run_and_assert("corrupted_final_at_rest_is_refetched_once_without_checksum");
+}

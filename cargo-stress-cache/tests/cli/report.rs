@@ -46,6 +46,7 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
         setup_errors: vec![],
         not_applicable: None,
         mutant_active: None,
+        findings: Vec::new(),
     }
 }
 

@@ -11,7 +11,11 @@
 //!
 //! The suite's self-check (`tests/self_check.rs`) also needs a cache that makes one textbook mistake at a
 //! time, to show each file-system invariant failing on a real process: `TINY_CACHE_BUG` switches one on
-//! (`copy-into-final`, `no-fsync`, `unlink-lock`, `no-lock`). Unset, the cache is correct.
+//! (`copy-into-final`, `no-fsync`, `unlink-lock`, `no-lock`), and so do the tests of the fault and
+//! kill scenarios (`cache-error-body`, `resume-append`, `keep-dead-temps`, `print-temp-path`). Unset, the
+//! cache is correct.
+//!
+//! On success it prints the path of the cached object on stdout (`prints-path = true` in its spec).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -58,6 +62,15 @@ enum Bug {
     UnlinkLock,
     /// Take no lock.
     NoLock,
+    /// Store the body of a non-200 response as the object and exit 0.
+    CacheErrorBody,
+    /// Keep a dead writer's temp file and resume it: ask for the rest with `Range` and append whatever
+    /// comes back (a 200 with the whole body too); take 416 as "already complete".
+    ResumeAppend,
+    /// Never remove a dead writer's temp files.
+    KeepDeadTemps,
+    /// Print the temp file's path instead of the object's.
+    PrintTempPath,
 }
 
 fn bug() -> Result<Option<Bug>, Failure> {
@@ -67,6 +80,10 @@ fn bug() -> Result<Option<Bug>, Failure> {
         Some("no-fsync") => Ok(Some(Bug::NoFsync)),
         Some("unlink-lock") => Ok(Some(Bug::UnlinkLock)),
         Some("no-lock") => Ok(Some(Bug::NoLock)),
+        Some("cache-error-body") => Ok(Some(Bug::CacheErrorBody)),
+        Some("resume-append") => Ok(Some(Bug::ResumeAppend)),
+        Some("keep-dead-temps") => Ok(Some(Bug::KeepDeadTemps)),
+        Some("print-temp-path") => Ok(Some(Bug::PrintTempPath)),
         Some(other) => Err(Failure::Usage(format!("unknown TINY_CACHE_BUG {other}"))),
     }
 }
@@ -111,18 +128,24 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     if bug != Some(Bug::NoLock) {
         lock.lock().map_err(io("lock"))?;
     }
+    let resume = bug == Some(Bug::ResumeAppend);
+    let tmp = if resume {
+        store.join("tmp").join(format!("{key}.resume.part"))
+    } else {
+        store.join("tmp").join(format!("{key}.{}.part", std::process::id()))
+    };
     if !object.exists() {
         // Anything in tmp/ for this key is a dead writer's: we hold the lock.
-        if let Ok(entries) = fs::read_dir(store.join("tmp")) {
+        let clean = !matches!(bug, Some(Bug::KeepDeadTemps | Bug::ResumeAppend));
+        if let (true, Ok(entries)) = (clean, fs::read_dir(store.join("tmp"))) {
             for entry in entries.flatten().take(10_000) {
                 if entry.file_name().to_string_lossy().starts_with(&format!("{key}.")) {
                     let _ = fs::remove_file(entry.path());
                 }
             }
         }
-        let tmp = store.join("tmp").join(format!("{key}.{}.part", std::process::id()));
         let into = if bug == Some(Bug::CopyIntoFinal) { &object } else { &tmp };
-        let result = download_with_retries(&url, into, bug != Some(Bug::NoFsync));
+        let result = download_with_retries(&url, into, bug);
         if let Err(e) = result {
             let _ = fs::remove_file(into);
             return Err(e);
@@ -142,13 +165,15 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
         fs::create_dir_all(parent).map_err(io("create output dir"))?;
     }
     fs::copy(&object, &out).map_err(io("copy to output"))?;
+    let printed = if bug == Some(Bug::PrintTempPath) { &tmp } else { &object };
+    println!("{}", printed.display());
     Ok(())
 }
 
-fn download_with_retries(url: &str, tmp: &Path, sync: bool) -> Result<(), Failure> {
+fn download_with_retries(url: &str, tmp: &Path, bug: Option<Bug>) -> Result<(), Failure> {
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
-        match download_once(url, tmp, sync) {
+        match download_once(url, tmp, bug) {
             Ok(()) => return Ok(()),
             Err(DownloadError::Io(e)) => return Err(Failure::Io("write temp file".into(), e)),
             Err(DownloadError::Net(m)) => last = m,
@@ -164,17 +189,34 @@ enum DownloadError {
 
 /// One plain HTTP/1.1 GET (loopback test servers only; no TLS), following one redirect level is not
 /// needed by the scenarios this target runs.
-fn download_once(url: &str, tmp: &Path, sync: bool) -> Result<(), DownloadError> {
+fn download_once(url: &str, tmp: &Path, bug: Option<Bug>) -> Result<(), DownloadError> {
     let net = |e: io::Error| DownloadError::Net(e.to_string());
     let rest = url.strip_prefix("http://").ok_or_else(|| DownloadError::Net(format!("not http: {url}")))?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    // The temp file exists before the request goes out (as in many clients): a writer killed while
+    // waiting for the response leaves an empty one behind for the next lock holder to clean up.
+    let resume_from = match bug {
+        Some(Bug::ResumeAppend) => fs::metadata(tmp).map(|m| m.len()).unwrap_or(0),
+        _ => 0,
+    };
+    let mut file = if resume_from > 0 {
+        OpenOptions::new().append(true).open(tmp).map_err(DownloadError::Io)?
+    } else {
+        File::create(tmp).map_err(DownloadError::Io)?
+    };
     let mut stream = TcpStream::connect(host).map_err(net)?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(net)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(net)?;
+    let range = if resume_from > 0 { format!("Range: bytes={resume_from}-\r\n") } else { String::new() };
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{range}Connection: close\r\n\r\n").map_err(net)?;
     let mut reader = BufReader::new(stream);
     let mut status = String::new();
     reader.read_line(&mut status).map_err(net)?;
-    if !status.starts_with("HTTP/1.1 200") {
+    let ok = status.starts_with("HTTP/1.1 200") || (resume_from > 0 && status.starts_with("HTTP/1.1 206"));
+    if resume_from > 0 && status.starts_with("HTTP/1.1 416") {
+        // The bug: "nothing left to fetch" taken as "the partial is complete".
+        return Ok(());
+    }
+    if !ok && bug != Some(Bug::CacheErrorBody) {
         return Err(DownloadError::Net(format!("status {}", status.trim())));
     }
     let mut length = None;
@@ -192,12 +234,11 @@ fn download_once(url: &str, tmp: &Path, sync: bool) -> Result<(), DownloadError>
         }
     }
     let length = length.ok_or_else(|| DownloadError::Net("no Content-Length".into()))?;
-    let mut file = File::create(tmp).map_err(DownloadError::Io)?;
     let copied = io::copy(&mut reader.by_ref().take(length), &mut file).map_err(net)?;
     if copied != length {
         return Err(DownloadError::Net(format!("short body: {copied} of {length} bytes")));
     }
-    if sync {
+    if bug != Some(Bug::NoFsync) {
         file.sync_all().map_err(DownloadError::Io)?;
     }
     Ok(())

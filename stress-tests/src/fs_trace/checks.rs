@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::{FsEvent, FsOp, FsTrace, LockMode};
-use crate::pattern::FilePattern;
+use stress_cache_metadata::FilePattern;
 
 /// The roles of the paths in one cache directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct CacheRoles {
     pub partial: Vec<FilePattern>,
     /// Lock files.
     pub lock: Vec<FilePattern>,
+    /// Sidecars and metadata (`ignore`): no role, whatever the other patterns say.
+    pub ignore: Vec<FilePattern>,
     /// The lock is held by the lock file's existence (created with `O_EXCL`, removed to release)
     /// rather than by `flock`/`fcntl`.
     pub lock_kind_exists: bool,
@@ -174,7 +176,7 @@ impl<'a> Ctx<'a> {
             })?;
         let roles = &self.roles[index];
         let any = |patterns: &[FilePattern], p: &Path| patterns.iter().any(|m| m.matches(p));
-        let role = if rel.as_os_str().is_empty() {
+        let role = if rel.as_os_str().is_empty() || any(&roles.ignore, rel) {
             Role::Other
         } else if any(&roles.partial, rel) {
             Role::Partial

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::pattern::FilePattern;
+use stress_cache_metadata::FilePattern;
 
 fn roles() -> Vec<CacheRoles> {
     vec![CacheRoles {
@@ -11,6 +11,7 @@ fn roles() -> Vec<CacheRoles> {
         final_: vec![FilePattern::new("*.onnx")],
         partial: vec![FilePattern::new("*.partial")],
         lock: vec![FilePattern::new("*.lock")],
+        ignore: vec![FilePattern::new("*.meta")],
         lock_kind_exists: false,
         entries_are_dirs: false,
     }]

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::*;
-use crate::pattern::FilePattern;
+use stress_cache_metadata::FilePattern;
 
 /// A publisher: optional flock on `m.lock`, write `m.onnx.partial`, optional fsync, rename to
 /// `m.onnx`, optional fsync of the directory. argv: dir, lock (0/1), sync (0/1), pause (`lock`: print
@@ -75,6 +75,7 @@ impl Lab {
             final_: vec![FilePattern::new("*.onnx")],
             partial: vec![FilePattern::new("*.partial")],
             lock: vec![FilePattern::new("*.lock")],
+            ignore: vec![FilePattern::new("*.meta")],
             lock_kind_exists: false,
             entries_are_dirs: false,
         }]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use stress_cache_metadata::{ExitCodes, InvariantResult, LockKind};
+use stress_cache_metadata::{ExitCodes, Finding, InvariantResult, LockKind};
 
 use super::{Expectations, Invariant, OutcomeClass, ProcessExpectation, RecoveryRun, ServedCounts};
 use crate::orchestrator::ProcessOutcome;
@@ -104,6 +104,107 @@ pub fn check(obs: &Observations<'_>) -> Vec<InvariantResult> {
         .collect()
 }
 
+/// Evidence against [`Invariant::PrintedPathIsACompleteFinal`]: for each success of a process that asked
+/// for a model, the path it printed as it exited.
+fn printed_paths(obs: &Observations<'_>) -> Vec<String> {
+    let codes = &obs.target.spec.exit_codes;
+    let roles = stress_cache_metadata::FileRoles::from_validated(&obs.target.spec.files);
+    let mut evidence = Vec::new();
+    for o in obs.outcomes.iter().filter(|o| OutcomeClass::of(o, codes) == OutcomeClass::Ok) {
+        let Some(exp) = obs.expectations.processes.get(o.index) else { continue };
+        let (Some(model), Some(sha)) = (&exp.model, &exp.model_sha256) else { continue };
+        let Some(printed) = &o.printed_path else {
+            evidence.push(format!("pid {} exited 0 but its printed path was not observed", o.pid));
+            continue;
+        };
+        let shown = printed.path.display();
+        match &printed.content {
+            Err(e) => evidence
+                .push(format!("pid {} printed {shown}, which could not be read as it exited: {e}", o.pid)),
+            Ok((_, got)) if got != sha && undetectable_sha(obs, &exp.cache_dir, model, got) => {}
+            Ok((len, got)) if got != sha => evidence.push(format!(
+                "pid {} printed {shown}, which held {len} B with sha256 {} as it exited, not model {model}",
+                o.pid,
+                &got[..16.min(got.len())]
+            )),
+            Ok(_) => {
+                let resolved = printed.resolved();
+                // The cache dir as given and as the kernel names it (a target may print a resolved path).
+                let dirs = [Some(exp.cache_dir.clone()), std::fs::canonicalize(&exp.cache_dir).ok()];
+                let is_final = [&printed.path, &resolved].into_iter().any(|p| {
+                    dirs.iter().flatten().any(|d| {
+                        p.strip_prefix(d)
+                            .ok()
+                            .is_some_and(|rel| roles.role_of(rel) == Some(stress_cache_metadata::Role::Final))
+                    })
+                });
+                if !is_final {
+                    evidence.push(format!(
+                        "pid {} printed {shown}: complete, but not a final artifact of {} (nor a symlink to one)",
+                        o.pid,
+                        exp.cache_dir.display()
+                    ));
+                }
+            }
+        }
+    }
+    evidence
+}
+
+/// Whether the processes on cache `dir` were given the model's checksum (any of them).
+fn checksum_given(obs: &Observations<'_>, dir: &std::path::Path) -> bool {
+    obs.expectations.processes.iter().any(|p| p.cache_dir == dir && p.checksum_given)
+}
+
+/// Whether `content` in cache `dir` is wrong bytes the server served that the target had no way to tell
+/// from the model (see [`Content::undetectable_without`]).
+fn undetectable(obs: &Observations<'_>, dir: &std::path::Path, content: &Content) -> bool {
+    content.undetectable_without(checksum_given(obs, dir), obs.target.spec.features.loads_model)
+}
+
+/// Whether `sha` is a wrong body the server served for `model` that the target could not tell.
+fn undetectable_sha(obs: &Observations<'_>, dir: &std::path::Path, model: &str, sha: &str) -> bool {
+    let Some(m) = obs.target.models.get(model) else { return false };
+    let content = if m.served_corrupt_sha256 == sha {
+        Content::ServedCorrupt(model.to_string())
+    } else if crate::target::sha256_hex(crate::server::ERROR_PAGE_HTML) == sha {
+        Content::ServedErrorPage
+    } else {
+        return false;
+    };
+    undetectable(obs, dir, &content)
+}
+
+/// Findings that are not failures: what the target cannot do by design, and what it costs.
+///
+/// `cached_undetectable_corruption`: a final holding exactly a wrong body the server served (a corrupted
+/// copy, or an HTML page sent with 200), in a cache whose processes were given no checksum, of a target
+/// that (for the page) does not validate by loading. The target had no way to tell; the file is served to
+/// every later process until it is evicted.
+pub fn findings(obs: &Observations<'_>) -> Vec<Finding> {
+    let mut evidence: Vec<String> = Vec::new();
+    for (label, caches, _) in snapshot_sets(obs) {
+        for cache in caches {
+            for f in cache.finals().into_iter().filter(|f| undetectable(obs, &cache.dir, &f.content)) {
+                let line = format!(
+                    "{}: the wrong body the server served is cached under a final name; the processes had no \
+                     checksum (and the target does not load the model) to detect it, so every later process \
+                     gets it until it is evicted",
+                    f.evidence()
+                );
+                if !evidence.iter().any(|e| e.ends_with(&line)) {
+                    evidence.push(format!("[{label}] {line}"));
+                }
+            }
+        }
+    }
+    if evidence.is_empty() {
+        Vec::new()
+    } else {
+        vec![Finding { name: "cached_undetectable_corruption".into(), evidence }]
+    }
+}
+
 /// The snapshots to check: after the fleet, and after the recovery run when one ran.
 fn snapshot_sets<'a>(
     obs: &Observations<'a>,
@@ -147,8 +248,13 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
         Invariant::FinalArtifactsMatchChecksum => checked(per_snapshot(obs, invariant, |caches, _| {
             let mut evidence: Vec<String> = caches
                 .iter()
-                .flat_map(|c| c.finals())
-                .filter(|f| !matches!(f.content, Content::Complete(_)))
+                .flat_map(|c| c.finals().into_iter().map(move |f| (c, f)))
+                .filter(|(c, f)| {
+                    // What the server served, wrong, and a target without a checksum kept: not a
+                    // publish of bytes it never received, but the finding `cached_undetectable_corruption`.
+                    !matches!(f.content, Content::Complete(_)) && !undetectable(obs, &c.dir, &f.content)
+                })
+                .map(|(_, f)| f)
                 .map(|f| {
                     format!("final artifact is not a complete copy of what was served: {}", f.evidence())
                 })
@@ -204,7 +310,18 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
             })),
         },
         Invariant::ReadersSawOnlyCompleteContent => match obs.readers {
-            Some(r) if r.reads > 0 => checked(r.bad_reads.clone()),
+            Some(r) if r.reads > 0 => checked(
+                r.bad_reads
+                    .iter()
+                    .cloned()
+                    .chain(
+                        r.served_wrong_reads
+                            .iter()
+                            .filter(|(dir, content, _)| !undetectable(obs, dir, content))
+                            .map(|(_, _, line)| line.clone()),
+                    )
+                    .collect(),
+            ),
             Some(_) => skipped("the reader probe never found a final artifact to read"),
             None => skipped("no reader probe ran in this scenario"),
         },
@@ -303,12 +420,38 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                             .map(|e| format!("recovery run: {e}")),
                     );
                 }
+                // A bad final the recovery run kept while it exited 0 is served to every later process.
+                let recovered_ok =
+                    recovery.outcomes.iter().any(|o| OutcomeClass::of(o, codes) == OutcomeClass::Ok);
+                if let (true, Some((after, _))) = (recovered_ok, obs.after_recovery) {
+                    evidence.extend(
+                        after.iter().flat_map(|c| c.finals().into_iter().map(move |f| (c, f))).filter_map(
+                            |(c, f)| {
+                                let bad = !matches!(f.content, Content::Complete(_))
+                                    && !undetectable(obs, &c.dir, &f.content);
+                                bad.then(|| {
+                                    format!(
+                                        "recovery run exited 0 and kept a bad final artifact: {}",
+                                        f.evidence()
+                                    )
+                                })
+                            },
+                        ),
+                    );
+                }
                 checked(evidence)
             }
             None => skipped("no recovery run in this scenario"),
         },
         Invariant::FinishedBeforeWatchdog => {
             checked(obs.outcomes.iter().filter(|o| o.hung).map(excerpt).collect())
+        }
+        Invariant::PrintedPathIsACompleteFinal => {
+            if obs.target.spec.prints_path {
+                checked(printed_paths(obs))
+            } else {
+                skipped("the target does not print the path it resolved (prints-path = false)")
+            }
         }
         Invariant::FinalPublishedAtomically => {
             from_trace(obs, name, |t| Some(t.final_published_atomically.clone()))
@@ -400,7 +543,9 @@ fn one_final_per_model(obs: &Observations<'_>, caches: &[CacheSnapshot], codes: 
                 .collect();
             // A final that is there but not complete is named by final_artifacts_match_checksum; here only
             // a missing one counts, so one finding is not reported under two names.
-            let any_final = cache.finals().iter().any(|f| f.content.model() == Some(model.as_str()));
+            let any_final = cache.finals().iter().any(|f| {
+                f.content.model() == Some(model.as_str()) || undetectable(obs, &cache.dir, &f.content)
+            });
             if !succeeded.is_empty() && finals == 0 && !any_final {
                 evidence.push(format!(
                     "model {model}: no final artifact in {} although pids {succeeded:?} succeeded with it",

@@ -62,11 +62,15 @@ pub enum Invariant {
     /// Published bytes are fsynced before the rename that publishes them, and the directory after it
     /// (file-system trace). Reported separately: a target can declare it does not promise durability.
     PublishedDurably,
+    /// A target that prints the path it resolved (`prints-path`) printed, for every success, a path that
+    /// existed when the process exited, held the complete model it asked for, and was a final artifact
+    /// of its cache or a symlink to one.
+    PrintedPathIsACompleteFinal,
 }
 
 impl Invariant {
     /// Every invariant, in check order.
-    pub const ALL: [Invariant; 18] = [
+    pub const ALL: [Invariant; 19] = [
         Invariant::OneFinalArtifactPerModel,
         Invariant::FinalArtifactsMatchChecksum,
         Invariant::NoPartialContent,
@@ -85,6 +89,7 @@ impl Invariant {
         Invariant::LockFilesStable,
         Invariant::WriterHoldsExclusiveLock,
         Invariant::PublishedDurably,
+        Invariant::PrintedPathIsACompleteFinal,
     ];
 
     /// The stable snake_case name.
@@ -108,6 +113,7 @@ impl Invariant {
             Invariant::LockFilesStable => "lock_files_stable",
             Invariant::WriterHoldsExclusiveLock => "writer_holds_exclusive_lock",
             Invariant::PublishedDurably => "published_durably",
+            Invariant::PrintedPathIsACompleteFinal => "printed_path_is_a_complete_final",
         }
     }
 
@@ -208,6 +214,8 @@ pub struct ProcessExpectation {
     pub allowed: BTreeSet<OutcomeClass>,
     /// A crash is injected into this process (SIGKILL is then allowed).
     pub crash_allowed: bool,
+    /// The process was given the model's checksum (a target without one cannot tell a corrupted body).
+    pub checksum_given: bool,
 }
 
 impl ProcessExpectation {
@@ -222,6 +230,7 @@ impl ProcessExpectation {
             metadata_path: if loads { target.metadata_path(plan) } else { None },
             allowed: BTreeSet::from([OutcomeClass::Ok]),
             crash_allowed: false,
+            checksum_given: plan.sha256.is_some(),
         }
     }
 
@@ -299,7 +308,7 @@ pub struct RecoveryRun {
 
 mod check;
 
-pub use check::{LiveLockObservation, Observations, TraceObservation, check, summary};
+pub use check::{LiveLockObservation, Observations, TraceObservation, check, findings, summary};
 
 /// Panics with every violated invariant and its evidence (no-op when all held).
 pub fn assert_all_held(scenario: &str, results: &[InvariantResult]) {

@@ -138,7 +138,8 @@ fn clean_run_holds_every_invariant() {
     let (w, outcomes, exp) = clean_world();
     let served =
         ServedCounts { complete_bodies: BTreeMap::from([("alpha".into(), 1)]), ..Default::default() };
-    let readers = ReaderReport { scans: 3, reads: 1, complete_reads: 1, bad_reads: vec![] };
+    let readers =
+        ReaderReport { scans: 3, reads: 1, complete_reads: 1, bad_reads: vec![], ..Default::default() };
     let recovery = RecoveryRun { outcomes: outcomes.clone(), expectations: exp.processes.clone() };
     let results = check_with(&w, &outcomes, &exp, |o| {
         o.served = Some(Box::leak(Box::new(served)));
@@ -175,7 +176,8 @@ fn unobserved_invariants_are_skipped_with_a_reason_never_held() {
     ] {
         assert_eq!(status(&r, invariant), Status::Skipped, "{invariant}");
     }
-    let readers = ReaderReport { scans: 5, reads: 0, complete_reads: 0, bad_reads: vec![] };
+    let readers =
+        ReaderReport { scans: 5, reads: 0, complete_reads: 0, bad_reads: vec![], ..Default::default() };
     let r = check_with(&w, &outcomes, &exp, |o| o.readers = Some(Box::leak(Box::new(readers))));
     assert_eq!(
         status(&r, Invariant::ReadersSawOnlyCompleteContent),
@@ -367,6 +369,7 @@ fn a_bad_read_violates_readers_saw_only_complete_content() {
         reads: 1,
         complete_reads: 0,
         bad_reads: vec!["x.bin: read prefix(alpha, 10 B)".into()],
+        ..Default::default()
     };
     let r = check_with(&w, &outcomes, &exp, |o| o.readers = Some(Box::leak(Box::new(readers))));
     assert_eq!(violated(&r), ["readers_saw_only_complete_content"]);

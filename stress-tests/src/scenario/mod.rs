@@ -23,6 +23,7 @@
 
 mod run;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -89,6 +90,8 @@ pub struct Scenario {
     fleets: usize,
     traces: Vec<(usize, PathBuf)>,
     without_checksum: bool,
+    /// Extra environment of every writer plan.
+    process_env: BTreeMap<String, String>,
 }
 
 impl Scenario {
@@ -127,6 +130,7 @@ impl Scenario {
             fleets: 0,
             traces: Vec::new(),
             without_checksum: false,
+            process_env: BTreeMap::new(),
         })
     }
 
@@ -134,6 +138,12 @@ impl Scenario {
     /// URL-keyed names), so that path is stressed too.
     pub fn without_checksum(&mut self) -> &mut Self {
         self.without_checksum = true;
+        self
+    }
+
+    /// Extra environment for every process this scenario's [`Scenario::writer`] plans.
+    pub fn process_env(&mut self, env: &BTreeMap<String, String>) -> &mut Self {
+        self.process_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
         self
     }
 
@@ -198,6 +208,9 @@ impl Scenario {
             ProcessPlan::run(model, url, cache, &self.output_dir(index)).mutant(self.tier.mutant.as_deref());
         if self.uses_checksum() {
             plan = plan.sha256(Some(&self.target.model(model).sha256));
+        }
+        for (k, v) in &self.process_env {
+            plan = plan.env(k, v);
         }
         if self.target.spec.compiled.is_some() {
             let name = cache
@@ -265,6 +278,11 @@ impl Scenario {
             .map(|(i, p)| {
                 let _ = std::fs::create_dir_all(&p.output_dir);
                 let command = self.target.command_for(p);
+                let cwd = command
+                    .get_current_dir()
+                    .map(Path::to_path_buf)
+                    .or_else(|| std::env::current_dir().ok())
+                    .unwrap_or_default();
                 let command = match &strace {
                     Some(strace) => {
                         let file = dir.join(format!("trace-{i}.strace"));
@@ -274,7 +292,11 @@ impl Scenario {
                     }
                     None => command,
                 };
-                FleetProcess::new(&p.role, command)
+                let mut process = FleetProcess::new(&p.role, command);
+                if self.target.spec.prints_path {
+                    process.observe_printed_path = Some(cwd.clone());
+                }
+                process
             })
             .collect();
         let fleet = Fleet::start(&dir, processes, deadline)?;
@@ -439,15 +461,17 @@ fn trace_roles(
     caches: &[PathBuf],
     compiled: &[PathBuf],
 ) -> Vec<crate::fs_trace::CacheRoles> {
-    use crate::pattern::FilePattern;
+    use stress_cache_metadata::{FilePattern, FileRoles};
     let files = &spec.files;
+    let compiled_roles = FileRoles::from_validated(files);
     let mut roles: Vec<crate::fs_trace::CacheRoles> = caches
         .iter()
         .map(|dir| crate::fs_trace::CacheRoles {
             dir: dir.clone(),
-            final_: vec![FilePattern::new(&files.final_)],
-            partial: vec![FilePattern::new(&files.partial)],
-            lock: files.lock.iter().map(|l| FilePattern::new(l)).collect(),
+            final_: vec![compiled_roles.final_.clone()],
+            partial: vec![compiled_roles.partial.clone()],
+            lock: compiled_roles.lock.iter().cloned().collect(),
+            ignore: compiled_roles.ignore.iter().cloned().collect(),
             lock_kind_exists: files.lock_kind == stress_cache_metadata::LockKind::Exists,
             entries_are_dirs: false,
         })
@@ -458,6 +482,7 @@ fn trace_roles(
             final_: vec![FilePattern::new(&c.entry)],
             partial: vec![FilePattern::new(&c.partial)],
             lock: c.lock.iter().map(|l| FilePattern::new(l)).collect(),
+            ignore: Vec::new(),
             lock_kind_exists: files.lock_kind == stress_cache_metadata::LockKind::Exists,
             entries_are_dirs: true,
         }));

@@ -367,6 +367,7 @@ impl ScenarioRun<'_> {
             live_locks: Some(&self.live_locks),
         };
         let mut results = invariants::check(&obs);
+        let findings = invariants::findings(&obs);
         let mutant_active = self.mutant_active();
         let mut setup_errors = std::mem::take(&mut self.setup_errors);
         setup_errors.extend(trace_error);
@@ -378,7 +379,7 @@ impl ScenarioRun<'_> {
         }
         merge_all(&mut results, std::mem::take(&mut self.verdicts), None);
         let failed = results.iter().any(InvariantResult::is_violated) || !setup_errors.is_empty();
-        self.write(results, setup_errors, failed, phase_runs, mutant_active)
+        self.write(results, setup_errors, failed, phase_runs, mutant_active, findings)
     }
 
     /// [`ScenarioRun::evaluate`], then panics listing every violated invariant (or setup error) with its
@@ -414,6 +415,7 @@ impl ScenarioRun<'_> {
         failed: bool,
         phase_runs: Vec<(String, Vec<ProcessOutcome>, Expectations)>,
         mutant_active: Option<bool>,
+        findings: Vec<stress_cache_metadata::Finding>,
     ) -> ScenarioRecord {
         let target = &self.scenario.target;
         let results_dir = record::results_dir(target);
@@ -460,6 +462,7 @@ impl ScenarioRun<'_> {
         }
         record.setup_errors = setup_errors;
         record.mutant_active = mutant_active;
+        record.findings = findings;
         if let Err(e) = record::write_record(&record, &results_dir) {
             log::warn!("{e}");
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use stress_cache_metadata::ScenarioRecord;
+use stress_cache_metadata::{FilePattern, ScenarioRecord};
 
 use crate::invariants::{Expectations, Invariant, LiveLockObservation, OutcomeClass};
 use crate::orchestrator::{Fleet, ProcessOutcome};
@@ -25,7 +25,7 @@ const WAITERS: usize = 7;
 /// Waits (bounded) until every live process of `fleet` is blocked on a lock under `cache`, and returns
 /// the evidence against "the live holder keeps the others waiting": processes that exited meanwhile,
 /// and processes neither blocked nor exited at the deadline.
-fn others_wait(fleet: &Fleet, cache: &Path, lock_pattern: &str, moment: &str) -> Vec<String> {
+fn others_wait(fleet: &Fleet, cache: &Path, lock_pattern: &FilePattern, moment: &str) -> Vec<String> {
     let all_blocked = fleet.wait_until(
         |f| {
             let waiting = f.lock_waiters(cache, lock_pattern);
@@ -66,7 +66,12 @@ fn holder_stopped(fleet: &Fleet, pid: u32, what: &str) -> Result<(), String> {
 
 /// Live check while `pid` is stopped at a failpoint after taking its lock: it must hold an exclusive lock on
 /// one of the cache's lock files (`/proc/locks`).
-fn holder_holds_exclusive(pid: u32, cache: &Path, lock_pattern: &str, moment: &str) -> LiveLockObservation {
+fn holder_holds_exclusive(
+    pid: u32,
+    cache: &Path,
+    lock_pattern: &FilePattern,
+    moment: &str,
+) -> LiveLockObservation {
     let ids = proc_locks::lock_file_ids(cache, lock_pattern);
     let lines = proc_locks::read_proc_locks().unwrap_or_default();
     let holds =
@@ -83,8 +88,9 @@ fn holder_holds_exclusive(pid: u32, cache: &Path, lock_pattern: &str, moment: &s
             checks: 1,
             witnesses: vec![],
             evidence: vec![format!(
-                "{line} holds no exclusive lock on any lock file of {} ({lock_pattern})",
-                cache.display()
+                "{line} holds no exclusive lock on any lock file of {} ({})",
+                cache.display(),
+                lock_pattern.as_str()
             )],
         }
     }
@@ -117,9 +123,12 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
     };
     let before_rename = fps.names.iter().find(|n| n.contains("before_rename") && n.starts_with("cache"));
     let after_rename = fps.names.iter().find(|n| n.contains("after_rename"));
-    let (Some(before_rename), Some(after_rename), Some(pause), Some(lock_pattern)) =
-        (before_rename.cloned(), after_rename.cloned(), fps.pause_action.clone(), spec.files.lock.clone())
-    else {
+    let (Some(before_rename), Some(after_rename), Some(pause), Some(lock_pattern)) = (
+        before_rename.cloned(),
+        after_rename.cloned(),
+        fps.pause_action.clone(),
+        stress_cache_metadata::FileRoles::from_validated(&spec.files).lock,
+    ) else {
         return Ok(s.not_applicable("needs before/after-rename failpoints, a pause action and lock files"));
     };
     let SharedModel { target, server: _server, model, route, url, cache } =
@@ -213,9 +222,11 @@ pub fn live_lock_holder_blocks_others_and_a_killed_holder_releases(
         return Ok(s.not_applicable("the target declares no failpoints"));
     };
     let after_lock = fps.names.iter().find(|n| n.contains("after_lock")).cloned();
-    let (Some(after_lock), Some(pause), Some(lock_pattern)) =
-        (after_lock, fps.pause_action.clone(), spec.files.lock.clone())
-    else {
+    let (Some(after_lock), Some(pause), Some(lock_pattern)) = (
+        after_lock,
+        fps.pause_action.clone(),
+        stress_cache_metadata::FileRoles::from_validated(&spec.files).lock,
+    ) else {
         return Ok(s.not_applicable("needs an after-lock failpoint, a pause action and lock files"));
     };
     let SharedModel { target: _, server: _server, model, route, url, cache } =

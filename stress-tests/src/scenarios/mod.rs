@@ -15,13 +15,19 @@ pub mod overlap;
 pub mod setup;
 pub mod tmpfs;
 
-/// How a scenario runs beyond the tier: the seeded bug every target process runs with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How a scenario runs beyond the tier: the seeded bug every target process runs with, and which
+/// target (the one the environment names, unless given).
+#[derive(Debug, Clone, Default)]
 pub struct ScenarioOptions {
     /// Seeded bug (`BEAKER_MUTANT`-style name declared by the target), `None` for the real program.
     pub mutant: Option<String>,
     /// Run the target without its checksum option (record name suffixed [`WITHOUT_CHECKSUM`]).
     pub without_checksum: bool,
+    /// The target to run instead of [`crate::target::Target::shared`] (e.g. the suite's own
+    /// `tiny-cache` in its tests).
+    pub target: Option<std::sync::Arc<crate::target::Target>>,
+    /// Extra environment of every target process (e.g. a test target's own bug switch).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Suffix of the record name of a scenario run without the target's checksum option.
@@ -34,12 +40,12 @@ impl ScenarioOptions {
             .ok()
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
-        ScenarioOptions { mutant, without_checksum: false }
+        ScenarioOptions { mutant, ..ScenarioOptions::default() }
     }
 
     /// Options running every process with the seeded bug `name`.
     pub fn with_mutant(name: &str) -> Self {
-        ScenarioOptions { mutant: Some(name.to_string()), without_checksum: false }
+        ScenarioOptions { mutant: Some(name.to_string()), ..ScenarioOptions::default() }
     }
 }
 
@@ -97,6 +103,24 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ),
     ("http_error_storm_with_retry_after_recovers", network::http_error_storm_with_retry_after_recovers),
     ("corrupted_final_at_rest_is_refetched_once", at_rest::corrupted_final_at_rest_is_refetched_once),
+    (
+        "non_retryable_statuses_fail_cleanly_then_recover",
+        responses::non_retryable_statuses_fail_cleanly_then_recover,
+    ),
+    ("error_page_served_with_200_is_never_cached", responses::error_page_served_with_200_is_never_cached),
+    ("killed_once_the_lock_is_taken_then_recovers", |o| {
+        observed_kill::killed_at_then_recovers(observed_kill::ObservedPhase::LockTaken, o)
+    }),
+    ("killed_once_a_temp_file_is_created_then_recovers", |o| {
+        observed_kill::killed_at_then_recovers(observed_kill::ObservedPhase::TempCreated, o)
+    }),
+    ("killed_with_a_temp_file_half_written_then_recovers", |o| {
+        observed_kill::killed_at_then_recovers(observed_kill::ObservedPhase::TempHalfWritten, o)
+    }),
+    (
+        "resume_after_a_kill_gets_416_then_a_full_200",
+        observed_kill::resume_after_a_kill_gets_416_then_a_full_200,
+    ),
     (
         "cache_dir_created_emptied_and_made_unwritable_while_running",
         cache_dir::cache_dir_created_emptied_and_made_unwritable_while_running,
@@ -161,4 +185,6 @@ pub mod compiled;
 pub mod crash;
 pub mod gc;
 pub mod locks;
+pub mod observed_kill;
 pub mod phases;
+pub mod responses;

@@ -12,7 +12,6 @@ use stress_cache_metadata::InvariantResult;
 
 use crate::invariants::LiveLockObservation;
 use crate::orchestrator::{self, Fleet};
-use crate::pattern::FilePattern;
 use crate::proc_locks;
 use crate::reader_probe::{ReaderProbe, ReaderReport};
 use crate::scenario::ScenarioRun;
@@ -114,12 +113,13 @@ pub fn hold_until_overlap_then(
     let start = Instant::now();
     let target = run.target();
     let files = &target.spec.files;
+    let roles = stress_cache_metadata::FileRoles::from_validated(files);
     // Every fleet of the run counts: the main one and any joiners started while the download is parked.
     let fleets = run.fleets();
     let fleet = run.fleet();
     let total: usize = fleets.iter().map(|f| f.pids().len()).sum();
     let waiters = |_: &Fleet| -> usize {
-        match &files.lock {
+        match &roles.lock {
             Some(pattern) => {
                 fleets.iter().flat_map(|f| caches.iter().map(|c| f.lock_waiters(c, pattern).len())).sum()
             }
@@ -131,7 +131,7 @@ pub fn hold_until_overlap_then(
     // The parked downloader has done all it can once its bytes reached the disk — or, for a target that
     // buffers the body in memory, once it sleeps waiting for more input.
     let downloader_idle = || {
-        let waiting: BTreeSet<u32> = match &files.lock {
+        let waiting: BTreeSet<u32> = match &roles.lock {
             Some(pattern) => {
                 fleets.iter().flat_map(|g| caches.iter().flat_map(|c| g.lock_waiters(c, pattern))).collect()
             }
@@ -188,7 +188,7 @@ pub fn hold_until_overlap_then(
 /// Whether some data file (not a lock) with at least one byte exists under `cache`: a parked download
 /// has reached the disk.
 pub fn data_on_disk(run: &ScenarioRun<'_>, cache: &Path) -> bool {
-    let lock = run.target().spec.files.lock.as_deref().map(FilePattern::new);
+    let lock = stress_cache_metadata::FileRoles::from_validated(&run.target().spec.files).lock;
     walk(cache)
         .iter()
         .any(|e| e.is_file && e.len > 0 && !lock.as_ref().is_some_and(|p| p.matches(&e.relative)))

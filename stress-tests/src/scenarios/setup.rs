@@ -14,7 +14,14 @@ use super::ScenarioOptions;
 /// A scenario named `name` on the shared target, with the tier from the environment and the options'
 /// mutant (which every [`Scenario::writer`] plan then carries).
 pub fn scenario(name: &str, opts: &ScenarioOptions) -> Result<Scenario, ScenarioError> {
-    scenario_on(name, opts, Target::shared()?.clone())
+    match &opts.target {
+        // Another target's records must not take the names of the shared target's.
+        Some(t) => {
+            let prefix = t.spec.display_name().replace(['-', '.', ' '], "_");
+            scenario_on(&format!("{prefix}__{name}"), opts, (**t).clone())
+        }
+        None => scenario_on(name, opts, Target::shared()?.clone()),
+    }
 }
 
 /// A scenario on an explicit target (e.g. a second target) with the options' mutant.
@@ -23,13 +30,15 @@ pub fn scenario_on(name: &str, opts: &ScenarioOptions, target: Target) -> Result
     // The options decide (`ScenarioOptions::from_env` reads `STRESS_MUTANT`): a clean run stays clean
     // even when the environment names a mutant.
     tier.mutant = opts.mutant.clone();
-    if opts.without_checksum {
+    let mut s = if opts.without_checksum {
         let mut s = Scenario::with_target(&format!("{name}{}", super::WITHOUT_CHECKSUM), target, tier)?;
         s.without_checksum();
-        Ok(s)
+        s
     } else {
-        Scenario::with_target(name, target, tier)
-    }
+        Scenario::with_target(name, target, tier)?
+    };
+    s.process_env(&opts.env);
+    Ok(s)
 }
 
 /// Starts a model server on 127.0.0.1 (its error mapped into [`ScenarioError::Io`]).

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
-use super::faults::{Fault, GatePoint, corrupt};
+use super::faults::{ERROR_PAGE_HTML, Fault, GatePoint, corrupt};
 use super::gate::Gate;
 use super::request::{MAX_HEAD_BYTES, RangeRequest, RequestHead, head_end, parse_head, parse_range};
 use super::route::RouteHandle;
@@ -108,15 +108,25 @@ async fn respond(stream: &mut TcpStream, head: &RequestHead, shared: &Shared) ->
         reply.write(stream, is_head, false).await?;
         return Ok(After::Close);
     }
-    let fault = route.next_fault();
+    // The plan schedules the requests that carry a body. A client that probes with HEAD first (for an
+    // ETag or a length) gets the route's real headers and leaves the plan to its GETs, so a fault meant
+    // for a download is never spent on a probe.
+    let fault = if is_head { route.count_head() } else { route.next_fault() };
     match fault {
         Fault::Status { code, retry_after } => {
             let mut reply = Reply::new(code, route.headers());
             if let Some(secs) = retry_after {
                 reply = reply.header("Retry-After", secs.to_string());
             }
-            let text = format!("injected fault: status {code}\n");
-            reply.body(text.as_bytes()).write(stream, is_head, keep_alive).await?;
+            // An HTML page, as a CDN or object store sends: a client that caches the body of an error
+            // response as the model is caught by its content, whatever its length.
+            let reason = reason(code);
+            let page = format!(
+                "<!DOCTYPE html>\n<html><head><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\
+                 <p>injected fault</p></body></html>\n"
+            );
+            reply = reply.header("Content-Type", "text/html; charset=utf-8");
+            reply.body(page.as_bytes()).write(stream, is_head, keep_alive).await?;
             Ok(after(keep_alive))
         }
         Fault::Redirect { to } => {
@@ -129,7 +139,7 @@ async fn respond(stream: &mut TcpStream, head: &RequestHead, shared: &Shared) ->
             reply.write(stream, is_head, keep_alive).await?;
             Ok(after(keep_alive))
         }
-        Fault::Refused => {
+        Fault::RedirectToDeadPort => {
             let location = format!("{}{}", shared.refused_base_url, route.path());
             let reply = Reply::new(302, route.headers()).header("Location", location);
             reply.write(stream, is_head, keep_alive).await?;
@@ -173,10 +183,16 @@ async fn serve_content(
     let content: Bytes = match fault {
         // Corrupt the whole entity, then slice, so ranges agree with a full corrupted GET.
         Fault::Corrupt => corrupt(route.content()).into(),
+        Fault::ErrorPageWith200 => Bytes::from_static(ERROR_PAGE_HTML),
         _ => route.content().clone(),
     };
     let len = content.len() as u64;
-    let (status, body, content_range) = match parse_range(head.header("range"), len) {
+    let range = match fault {
+        Fault::IgnoreRange => RangeRequest::Full,
+        Fault::RangeNotSatisfiable if head.header("range").is_some() => RangeRequest::Unsatisfiable,
+        _ => parse_range(head.header("range"), len),
+    };
+    let (status, body, content_range) = match range {
         RangeRequest::Full => (200, content, None),
         RangeRequest::Partial { start, end } => (
             206,
@@ -214,8 +230,13 @@ async fn serve_content(
         }
     }
 
+    let etag = match fault {
+        Fault::EtagChanged => format!("\"changed-{}\"", route.etag().trim_matches('"')),
+        _ => route.etag(),
+    };
+    let accept_ranges = if matches!(fault, Fault::IgnoreRange) { "none" } else { "bytes" };
     let mut reply =
-        Reply::new(status, route.headers()).header("Accept-Ranges", "bytes").header("ETag", route.etag());
+        Reply::new(status, route.headers()).header("Accept-Ranges", accept_ranges).header("ETag", etag);
     if let Some(range) = content_range {
         reply = reply.header("Content-Range", range);
     }
@@ -358,6 +379,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        410 => "Gone",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
         429 => "Too Many Requests",

@@ -20,13 +20,26 @@ pub const CORRUPT_BYTES: usize = 16;
 pub enum Fault {
     /// Serve the route normally (200, or 206 for a `Range` request).
     Ok,
-    /// Answer with this status and a short text body; `Retry-After: <secs>` when given.
+    /// Answer with this status and a small HTML error page as the body (what CDNs and object stores
+    /// send for 403/404/410), `Content-Type: text/html`; `Retry-After: <secs>` when given.
     Status {
         /// HTTP status code, e.g. 503 or 429.
         code: u16,
         /// Value of the `Retry-After` header in seconds, if any.
         retry_after: Option<u32>,
     },
+    /// `200 OK` whose body is [`ERROR_PAGE_HTML`] instead of the model, as a captive portal or a
+    /// misconfigured CDN answers: only a checksum or a load of the model can tell.
+    ErrorPageWith200,
+    /// A `Range` request gets `200` and the whole body, as a server that does not support ranges may
+    /// answer (RFC 9110 §14.2): a client that appends it to its partial file poisons the cache.
+    IgnoreRange,
+    /// A `Range` request gets `416 Range Not Satisfiable` (`Content-Range: bytes */len`) whatever the
+    /// range; a request without `Range` is served normally.
+    RangeNotSatisfiable,
+    /// Served normally but under a new `ETag`, as if the resource changed between a client's probe
+    /// (HEAD, or an earlier partial GET) and this response.
+    EtagChanged,
     /// Same length and headers (including the ETag), but [`CORRUPT_BYTES`] bytes at `len / 2` are
     /// inverted, so the SHA-256 differs.
     Corrupt,
@@ -51,7 +64,7 @@ pub enum Fault {
     /// *original* URL gets the next entry of the plan. Use
     /// [`ModelServer::refused_url`](super::ModelServer::refused_url) to point a client at the dead
     /// port directly.
-    Refused,
+    RedirectToDeadPort,
     /// Read the request (needed to pick the route), then close the connection without writing a
     /// single byte: the client sees EOF where the status line should be.
     AcceptThenClose,
@@ -88,11 +101,15 @@ impl std::fmt::Display for Fault {
             }
             Fault::Status { code, retry_after: None } => write!(f, "status({code})"),
             Fault::Corrupt => write!(f, "corrupt"),
+            Fault::IgnoreRange => write!(f, "ignore_range"),
+            Fault::ErrorPageWith200 => write!(f, "error_page_with_200"),
+            Fault::RangeNotSatisfiable => write!(f, "range_not_satisfiable"),
+            Fault::EtagChanged => write!(f, "etag_changed"),
             Fault::LongContentLength(extra) => write!(f, "long_content_length(+{extra})"),
             Fault::ShortContentLength(less) => write!(f, "short_content_length(-{less})"),
             Fault::Chunked => write!(f, "chunked"),
             Fault::Redirect { to } => write!(f, "redirect({to})"),
-            Fault::Refused => write!(f, "refused"),
+            Fault::RedirectToDeadPort => write!(f, "refused"),
             Fault::AcceptThenClose => write!(f, "accept_then_close"),
             Fault::HeadersThenClose => write!(f, "headers_then_close"),
             Fault::CloseAfter(n) => write!(f, "close_after({n})"),
@@ -158,6 +175,12 @@ impl Default for FaultPlan {
         Self::always(Fault::Ok)
     }
 }
+
+/// The body of [`Fault::ErrorPageWith200`]: an HTML page, nothing like any model.
+pub const ERROR_PAGE_HTML: &[u8] =
+    b"<!DOCTYPE html>\n<html><head><title>Sign in to continue</title></head>\n\
+<body><h1>Sign in to continue</h1><p>This network requires you to sign in before you can download files.</p>\
+</body></html>\n";
 
 /// The body [`Fault::Corrupt`] sends: `content` with [`CORRUPT_BYTES`] bytes at `len / 2`
 /// inverted (fewer near the end of a short body). An empty body cannot be corrupted and is

@@ -58,7 +58,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-pub use faults::{CORRUPT_BYTES, Fault, FaultPlan, GatePoint, corrupt};
+pub use faults::{CORRUPT_BYTES, ERROR_PAGE_HTML, Fault, FaultPlan, GatePoint, corrupt};
 pub use gate::{Gate, GateError, GateSnapshot};
 pub use route::{Route, RouteHandle, RouteStats, RouteWaitError};
 

@@ -221,6 +221,13 @@ impl RouteHandle {
         fault
     }
 
+    /// Counts a HEAD request (it takes no plan entry) and returns the fault it gets: [`Fault::Ok`].
+    pub(crate) fn count_head(&self) -> Fault {
+        self.inner.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.changed.notify_all();
+        Fault::Ok
+    }
+
     pub(crate) fn add_bytes_served(&self, n: u64) {
         self.inner.bytes_served.fetch_add(n, Ordering::SeqCst);
         self.notify();

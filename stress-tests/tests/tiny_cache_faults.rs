@@ -1,0 +1,107 @@
+//! Every new fault and kill phase on the suite's small second target (`tiny-cache`), driven only through
+//! its declaration: once correct, where each scenario must pass, and once per textbook mistake
+//! (`TINY_CACHE_BUG`) the scenario exists to catch, where the named invariant must be violated. This is
+//! how a scenario shows it can fail on a real target bug, not only on a state the harness planted.
+//! (Not part of the stress tiers: these runs make red records on purpose.)
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord, Status, TargetSpec};
+use stress_tests::scenarios::{self, ScenarioOptions};
+use stress_tests::target::Target;
+
+fn tiny() -> Arc<Target> {
+    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
+    let spec = TargetSpec::from_spec_file(&spec_path).expect("spec");
+    Arc::new(Target::prepare(spec, env!("CARGO_BIN_EXE_tiny-cache").into()).expect("prepare tiny-cache"))
+}
+
+/// Runs scenario `name` on tiny-cache with `TINY_CACHE_BUG=bug` (empty: correct).
+fn run(name: &str, bug: &str) -> ScenarioRecord {
+    let mut opts = ScenarioOptions { target: Some(tiny()), ..ScenarioOptions::default() };
+    opts.env.insert("TINY_CACHE_BUG".into(), bug.into());
+    scenarios::run(name, &opts)
+}
+
+fn status(record: &ScenarioRecord, invariant: &str) -> Status {
+    record
+        .invariants
+        .iter()
+        .find(|r| r.name == invariant)
+        .map(|r| r.status)
+        .unwrap_or_else(|| panic!("{invariant} not reported: {:#?}", record.invariants))
+}
+
+fn assert_passes_clean(name: &str) -> ScenarioRecord {
+    let record = run(name, "");
+    assert_eq!(record.outcome(), ScenarioOutcome::Passed, "{name} on a correct tiny-cache: {record:#?}");
+    record
+}
+
+fn assert_caught(name: &str, bug: &str, invariant: &str) {
+    let record = run(name, bug);
+    assert!(record.setup_errors.is_empty(), "{name} with {bug}: setup errors {:?}", record.setup_errors);
+    assert_eq!(
+        status(&record, invariant),
+        Status::Violated,
+        "{name}: tiny-cache with {bug} must violate {invariant}: {:#?}",
+        record.invariants
+    );
+}
+
+#[test]
+fn a_cached_error_status_body_violates_final_artifacts_match_checksum() {
+    assert_passes_clean("non_retryable_statuses_fail_cleanly_then_recover");
+    assert_caught(
+        "non_retryable_statuses_fail_cleanly_then_recover",
+        "cache-error-body",
+        "final_artifacts_match_checksum",
+    );
+    assert_caught(
+        "non_retryable_statuses_fail_cleanly_then_recover",
+        "cache-error-body",
+        "failures_have_expected_class",
+    );
+}
+
+#[test]
+fn an_error_page_with_200_kept_without_checksum_or_load_is_a_finding_not_a_violation() {
+    let record = assert_passes_clean("error_page_served_with_200_is_never_cached");
+    let finding = record.findings.iter().find(|f| f.name == "cached_undetectable_corruption");
+    assert!(finding.is_some_and(|f| !f.evidence.is_empty()), "{:#?}", record.findings);
+    assert_eq!(status(&record, "final_artifacts_match_checksum"), Status::Held);
+}
+
+#[test]
+fn resuming_by_appending_a_full_200_or_trusting_416_violates_final_artifacts_match_checksum() {
+    assert_passes_clean("resume_after_a_kill_gets_416_then_a_full_200");
+    assert_caught(
+        "resume_after_a_kill_gets_416_then_a_full_200",
+        "resume-append",
+        "final_artifacts_match_checksum",
+    );
+}
+
+#[test]
+fn a_dead_writers_temp_file_never_cleaned_violates_no_temp_files_left_at_every_kill_phase() {
+    for name in [
+        "killed_once_the_lock_is_taken_then_recovers",
+        "killed_once_a_temp_file_is_created_then_recovers",
+        "killed_with_a_temp_file_half_written_then_recovers",
+    ] {
+        assert_passes_clean(name);
+        assert_caught(name, "keep-dead-temps", "no_temp_files_left");
+    }
+}
+
+#[test]
+fn printing_a_path_that_is_gone_at_exit_violates_printed_path_is_a_complete_final() {
+    let clean = assert_passes_clean("same_model_from_n_processes_downloads_once");
+    assert_eq!(status(&clean, "printed_path_is_a_complete_final"), Status::Held);
+    assert_caught(
+        "same_model_from_n_processes_downloads_once",
+        "print-temp-path",
+        "printed_path_is_a_complete_final",
+    );
+}

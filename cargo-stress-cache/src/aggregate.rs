@@ -16,7 +16,7 @@ use crate::errors::{Error, Result, one_line, verdict_exit_code};
 use crate::flakes::{self, FlakeRow, Verdict};
 use crate::inputs::Inputs;
 use crate::junit::Observation;
-use crate::outcomes::{self, NotApplicableRow, OutcomeCounts, SetupErrorRow};
+use crate::outcomes::{self, FindingRow, NotApplicableRow, OutcomeCounts, SetupErrorRow};
 use crate::rundir::RunState;
 use crate::selfcheck::SelfCheck;
 use crate::verdict::RunVerdict;
@@ -45,6 +45,9 @@ pub struct Aggregate {
     /// Scenarios that do not apply to the target.
     #[serde(default)]
     pub not_applicable: Vec<NotApplicableRow>,
+    /// Findings (not failures): what a target cannot do by design, and what it costs.
+    #[serde(default)]
+    pub findings: Vec<FindingRow>,
     /// Per-scenario figures (clean runs that passed or failed: mutant runs measure a bug).
     pub benchmarks: Vec<BenchmarkRow>,
     /// Per-test stability across runs.
@@ -115,6 +118,7 @@ impl Aggregate {
             invariants: invariant_rows(&evidence),
             setup_errors: outcomes::setup_error_rows(&records),
             not_applicable: outcomes::not_applicable_rows(&records),
+            findings: outcomes::finding_rows(&records),
             benchmarks: benchmarks::rows(&evidence),
             flakes: flakes::rows(&observations),
             regressions: Vec::new(),

@@ -50,6 +50,13 @@ pub enum Command {
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<PathBuf>,
     },
+    /// Check a target declaration against a clean run of the target: list every file its cache held and
+    /// the role each pattern gave it; exit 2 when a file has two roles or none, or no final was seen.
+    CheckSpec {
+        /// The standalone target declaration (`--spec` file) to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Prove the suite catches bugs: run the tier clean and once per seeded mutant.
     Mutants {
         /// Which program to stress.

@@ -75,6 +75,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// `check-spec`: a clean run of the target shows the spec's patterns do not fit its cache.
+    #[error("spec {spec} does not fit the target's cache: {first}{more}")]
+    SpecDoesNotFit {
+        /// The spec file.
+        spec: PathBuf,
+        /// The first fault.
+        first: String,
+        /// ` (and N more)` or empty.
+        more: String,
+    },
     /// The target declaration is unreadable, malformed or inconsistent.
     #[error(transparent)]
     Spec(#[from] SpecError),
@@ -200,6 +210,11 @@ impl Error {
             Error::NoTarget { .. } => Some(
                 "declare `[package.metadata.stress-cache]` in the target's Cargo.toml, set \
                  `[workspace.metadata.stress-cache] target = \"<package>\"`, or pass `--package`/`--spec`"
+                    .into(),
+            ),
+            Error::SpecDoesNotFit { .. } => Some(
+                "the table above lists every file and the roles its patterns gave it; use `!pattern` in a role \
+                 to take files out, and `ignore = [...]` for sidecars"
                     .into(),
             ),
             Error::MissingFeature { .. } => Some(

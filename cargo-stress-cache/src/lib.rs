@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod benchmarks;
 pub mod build;
 pub mod cargo;
+pub mod checkspec;
 pub mod cli;
 pub mod errors;
 pub mod flakes;
@@ -152,6 +153,10 @@ fn dispatch(args: StressCache) -> Result<i32> {
         }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
         Some(Command::Report { dirs }) => report(&global, &dirs),
+        Some(Command::CheckSpec { file }) => {
+            let interrupt = install_interrupt()?;
+            check_spec(cargo, &global, &file, &interrupt)
+        }
         Some(Command::Mutants { target, tier, only, keep_mutant_dirs }) => {
             // STRESS_MUTANT is the default of --only here: a one-mutant matrix.
             let knobs = Knobs::resolve(&tier, None, EnvKnobs::from_env()?);
@@ -243,6 +248,44 @@ fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<i32> {
         agg.compare_with(base, global.threshold, global.fail_on_regression);
     }
     finish(&agg, run_dir, global)
+}
+
+/// `check-spec FILE`: builds nothing (a spec names a program outside the workspace), runs the target
+/// once clean through the suite, prints every file of its cache with its role, and decides.
+fn check_spec(
+    cargo: Cargo,
+    global: &GlobalOpts,
+    file: &std::path::Path,
+    interrupt: &Interrupt,
+) -> Result<i32> {
+    let target = TargetOpts { package: None, spec: Some(file.to_path_buf()) };
+    let setup = setup(cargo, global, &target)?;
+    let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::Failpoints, interrupt)?;
+    let dir = rundir::create(&setup.target_dir.join("stress-cache"), "check-spec", None)?;
+    let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
+    let env = nextest::SuiteEnv {
+        target_bin,
+        target_spec: spec,
+        tier: Tier::Pr,
+        results_dir: rundir::subdir(&dir, "records")?,
+        keep_dir: rundir::subdir(&dir, "kept")?,
+        mutant: None,
+        seed: None,
+        processes: None,
+        trace: Some(false),
+        tmp_dir: tmpdir::create(&dir)?,
+        spec_check_out: Some(dir.join("spec-check.json")),
+    };
+    let report = checkspec::observe(&setup.cargo, &env, global.quiet, interrupt);
+    let _ = tmpdir::clean(&env.tmp_dir);
+    let report = report?;
+    emit(&checkspec::render(&report));
+    let code = checkspec::verdict(&report, file)?;
+    stderr_line(&format!(
+        "stress-cache: spec {} fits: every file of a clean run has exactly one role",
+        file.display()
+    ));
+    Ok(code)
 }
 
 /// Fails unless the target declares the mutant `name` (given by `origin`, a flag or `STRESS_MUTANT`).

@@ -54,6 +54,8 @@ pub struct SuiteEnv {
     pub tmp_dir: PathBuf,
     /// `STRESS_TRACE` (`None`: the suite's default).
     pub trace: Option<bool>,
+    /// `STRESS_SPEC_CHECK_OUT` (`check-spec` only).
+    pub spec_check_out: Option<PathBuf>,
 }
 
 impl SuiteEnv {
@@ -81,6 +83,9 @@ impl SuiteEnv {
         }
         if let Some(trace) = self.trace {
             cmd.env(suite_env::TRACE, if trace { "on" } else { "off" });
+        }
+        if let Some(out) = &self.spec_check_out {
+            cmd.env(suite_env::SPEC_CHECK_OUT, out);
         }
     }
 }

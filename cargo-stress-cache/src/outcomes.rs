@@ -68,6 +68,45 @@ pub struct NotApplicableRow {
     pub reason: String,
 }
 
+/// A finding: what the target cannot do by design and what it costs (never a failure).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FindingRow {
+    /// Scenario.
+    pub scenario: String,
+    /// The seeded bug of those runs, if any.
+    pub mutant: Option<String>,
+    /// The finding's name, e.g. `cached_undetectable_corruption`.
+    pub finding: String,
+    /// Runs that reported it.
+    pub runs: usize,
+    /// The first evidence line.
+    pub evidence: String,
+}
+
+/// One row per scenario, mutant and finding.
+pub fn finding_rows(records: &[(&Path, &ScenarioRecord)]) -> Vec<FindingRow> {
+    let mut rows: Vec<FindingRow> = Vec::new();
+    for (_, record) in records {
+        for f in &record.findings {
+            let same = |r: &&mut FindingRow| {
+                r.scenario == record.scenario && r.mutant == record.mutant && r.finding == f.name
+            };
+            match rows.iter_mut().find(same) {
+                Some(row) => row.runs += 1,
+                None => rows.push(FindingRow {
+                    scenario: record.scenario.clone(),
+                    mutant: record.mutant.clone(),
+                    finding: f.name.clone(),
+                    runs: 1,
+                    evidence: f.evidence.first().map(|e| one_line(e)).unwrap_or_default(),
+                }),
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.scenario, &a.mutant, &a.finding).cmp(&(&b.scenario, &b.mutant, &b.finding)));
+    rows
+}
+
 /// One row per scenario run whose setup failed.
 pub fn setup_error_rows(records: &[(&Path, &ScenarioRecord)]) -> Vec<SetupErrorRow> {
     records

@@ -150,6 +150,25 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
         push_table(&mut out, table, false, "");
     }
 
+    if !agg.findings.is_empty() {
+        heading(
+            &mut out,
+            markdown,
+            "Findings (not failures: what the target cannot do by design, and what it costs)",
+        );
+        let mut table = new_table(markdown, color, vec!["scenario", "mutant", "finding", "runs", "evidence"]);
+        for row in &agg.findings {
+            table.add_row(vec![
+                Cell::new(&row.scenario),
+                Cell::new(row.mutant.as_deref().unwrap_or("-")),
+                alarm(Cell::new(&row.finding), true, Color::Yellow),
+                Cell::new(row.runs),
+                Cell::new(escape(&truncate(&row.evidence, 160), markdown)),
+            ]);
+        }
+        push_table(&mut out, table, false, "");
+    }
+
     heading(&mut out, markdown, "Benchmarks (medians over clean runs)");
     let mut table = new_table(
         markdown,

@@ -174,6 +174,7 @@ impl TierRun<'_> {
                 processes: self.processes,
                 trace: self.trace,
                 tmp_dir: tmpdir::create(&dir)?,
+                spec_check_out: None,
             };
             log::info!(
                 "{label}: repeat {n}/{repeat}: running tier {} (nextest profile {}) ...",
@@ -236,6 +237,7 @@ impl TierRun<'_> {
             processes: self.processes,
             trace: self.trace,
             tmp_dir: tmpdir::create(&dir)?,
+            spec_check_out: None,
         };
         log::info!("{label}: self-check (nextest profile {}) ...", selfcheck::PROFILE);
         let ran = selfcheck::run(

@@ -7,6 +7,7 @@
 pub mod cargo_env;
 pub mod patterns;
 mod record;
+mod spec_check;
 pub mod suite_env;
 mod target;
 
@@ -15,6 +16,7 @@ pub use record::{
     Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
     ScenarioRecord, Status,
 };
+pub use spec_check::{Moment, SeenFile, SpecCheckReport};
 pub use target::{
     CompiledCache, EnvNames, ExitCodes, Failpoints, Features, FilePatterns, Fixtures, LockKind, MetadataFile,
     Mutants, ServerLayout, SpecError, SymlinkPolicy, TargetSpec,

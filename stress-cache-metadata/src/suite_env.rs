@@ -26,9 +26,23 @@ pub const TMP_DIR: &str = "STRESS_TMP_DIR";
 /// invariants are reported skipped, never held).
 pub const TRACE: &str = "STRESS_TRACE";
 
+/// Where the spec check (`cargo stress-cache check-spec`) writes its [`crate::SpecCheckReport`].
+pub const SPEC_CHECK_OUT: &str = "STRESS_SPEC_CHECK_OUT";
+
 /// Every name above.
-pub const ALL: [&str; 10] =
-    [TARGET_BIN, TARGET_SPEC, TIER, PROCESSES, SEED, MUTANT, RESULTS_DIR, KEEP_DIR, TMP_DIR, TRACE];
+pub const ALL: [&str; 11] = [
+    TARGET_BIN,
+    TARGET_SPEC,
+    TIER,
+    PROCESSES,
+    SEED,
+    MUTANT,
+    RESULTS_DIR,
+    KEEP_DIR,
+    TMP_DIR,
+    TRACE,
+    SPEC_CHECK_OUT,
+];
 
 /// The tiers `STRESS_TIER` accepts.
 pub const TIERS: [&str; 2] = ["pr", "nightly"];

@@ -10,5 +10,6 @@ pub mod scenario;
 pub mod scenarios;
 pub mod server;
 pub mod snapshot;
+pub mod spec_check;
 pub mod target;
 pub mod tier;

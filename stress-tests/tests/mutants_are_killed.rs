@@ -34,6 +34,7 @@ const TRIPS: &[(&str, &[&str])] = &[
     ("copy-into-final", &["final_published_atomically"]),
     ("unwrap-read-error", &["no_panic_or_unexpected_signal"]),
     ("quarantine-noop", &["no_poisoning", "final_artifacts_match_checksum"]),
+    ("skip-unverified-validation", &["final_artifacts_match_checksum"]),
 ];
 
 fn target() -> &'static Target {
@@ -123,6 +124,7 @@ mutant_is_killed! {
     copy_into_final_is_killed_by_the_publish_trace => "copy-into-final",
     unwrap_read_error_is_killed_by_a_body_closed_midway => "unwrap-read-error",
     quarantine_noop_is_killed_by_a_final_corrupted_at_rest => "quarantine-noop",
+    skip_unverified_validation_is_killed_by_an_error_page_served_with_200 => "skip-unverified-validation",
 }
 
 #[test]
@@ -166,6 +168,7 @@ fn every_applicable_invariant_is_tripped_by_a_seeded_bug() {
             // A flock lock cannot outlive its holder: the invariant applies to `exists` locks only.
             Invariant::NoLockHeld => spec.files.lock_kind == stress_cache_metadata::LockKind::Exists,
             Invariant::PublishedDurably => spec.features.durable,
+            Invariant::PrintedPathIsACompleteFinal => spec.prints_path,
             _ => true,
         })
         .map(|i| i.name())

@@ -83,3 +83,23 @@ fn error_page_served_with_200_is_never_cached_without_checksum() {
 fn corrupted_final_at_rest_is_refetched_once_without_checksum() {
     run_and_assert("corrupted_final_at_rest_is_refetched_once_without_checksum");
 }
+
+#[test]
+fn truncated_final_at_rest_is_refetched_once() {
+    run_and_assert("truncated_final_at_rest_is_refetched_once");
+}
+
+#[test]
+fn truncated_final_at_rest_is_refetched_once_without_checksum() {
+    run_and_assert("truncated_final_at_rest_is_refetched_once_without_checksum");
+}
+
+#[test]
+fn emptied_final_at_rest_is_refetched_once() {
+    run_and_assert("emptied_final_at_rest_is_refetched_once");
+}
+
+#[test]
+fn emptied_final_at_rest_is_refetched_once_without_checksum() {
+    run_and_assert("emptied_final_at_rest_is_refetched_once_without_checksum");
+}

@@ -186,10 +186,17 @@ pub fn findings(obs: &Observations<'_>) -> Vec<Finding> {
     for (label, caches, _) in snapshot_sets(obs) {
         for cache in caches {
             for f in cache.finals().into_iter().filter(|f| undetectable(obs, &cache.dir, &f.content)) {
+                let what = match f.content {
+                    Content::ServedErrorPage => {
+                        "an HTML page the server sent with 200 is cached as the model; the processes had no \
+                         checksum and the target does not load what it caches"
+                    }
+                    _ => {
+                        "the corrupted body the server served is cached as the model; the processes had no checksum"
+                    }
+                };
                 let line = format!(
-                    "{}: the wrong body the server served is cached under a final name; the processes had no \
-                     checksum (and the target does not load the model) to detect it, so every later process \
-                     gets it until it is evicted",
+                    "{}: {what}, so every later process gets it until it is evicted (give the target a checksum)",
                     f.evidence()
                 );
                 if !evidence.iter().any(|e| e.ends_with(&line)) {
@@ -275,8 +282,9 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
         Invariant::NoPartialContent => checked(per_snapshot(obs, invariant, |caches, _| {
             caches
                 .iter()
-                .flat_map(|c| c.partial_or_corrupt())
-                .map(|f| format!("left behind: {}", f.evidence()))
+                .flat_map(|c| c.partial_or_corrupt().into_iter().map(move |f| (c, f)))
+                .filter(|(c, f)| !undetectable(obs, &c.dir, &f.content))
+                .map(|(_, f)| format!("left behind: {}", f.evidence()))
                 .collect()
         })),
         Invariant::NoTempFilesLeft => checked(per_snapshot(obs, invariant, |caches, compiled| {
@@ -347,7 +355,7 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
             })),
         },
         Invariant::SuccessesLoadedExpectedModel => match &obs.target.spec.metadata_file {
-            Some(decl) => checked(loaded_expected(obs.outcomes, &exp, decl, codes)),
+            Some(decl) => checked(loaded_expected(obs, obs.outcomes, &exp, decl, codes)),
             None => skipped("the target writes no metadata file naming the model it loaded"),
         },
         Invariant::FailuresHaveExpectedClass => checked(
@@ -415,7 +423,7 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                     .collect();
                 if let Some(decl) = &obs.target.spec.metadata_file {
                     evidence.extend(
-                        loaded_expected(&recovery.outcomes, &rexp, decl, codes)
+                        loaded_expected(obs, &recovery.outcomes, &rexp, decl, codes)
                             .into_iter()
                             .map(|e| format!("recovery run: {e}")),
                     );
@@ -558,6 +566,7 @@ fn one_final_per_model(obs: &Observations<'_>, caches: &[CacheSnapshot], codes: 
 }
 
 fn loaded_expected<'e>(
+    obs: &Observations<'_>,
     outcomes: &[ProcessOutcome],
     exp: &dyn Fn(usize) -> Option<&'e ProcessExpectation>,
     decl: &stress_cache_metadata::MetadataFile,
@@ -571,6 +580,9 @@ fn loaded_expected<'e>(
         };
         match RunMetadata::read(decl, path) {
             Ok(meta) if meta.sha256.as_deref() == Some(expected.as_str()) => {}
+            // A wrong body the server served that the process had no way to tell: the finding.
+            Ok(meta)
+                if meta.sha256.as_deref().is_some_and(|s| undetectable_sha(obs, &e.cache_dir, model, s)) => {}
             Ok(meta) => evidence.push(format!(
                 "pid {} asked for {model} (sha256 {}) but loaded sha256 {} ({})",
                 o.pid,

@@ -23,7 +23,71 @@ use super::{ScenarioOptions, phases, setup};
 pub fn corrupted_final_at_rest_is_refetched_once(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario("corrupted_final_at_rest_is_refetched_once", opts)?;
+    damaged_final_at_rest_is_refetched_once(Damage::BitFlip, opts)
+}
+
+/// The final cut to half its length between two fleets: every target can tell (its length or its load
+/// fails), with or without a checksum.
+pub fn truncated_final_at_rest_is_refetched_once(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    damaged_final_at_rest_is_refetched_once(Damage::Truncated, opts)
+}
+
+/// The final emptied (length 0, same inode) between two fleets, as a crash of an editor or a full disk
+/// leaves it.
+pub fn emptied_final_at_rest_is_refetched_once(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    damaged_final_at_rest_is_refetched_once(Damage::Emptied, opts)
+}
+
+/// How the published final is damaged at rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// One byte in the middle flipped (same length).
+    BitFlip,
+    /// Cut to half its length.
+    Truncated,
+    /// Cut to zero bytes.
+    Emptied,
+}
+
+impl Damage {
+    fn scenario_name(self) -> &'static str {
+        match self {
+            Damage::BitFlip => "corrupted_final_at_rest_is_refetched_once",
+            Damage::Truncated => "truncated_final_at_rest_is_refetched_once",
+            Damage::Emptied => "emptied_final_at_rest_is_refetched_once",
+        }
+    }
+
+    fn apply(self, model: &[u8]) -> Vec<u8> {
+        match self {
+            Damage::BitFlip => {
+                let mut bytes = model.to_vec();
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x01;
+                bytes
+            }
+            Damage::Truncated => model[..model.len() / 2].to_vec(),
+            Damage::Emptied => Vec::new(),
+        }
+    }
+}
+
+fn damaged_final_at_rest_is_refetched_once(
+    damage: Damage,
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario(damage.scenario_name(), opts)?;
+    if damage == Damage::BitFlip && !s.uses_checksum() {
+        // Said, not passed: without a checksum, a flipped byte that still loads is the model as far as
+        // the target can know (the truncated and emptied cases run in this configuration instead).
+        return Ok(s.not_applicable(
+            "the processes get no checksum: a flipped byte that still loads cannot be told from the model",
+        ));
+    }
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
     let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
@@ -40,11 +104,11 @@ pub fn corrupted_final_at_rest_is_refetched_once(
     else {
         return Ok(s.error_record("precondition not met: the warmup run published no complete final"));
     };
-    let mut bytes = target.model(&small).bytes.clone();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
+    let bytes = damage.apply(&target.model(&small).bytes);
+    // In place (same inode): only a look at the content can notice.
     if let Err(e) = std::fs::OpenOptions::new()
         .write(true)
+        .truncate(true)
         .open(&final_.path)
         .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
     {

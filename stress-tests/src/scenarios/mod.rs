@@ -103,6 +103,8 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ),
     ("http_error_storm_with_retry_after_recovers", network::http_error_storm_with_retry_after_recovers),
     ("corrupted_final_at_rest_is_refetched_once", at_rest::corrupted_final_at_rest_is_refetched_once),
+    ("truncated_final_at_rest_is_refetched_once", at_rest::truncated_final_at_rest_is_refetched_once),
+    ("emptied_final_at_rest_is_refetched_once", at_rest::emptied_final_at_rest_is_refetched_once),
     (
         "non_retryable_statuses_fail_cleanly_then_recover",
         responses::non_retryable_statuses_fail_cleanly_then_recover,

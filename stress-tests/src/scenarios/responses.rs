@@ -82,6 +82,8 @@ pub fn error_page_served_with_200_is_never_cached(
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Integrity], false);
     }
+    // Each page is a complete 200 body; then one model body.
+    run.body_bound(&small, faults.len() as u64 + 1);
     run.start_reader();
     run.wait();
     run.served_from_routes(&[&route]);

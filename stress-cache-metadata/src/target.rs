@@ -220,6 +220,11 @@ pub struct Features {
     /// The target validates a model by loading it (so served bytes must be real fixtures).
     #[serde(default)]
     pub loads_model: bool,
+    /// The target retries a failed download (a refused or reset connection, a body cut short, a 429 or
+    /// 503) within one run. `false`: the recovery scenarios accept a clean failure with the network
+    /// class instead of a success, and still check that the failure left nothing behind.
+    #[serde(default = "yes")]
+    pub retries: bool,
     /// The target promises durability: published bytes are fsynced before the rename that publishes them,
     /// and the directory after it. `false` reports `published_durably` as skipped, not violated.
     #[serde(default = "yes")]
@@ -232,7 +237,14 @@ fn yes() -> bool {
 
 impl Default for Features {
     fn default() -> Self {
-        Features { checksum: false, failpoints: None, mutants: None, loads_model: false, durable: true }
+        Features {
+            checksum: false,
+            failpoints: None,
+            mutants: None,
+            loads_model: false,
+            durable: true,
+            retries: true,
+        }
     }
 }
 

@@ -551,8 +551,10 @@ fn one_final_per_model(obs: &Observations<'_>, caches: &[CacheSnapshot], codes: 
                 .collect();
             // A final that is there but not complete is named by final_artifacts_match_checksum; here only
             // a missing one counts, so one finding is not reported under two names.
+            // A final of no recognisable model (empty, unrelated) is named there too.
             let any_final = cache.finals().iter().any(|f| {
-                f.content.model() == Some(model.as_str()) || undetectable(obs, &cache.dir, &f.content)
+                f.content.model().is_none_or(|m| m == model.as_str())
+                    || undetectable(obs, &cache.dir, &f.content)
             });
             if !succeeded.is_empty() && finals == 0 && !any_final {
                 evidence.push(format!(

@@ -154,7 +154,19 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
 /// `None` for an unknown name.
 pub fn by_name(name: &str, opts: &ScenarioOptions) -> Option<Result<ScenarioRecord, ScenarioError>> {
     if let Some(base) = name.strip_suffix(WITHOUT_CHECKSUM) {
-        return by_name(base, &ScenarioOptions { without_checksum: true, ..opts.clone() });
+        let without = ScenarioOptions { without_checksum: true, ..opts.clone() };
+        // A target that takes no checksum always runs this configuration: the scenario without the
+        // suffix is it, so this record says so instead of running it twice.
+        let takes_checksum = match &opts.target {
+            Some(t) => t.spec.features.checksum,
+            None => crate::target::Target::shared().is_ok_and(|t| t.spec.features.checksum),
+        };
+        if !takes_checksum {
+            return Some(setup::scenario(base, &without).map(|s| {
+                s.not_applicable(&format!("the target takes no checksum: `{base}` already runs without one"))
+            }));
+        }
+        return by_name(base, &without);
     }
     if let Some((_, f)) = SCENARIOS.iter().find(|(n, _)| *n == name) {
         return Some(f(opts));

@@ -1,4 +1,4 @@
-//! `cargo xtask`: the project's maintenance commands (`ci`, `nightly`, `fixtures`), runnable from any
+//! `cargo xtask`: the project's maintenance commands (`ci`, `nightly`, `fixtures`, `third-party`), runnable from any
 //! directory of the workspace through the `.cargo/config.toml` alias.
 
 use std::path::{Path, PathBuf};
@@ -37,6 +37,16 @@ enum Task {
         #[arg(long)]
         skip_mutants: bool,
     },
+    /// Opt-in: build the thin wrapper around the crates.io `cached-path` crate
+    /// (`stress-tests/targets/cached-path-cli/`, its own workspace) and run a tier on it with its spec.
+    ThirdParty {
+        /// Tier to run.
+        #[arg(long, default_value = "pr")]
+        tier: String,
+        /// Only check the spec against a clean run (`cargo stress-cache check-spec`).
+        #[arg(long)]
+        check_spec: bool,
+    },
     /// Build beaker and write its deterministic model fixtures and input image.
     Fixtures {
         /// Output directory (default: `target/fixtures`).
@@ -60,6 +70,7 @@ fn run(cli: Cli) -> Result<()> {
             nightly(&root, repeat, &mutants_tier, skip_mutants)
         }
         Task::Fixtures { out_dir } => fixtures(&root, out_dir),
+        Task::ThirdParty { tier, check_spec } => third_party(&root, &tier, check_spec),
     }
 }
 
@@ -183,6 +194,47 @@ fn fixtures(root: &Path, out_dir: Option<PathBuf>) -> Result<()> {
     cargo_step(root, &["run", "--quiet", "--package", "beaker", "--", "fixtures", "--out-dir", &out_s])?;
     eprintln!("xtask: fixtures in {}", out.display());
     Ok(())
+}
+
+/// Builds `cached-path-cli` into `target/third-party` (its dependencies never touch the workspace's
+/// lock file or target dir), then runs `cargo stress-cache` with its spec and the binary on PATH.
+fn third_party(root: &Path, tier: &str, check_spec: bool) -> Result<()> {
+    let wrapper = root.join("stress-tests/targets/cached-path-cli");
+    let target_dir = root.join("target/third-party");
+    eprintln!("xtask: building {}", wrapper.display());
+    let mut build = Command::new(cargo());
+    stress_cache_metadata::cargo_env::scrub_package_env(&mut build);
+    let status = build
+        .args(["build", "--locked", "--manifest-path"])
+        .arg(wrapper.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .context("cannot run cargo build for cached-path-cli")?;
+    if !status.success() {
+        bail!("building cached-path-cli failed ({status})");
+    }
+    let path = std::env::join_paths(
+        std::iter::once(target_dir.join("debug"))
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )?;
+    let spec = "stress-tests/targets/cached-path.toml";
+    let args: Vec<&str> = if check_spec {
+        vec!["stress-cache", "check-spec", spec]
+    } else {
+        vec!["stress-cache", "--tier", tier, "--spec", spec]
+    };
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut cmd = Command::new(cargo());
+    stress_cache_metadata::cargo_env::scrub_package_env(&mut cmd);
+    let status = cmd
+        .args(&args)
+        .env("PATH", path)
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo stress-cache")?;
+    // The verdict is the report's; pass its exit code on.
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 /// `YYYY-MM-DD` (UTC) of `time`, via days-from-civil inverse (H. Hinnant); avoids a date crate.

@@ -103,7 +103,7 @@ pub fn fake_suite_workspace() -> Result<tempfile::TempDir> {
     std::fs::create_dir_all(&tests)?;
     std::fs::write(tests.join("fake.rs"), FAKE_SCENARIO)?;
     // The real suite's self-checks, which a tier leaves out (and which must exist for its filterset).
-    for self_check in ["server", "mutants_are_killed", "core_smoke"] {
+    for self_check in ["server", "mutants_are_killed", "core_smoke", "tiny_cache_faults", "spec_check"] {
         std::fs::write(tests.join(format!("{self_check}.rs")), SELF_CHECK)?;
     }
     std::fs::write(tests.join("self_check.rs"), CHECKER_SELF_CHECK)?;

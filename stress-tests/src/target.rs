@@ -148,6 +148,9 @@ pub struct ProcessPlan {
     pub command: PlanCommand,
     /// Extra environment (applied after `spec.extra_env`).
     pub env: BTreeMap<String, String>,
+    /// A syscall injection for the process's tracer (`strace -e inject=...`), e.g. a delay after its
+    /// first rename so the moment right after a publish can be observed (needs the trace on).
+    pub trace_inject: Option<String>,
 }
 
 impl ProcessPlan {
@@ -165,6 +168,7 @@ impl ProcessPlan {
             mutant: None,
             command: PlanCommand::Run,
             env: BTreeMap::new(),
+            trace_inject: None,
         }
     }
 

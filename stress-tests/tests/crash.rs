@@ -78,3 +78,8 @@ fn killed_with_a_temp_file_half_written_then_recovers_without_checksum() {
 fn resume_after_a_kill_gets_416_then_a_full_200() {
     run_and_assert("resume_after_a_kill_gets_416_then_a_full_200");
 }
+
+#[test]
+fn killed_right_after_publishing_then_recovers() {
+    run_and_assert("killed_right_after_publishing_then_recovers");
+}

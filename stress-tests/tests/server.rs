@@ -213,6 +213,52 @@ fn range_beyond_the_end_gets_416() {
 }
 
 #[test]
+fn ignore_range_answers_a_range_request_with_200_and_the_whole_body() {
+    let bytes = content(1000);
+    let (server, route) = server_with("/m.onnx", bytes.clone(), FaultPlan::new([Fault::IgnoreRange]));
+    let ex = fetch(&server, "GET", "/m.onnx", &[("Range", "bytes=500-")]);
+    assert_eq!(ex.status, Some(200));
+    assert_eq!(ex.header("content-range"), None);
+    assert_eq!(ex.header("accept-ranges"), Some("none"));
+    assert_eq!(ex.body, bytes);
+    assert_eq!(route.complete_bodies(), 1, "a whole 200 body counts");
+}
+
+#[test]
+fn range_not_satisfiable_answers_any_range_with_416_and_a_plain_get_normally() {
+    let plan = FaultPlan::always(Fault::RangeNotSatisfiable);
+    let (server, route) = server_with("/m.onnx", content(10), plan);
+    let ex = fetch(&server, "GET", "/m.onnx", &[("Range", "bytes=0-4")]);
+    assert_eq!(ex.status, Some(416));
+    assert_eq!(ex.header("content-range"), Some("bytes */10"));
+    assert_eq!(get(&server, &route).status, Some(200));
+}
+
+#[test]
+fn etag_changed_serves_the_body_under_another_etag_than_the_probe_saw() {
+    let bytes = content(100);
+    let (server, route) = server_with("/m.onnx", bytes.clone(), FaultPlan::new([Fault::EtagChanged]));
+    let probe = fetch(&server, "HEAD", "/m.onnx", &[]);
+    assert_eq!(probe.header("etag"), Some(route.etag().as_str()));
+    let body = get(&server, &route);
+    assert_ne!(body.header("etag"), probe.header("etag"));
+    assert_eq!(body.body, bytes);
+}
+
+#[test]
+fn error_statuses_and_the_200_error_page_carry_html_bodies() {
+    let plan = FaultPlan::new([Fault::Status { code: 410, retry_after: None }, Fault::ErrorPageWith200]);
+    let (server, route) = server_with("/m.onnx", content(100), plan);
+    let gone = get(&server, &route);
+    assert_eq!(gone.status, Some(410));
+    assert_eq!(gone.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(String::from_utf8_lossy(&gone.body).contains("<h1>410 Gone</h1>"));
+    let page = get(&server, &route);
+    assert_eq!(page.status, Some(200));
+    assert_eq!(page.body, stress_tests::server::ERROR_PAGE_HTML);
+}
+
+#[test]
 fn unknown_path_is_404_and_counted() {
     let (server, route) = server_with("/m.onnx", content(10), FaultPlan::default());
     let ex = fetch(&server, "GET", "/nope.onnx", &[]);

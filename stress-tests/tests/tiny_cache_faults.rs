@@ -105,3 +105,15 @@ fn printing_a_path_that_is_gone_at_exit_violates_printed_path_is_a_complete_fina
         "printed_path_is_a_complete_final",
     );
 }
+
+#[test]
+fn a_lock_that_is_a_files_existence_outlives_a_killed_holder_and_fails_every_later_process() {
+    for name in [
+        "killed_once_a_temp_file_is_created_then_recovers",
+        "killed_with_a_temp_file_half_written_then_recovers",
+        "killed_right_after_publishing_then_recovers",
+    ] {
+        assert_caught(name, "o-excl-lock", "failures_have_expected_class");
+    }
+    assert_passes_clean("killed_right_after_publishing_then_recovers");
+}

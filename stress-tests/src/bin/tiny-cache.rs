@@ -12,7 +12,7 @@
 //! The suite's self-check (`tests/self_check.rs`) also needs a cache that makes one textbook mistake at a
 //! time, to show each file-system invariant failing on a real process: `TINY_CACHE_BUG` switches one on
 //! (`copy-into-final`, `no-fsync`, `unlink-lock`, `no-lock`), and so do the tests of the fault and
-//! kill scenarios (`cache-error-body`, `resume-append`, `keep-dead-temps`, `print-temp-path`). Unset, the
+//! kill scenarios (`cache-error-body`, `resume-append`, `keep-dead-temps`, `print-temp-path`, `o-excl-lock`). Unset, the
 //! cache is correct.
 //!
 //! On success it prints the path of the cached object on stdout (`prints-path = true` in its spec).
@@ -71,6 +71,9 @@ enum Bug {
     KeepDeadTemps,
     /// Print the temp file's path instead of the object's.
     PrintTempPath,
+    /// Lock by creating `locks/<key>.lock.pid` with `O_EXCL` (held while it exists) instead of flock,
+    /// waiting a bounded time for it: a holder killed before its clean-up leaves it behind for good.
+    ExclusiveCreateLock,
 }
 
 fn bug() -> Result<Option<Bug>, Failure> {
@@ -84,6 +87,7 @@ fn bug() -> Result<Option<Bug>, Failure> {
         Some("resume-append") => Ok(Some(Bug::ResumeAppend)),
         Some("keep-dead-temps") => Ok(Some(Bug::KeepDeadTemps)),
         Some("print-temp-path") => Ok(Some(Bug::PrintTempPath)),
+        Some("o-excl-lock") => Ok(Some(Bug::ExclusiveCreateLock)),
         Some(other) => Err(Failure::Usage(format!("unknown TINY_CACHE_BUG {other}"))),
     }
 }
@@ -125,7 +129,24 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
         .open(&lock_path)
         .map_err(io("open lock"))?;
     // One writer per object; the kernel releases the lock if this process dies.
-    if bug != Some(Bug::NoLock) {
+    let pid_lock = store.join("locks").join(format!("{key}.lock.pid"));
+    if bug == Some(Bug::ExclusiveCreateLock) {
+        // The bug: a lock that is a file's existence dies with nobody.
+        let mut taken = false;
+        for _ in 0..200 {
+            if OpenOptions::new().write(true).create_new(true).open(&pid_lock).is_ok() {
+                taken = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !taken {
+            return Err(Failure::Io(
+                "lock".into(),
+                io::Error::other(format!("{} is held", pid_lock.display())),
+            ));
+        }
+    } else if bug != Some(Bug::NoLock) {
         lock.lock().map_err(io("lock"))?;
     }
     let resume = bug == Some(Bug::ResumeAppend);
@@ -159,6 +180,9 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     }
     if bug == Some(Bug::UnlinkLock) {
         fs::remove_file(&lock_path).map_err(io("remove lock"))?;
+    }
+    if bug == Some(Bug::ExclusiveCreateLock) {
+        let _ = fs::remove_file(&pid_lock);
     }
     drop(lock);
     if let Some(parent) = out.parent() {

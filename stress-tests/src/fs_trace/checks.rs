@@ -334,6 +334,13 @@ impl<'a> Ctx<'a> {
                 }
             }
             let Some(parent) = fin.parent() else { continue };
+            // A process killed after its rename had no chance to sync the directory: that is the crash
+            // this property guards against, not a breach of it.
+            let killed =
+                self.events.iter().any(|e| e.process == rename.process && e.op == FsOp::Exit && !e.ok);
+            if killed {
+                continue;
+            }
             let end = self.end_of(rename.process);
             let dir_synced = self.on(parent).any(|s| {
                 s.process == rename.process

@@ -88,7 +88,7 @@ impl Lab {
         let process = self.next;
         self.next += 1;
         let trace = self.root.join(format!("trace-{process}"));
-        let child = wrap(&cmd, &self.strace, &trace)
+        let child = wrap(&cmd, &self.strace, &trace, None)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -140,7 +140,7 @@ fn wrap_keeps_pid_exit_status_signal_env_and_cwd() {
         .env_remove("HOME")
         .current_dir(&lab.root);
     let trace = lab.root.join("trace-sh");
-    let mut child = wrap(&cmd, &lab.strace, &trace).spawn().expect("spawn");
+    let mut child = wrap(&cmd, &lab.strace, &trace, None).spawn().expect("spawn");
     let status = child.wait().expect("wait");
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     assert!(wait_complete(&trace, child.id(), Duration::from_secs(20)));
@@ -156,7 +156,7 @@ fn wrap_keeps_pid_exit_status_signal_env_and_cwd() {
 fn wrap_builds_the_strace_command() {
     let mut cmd = Command::new("prog");
     cmd.args(["a b", "--x"]).env("K", "v").env_remove("R").current_dir("/somewhere");
-    let wrapped = wrap(&cmd, Path::new("/usr/bin/strace"), Path::new("/t/trace"));
+    let wrapped = wrap(&cmd, Path::new("/usr/bin/strace"), Path::new("/t/trace"), None);
     assert_eq!(wrapped.get_program(), "/usr/bin/strace");
     let args: Vec<_> = wrapped.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     let expected = "-D --seccomp-bpf -f -q -ttt -T -y -s 0 -o /t/trace -e";

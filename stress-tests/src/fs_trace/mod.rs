@@ -77,16 +77,17 @@ pub fn strace_path() -> Result<PathBuf, TraceError> {
 /// The environment changes (`env`/`env_remove`) and the current directory of `cmd` are copied; its
 /// stdio settings cannot be read back from a `Command`, so the caller sets them on the result. An
 /// `env_clear` on `cmd` is not visible either and is not reproduced.
-pub fn wrap(cmd: &Command, strace: &Path, trace_file: &Path) -> Command {
+pub fn wrap(cmd: &Command, strace: &Path, trace_file: &Path, inject: Option<&str>) -> Command {
     let mut wrapped = Command::new(strace);
     wrapped
         .args(["-D", "--seccomp-bpf", "-f", "-q", "-ttt", "-T", "-y", "-s", "0", "-o"])
         .arg(trace_file)
         .arg("-e")
-        .arg(format!("trace={TRACED_SYSCALLS}"))
-        .arg("--")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+        .arg(format!("trace={TRACED_SYSCALLS}"));
+    if let Some(inject) = inject {
+        wrapped.arg("-e").arg(format!("inject={inject}"));
+    }
+    wrapped.arg("--").arg(cmd.get_program()).args(cmd.get_args());
     for (key, value) in cmd.get_envs() {
         match value {
             Some(value) => wrapped.env(key, value),

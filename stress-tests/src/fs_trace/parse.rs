@@ -77,7 +77,8 @@ impl Parser {
         if let Some(status) = rest.strip_prefix("+++ ") {
             if status.starts_with("exited with ") || status.starts_with("killed by ") {
                 self.interrupt(pid, ts);
-                self.push(pid, ts, ts, true, false, FsOp::Exit);
+                // `ok` is false for a death by signal: a killed process had no chance to finish.
+                self.push(pid, ts, ts, status.starts_with("exited with "), false, FsOp::Exit);
             } else {
                 self.skipped += 1;
             }

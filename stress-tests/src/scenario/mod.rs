@@ -286,7 +286,8 @@ impl Scenario {
                 let command = match &strace {
                     Some(strace) => {
                         let file = dir.join(format!("trace-{i}.strace"));
-                        let wrapped = crate::fs_trace::wrap(&command, strace, &file);
+                        let wrapped =
+                            crate::fs_trace::wrap(&command, strace, &file, p.trace_inject.as_deref());
                         traces.push(file);
                         wrapped
                     }

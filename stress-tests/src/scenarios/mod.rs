@@ -119,6 +119,9 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("killed_with_a_temp_file_half_written_then_recovers", |o| {
         observed_kill::killed_at_then_recovers(observed_kill::ObservedPhase::TempHalfWritten, o)
     }),
+    ("killed_right_after_publishing_then_recovers", |o| {
+        observed_kill::killed_at_then_recovers(observed_kill::ObservedPhase::FinalRenamed, o)
+    }),
     (
         "resume_after_a_kill_gets_416_then_a_full_200",
         observed_kill::resume_after_a_kill_gets_416_then_a_full_200,

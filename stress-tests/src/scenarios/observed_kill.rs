@@ -11,12 +11,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use stress_cache_metadata::{FileRoles, ScenarioRecord};
+use stress_cache_metadata::{FileRoles, Role, ScenarioRecord};
 
 use crate::orchestrator::{Fleet, blocked_waiting_for_input};
 use crate::proc_locks;
 use crate::scenario::ScenarioError;
 use crate::server::{Fault, FaultPlan, Gate, GatePoint};
+use crate::snapshot::walk;
 
 use super::network::{FAULT_DEADLINE, FAULT_PROCESSES, faults_not_injected};
 use super::{ScenarioOptions, setup};
@@ -36,12 +37,26 @@ pub enum ObservedPhase {
     /// Half the body was sent, the process has handled all of it (asleep waiting for input) and has a
     /// file in the cache open for writing.
     TempHalfWritten,
+    /// A file under a final name exists and the process that published it is still alive: its tracer
+    /// holds it for a moment on the way out of its first rename (`strace -e inject=...:delay_exit`), so
+    /// the kill lands after the publish and before whatever the process does next (unlock, sidecars,
+    /// cleanup).
+    FinalRenamed,
 }
+
+/// The victim's tracer holds it this long after its first rename returns: the window in which the
+/// harness sees the final and kills. Far above the time the observation takes; the wait for the event
+/// is what synchronises, this only keeps the process alive past it.
+const AFTER_RENAME_HOLD: &str = "rename,renameat,renameat2:delay_exit=3s:when=1";
 
 impl ObservedPhase {
     /// Every phase, in download order.
-    pub const ALL: [ObservedPhase; 3] =
-        [ObservedPhase::LockTaken, ObservedPhase::TempCreated, ObservedPhase::TempHalfWritten];
+    pub const ALL: [ObservedPhase; 4] = [
+        ObservedPhase::LockTaken,
+        ObservedPhase::TempCreated,
+        ObservedPhase::TempHalfWritten,
+        ObservedPhase::FinalRenamed,
+    ];
 
     /// The record name of the scenario that kills at this phase.
     pub fn scenario_name(self) -> &'static str {
@@ -49,14 +64,17 @@ impl ObservedPhase {
             ObservedPhase::LockTaken => "killed_once_the_lock_is_taken_then_recovers",
             ObservedPhase::TempCreated => "killed_once_a_temp_file_is_created_then_recovers",
             ObservedPhase::TempHalfWritten => "killed_with_a_temp_file_half_written_then_recovers",
+            ObservedPhase::FinalRenamed => "killed_right_after_publishing_then_recovers",
         }
     }
 
-    fn gate_point(self, half: u64) -> GatePoint {
+    /// Where the victim's response is parked (none: it downloads freely and is held by its tracer).
+    fn gate_point(self, half: u64) -> Option<GatePoint> {
         match self {
-            ObservedPhase::LockTaken => GatePoint::BeforeHeaders,
-            ObservedPhase::TempCreated => GatePoint::AfterBytes(1),
-            ObservedPhase::TempHalfWritten => GatePoint::AfterBytes(half),
+            ObservedPhase::LockTaken => Some(GatePoint::BeforeHeaders),
+            ObservedPhase::TempCreated => Some(GatePoint::AfterBytes(1)),
+            ObservedPhase::TempHalfWritten => Some(GatePoint::AfterBytes(half)),
+            ObservedPhase::FinalRenamed => None,
         }
     }
 }
@@ -100,17 +118,23 @@ fn killed_at(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario(name, opts)?;
+    if phase == ObservedPhase::FinalRenamed && !s.tier().trace {
+        return Ok(s.not_applicable("the moment after a publish is held by the tracer, and STRESS_TRACE=off"));
+    }
     s.deadline(FAULT_DEADLINE);
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
     let half = (s.target().model(&small).bytes.len() / 2) as u64;
     let gate = Gate::named(format!("{name}-victim"));
-    let parked = Fault::Gated { at: phase.gate_point(half), gate: gate.clone() };
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::new([parked.clone()])));
+    let parked = phase.gate_point(half).map(|at| Fault::Gated { at, gate: gate.clone() });
+    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::new(parked.clone())));
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(FAULT_PROCESSES);
-    let victim = s.writer(0, &small, &url, &cache).role("victim");
+    let mut victim = s.writer(0, &small, &url, &cache).role("victim");
+    if phase == ObservedPhase::FinalRenamed {
+        victim.trace_inject = Some(AFTER_RENAME_HOLD.to_string());
+    }
     let restarted: Vec<_> = (1..=n).map(|i| s.writer(i, &small, &url, &cache)).collect();
     let recovery = s.writer(n + 1, &small, &url, &cache).role("recovery");
     let roles = FileRoles::from_validated(&s.target().spec.files);
@@ -119,9 +143,13 @@ fn killed_at(
     let mut run = s.launch(vec![victim])?;
     run.expect(0, &[], true);
     let pid = run.fleet().pids()[0];
-    let seen = match gate.wait_arrivals(1, PHASE_TIMEOUT) {
-        Err(e) => Seen::Missed(format!("the victim's download never reached the server gate: {e}")),
-        Ok(_) => observe(run.fleet(), pid, phase, &cache, &roles, lock_kind_exists),
+    let at_gate = match &parked {
+        Some(_) => gate.wait_arrivals(1, PHASE_TIMEOUT).err(),
+        None => None,
+    };
+    let seen = match at_gate {
+        Some(e) => Seen::Missed(format!("the victim's download never reached the server gate: {e}")),
+        None => observe(run.fleet(), pid, phase, &cache, &roles, lock_kind_exists),
     };
     match seen {
         Seen::Reached(what) => {
@@ -147,7 +175,7 @@ fn killed_at(
     run.start_reader();
     run.wait();
     run.served_from_routes(&[&route]);
-    for e in faults_not_injected(&route, &[parked]) {
+    for e in faults_not_injected(&route, &parked.into_iter().collect::<Vec<_>>()) {
         run.setup_error(e);
     }
     route.set_schedule(FaultPlan::default());
@@ -222,6 +250,24 @@ fn observe(
                 Seen::Missed(format!(
                     "pid {pid} never settled with its download parked within {PHASE_TIMEOUT:?}"
                 ))
+            }
+        }
+        ObservedPhase::FinalRenamed => {
+            let published = || {
+                walk(cache)
+                    .iter()
+                    .any(|e| (e.is_file || e.is_symlink) && roles.role_of(&e.relative) == Some(Role::Final))
+            };
+            if fleet.wait_until(|f| published() && f.alive().contains(&pid), PHASE_TIMEOUT) {
+                Seen::Reached(format!("a final exists in {} and pid {pid} is still alive", cache.display()))
+            } else if published() {
+                Seen::NotApplicable(
+                    "the victim exited before it was seen alive after its publish: it publishes without a rename \
+                     its tracer can hold"
+                        .into(),
+                )
+            } else {
+                Seen::Missed(format!("pid {pid} published no final within {PHASE_TIMEOUT:?}"))
             }
         }
     }

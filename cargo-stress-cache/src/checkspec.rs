@@ -13,7 +13,6 @@ use crate::cargo::Cargo;
 use crate::errors::{EXIT_OK, Error, Result};
 use crate::interrupt::Interrupt;
 use crate::nextest::{self, SuiteEnv};
-use crate::workspace::SUITE_PACKAGE;
 
 /// The nextest profile that runs the spec check.
 pub const PROFILE: &str = "stress-spec-check";
@@ -22,20 +21,7 @@ pub const PROFILE: &str = "stress-spec-check";
 pub fn observe(cargo: &Cargo, env: &SuiteEnv, quiet: bool, interrupt: &Interrupt) -> Result<SpecCheckReport> {
     let out =
         env.spec_check_out.clone().ok_or_else(|| Error::Usage("check-spec needs a report path".into()))?;
-    let mut cmd = cargo.command(&[
-        "nextest",
-        "run",
-        "--package",
-        SUITE_PACKAGE,
-        "--profile",
-        PROFILE,
-        "--no-tests",
-        "fail",
-    ]);
-    if quiet {
-        cmd.arg("--cargo-quiet");
-    }
-    env.apply(&mut cmd);
+    let mut cmd = nextest::profile_command(cargo, PROFILE, env, quiet);
     let (shown, waited) = nextest::run_interruptibly(&mut cmd, interrupt, "nextest (check-spec)")?;
     if let Some(signal) = waited.signal {
         return Err(Error::Interrupted {

@@ -90,6 +90,27 @@ impl SuiteEnv {
     }
 }
 
+/// `cargo nextest run -p stress-tests --profile <profile> --no-tests fail` with the suite environment
+/// `env`: the command of the runs whose tests the profile's `default-filter` selects (self-check,
+/// check-spec).
+pub fn profile_command(cargo: &Cargo, profile: &str, env: &SuiteEnv, quiet: bool) -> Command {
+    let mut cmd = cargo.command(&[
+        "nextest",
+        "run",
+        "--package",
+        SUITE_PACKAGE,
+        "--profile",
+        profile,
+        "--no-tests",
+        "fail",
+    ]);
+    if quiet {
+        cmd.arg("--cargo-quiet");
+    }
+    env.apply(&mut cmd);
+    cmd
+}
+
 /// Selection and display options of a nextest run.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {

@@ -14,7 +14,6 @@ use crate::errors::{Error, Result};
 use crate::interrupt::{Cause, Interrupt, signal_name};
 use crate::junit::{self, Outcome};
 use crate::nextest::{self, SuiteEnv};
-use crate::workspace::SUITE_PACKAGE;
 
 /// The nextest profile of the checker's tests.
 pub const PROFILE: &str = "stress-selfcheck";
@@ -85,20 +84,7 @@ pub fn run(
 ) -> Result<Ran> {
     let junit_paths = nextest::junit_candidates(workspace_root, target_dir, PROFILE);
     nextest::remove_stale(&junit_paths)?;
-    let mut cmd = cargo.command(&[
-        "nextest",
-        "run",
-        "--package",
-        SUITE_PACKAGE,
-        "--profile",
-        PROFILE,
-        "--no-tests",
-        "fail",
-    ]);
-    if quiet {
-        cmd.arg("--cargo-quiet");
-    }
-    env.apply(&mut cmd);
+    let mut cmd = nextest::profile_command(cargo, PROFILE, env, quiet);
     let (shown, waited) = nextest::run_interruptibly(&mut cmd, interrupt, "nextest (self-check)")?;
     if let Some(signal) = waited.signal {
         return Ok(Ran::Stopped(Cause::Signal { signal: signal_name(signal) }));

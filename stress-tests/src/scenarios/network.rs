@@ -7,7 +7,7 @@ use std::time::Duration;
 use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 
 use crate::invariants::OutcomeClass;
-use crate::scenario::ScenarioError;
+use crate::scenario::{ScenarioError, ScenarioRun};
 use crate::server::{Fault, FaultPlan, RouteHandle};
 
 use super::{ScenarioOptions, setup};
@@ -183,52 +183,70 @@ pub fn network_failure_on_every_try_fails_cleanly(
 pub fn corrupted_downloads_fail_some_processes_without_poisoning(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario("corrupted_downloads_fail_some_processes_without_poisoning", opts)?;
+    let name = "corrupted_downloads_fail_some_processes_without_poisoning";
+    let faults = vec![Fault::Corrupt, Fault::Corrupt];
+    wrong_bodies_then_the_model(name, faults, FAULT_PROCESSES + 2, opts, |run, route| {
+        let codes = run.target().spec.exit_codes.clone();
+        let integrity =
+            run.outcomes().iter().filter(|o| OutcomeClass::of(o, &codes) == OutcomeClass::Integrity).count();
+        let corrupt_served = route.served_faults().iter().filter(|f| **f == Fault::Corrupt).count();
+        let verdict = if !run.scenario().uses_checksum() {
+            // Without a checksum a corrupted body that still loads cannot be told from the model; what it
+            // costs is reported as the finding `cached_undetectable_corruption`, and a final that is not
+            // what was served is still `final_artifacts_match_checksum`.
+            InvariantResult::skipped(
+                "integrity_failure_observed",
+                "the processes were given no checksum: a corrupted body kept is the finding \
+                 cached_undetectable_corruption",
+            )
+        } else if corrupt_served > 0 && integrity == 0 {
+            InvariantResult::checked(
+                "integrity_failure_observed",
+                vec![format!(
+                    "{corrupt_served} corrupted bod(ies) served but no process failed with the integrity class: \
+                     a corrupted download was accepted"
+                )],
+            )
+        } else {
+            InvariantResult::checked("integrity_failure_observed", Vec::new())
+        };
+        run.add_verdict(verdict);
+    })
+}
+
+/// `faults` (complete 200 bodies that are not the model) for the first downloads, then the model, for
+/// `processes` processes on one shared cache: each ends ok or with the integrity class, at most one body
+/// per fault plus one, a reader probe, then `check` on the run and a clean recovery run.
+pub fn wrong_bodies_then_the_model(
+    name: &str,
+    faults: Vec<Fault>,
+    processes: usize,
+    opts: &ScenarioOptions,
+    check: impl FnOnce(&mut ScenarioRun<'_>, &RouteHandle),
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario(name, opts)?;
     s.deadline(FAULT_DEADLINE);
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
-    let faults = vec![Fault::Corrupt, Fault::Corrupt];
     let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::new(faults.clone())));
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
-    let n = s.tier().capped(FAULT_PROCESSES + 2);
+    let n = s.tier().capped(processes);
     let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
     let recovery = s.writer(n, &small, &url, &cache).role("recovery");
     let mut run = s.launch(plans)?;
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Integrity], false);
     }
+    // Each wrong body is a complete 200 body; then one model body.
     run.body_bound(&small, faults.len() as u64 + 1);
     run.start_reader();
     run.wait();
     run.served_from_routes(&[&route]);
-    for e in faults_not_injected(&route, &[Fault::Corrupt]) {
+    for e in faults_not_injected(&route, &faults[..1]) {
         run.setup_error(e);
     }
-    let codes = run.target().spec.exit_codes.clone();
-    let integrity =
-        run.outcomes().iter().filter(|o| OutcomeClass::of(o, &codes) == OutcomeClass::Integrity).count();
-    let corrupt_served = route.served_faults().iter().filter(|f| **f == Fault::Corrupt).count();
-    let verdict = if !run.scenario().uses_checksum() {
-        // Without a checksum a corrupted body that still loads cannot be told from the model; what it
-        // costs is reported as the finding `cached_undetectable_corruption`, and a final that is not
-        // what was served is still `final_artifacts_match_checksum`.
-        InvariantResult::skipped(
-            "integrity_failure_observed",
-            "the processes were given no checksum: a corrupted body kept is the finding cached_undetectable_corruption",
-        )
-    } else if corrupt_served > 0 && integrity == 0 {
-        InvariantResult::checked(
-            "integrity_failure_observed",
-            vec![format!(
-                "{corrupt_served} corrupted bod(ies) served but no process failed with the integrity class: a \
-                 corrupted download was accepted"
-            )],
-        )
-    } else {
-        InvariantResult::checked("integrity_failure_observed", Vec::new())
-    };
-    run.add_verdict(verdict);
+    check(&mut run, &route);
     run.recover(recovery);
     Ok(run.evaluate())
 }

@@ -8,7 +8,7 @@ use crate::invariants::OutcomeClass;
 use crate::scenario::ScenarioError;
 use crate::server::{Fault, FaultPlan};
 
-use super::network::{FAULT_DEADLINE, FAULT_PROCESSES, faults_not_injected};
+use super::network::{self, FAULT_DEADLINE, FAULT_PROCESSES, faults_not_injected};
 use super::{ScenarioOptions, setup};
 
 /// 403, then 404, then 410 for every later request, each with an HTML error page as its body: every
@@ -67,29 +67,12 @@ pub fn non_retryable_statuses_fail_cleanly_then_recover(
 pub fn error_page_served_with_200_is_never_cached(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario("error_page_served_with_200_is_never_cached", opts)?;
-    s.deadline(FAULT_DEADLINE);
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
     let faults = vec![Fault::ErrorPageWith200, Fault::ErrorPageWith200];
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::new(faults.clone())));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
-    let n = s.tier().capped(FAULT_PROCESSES);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
-    let mut run = s.launch(plans)?;
-    for i in 0..n {
-        run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Integrity], false);
-    }
-    // Each page is a complete 200 body; then one model body.
-    run.body_bound(&small, faults.len() as u64 + 1);
-    run.start_reader();
-    run.wait();
-    run.served_from_routes(&[&route]);
-    for e in faults_not_injected(&route, &faults) {
-        run.setup_error(e);
-    }
-    run.recover(recovery);
-    Ok(run.evaluate())
+    network::wrong_bodies_then_the_model(
+        "error_page_served_with_200_is_never_cached",
+        faults,
+        FAULT_PROCESSES,
+        opts,
+        |_, _| {},
+    )
 }

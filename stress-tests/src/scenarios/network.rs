@@ -134,15 +134,35 @@ pub fn network_failure_on_every_try_fails_cleanly(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
     let half = half_body()?;
-    let mut s = setup::scenario("network_failure_on_every_try_fails_cleanly", opts)?;
+    let fault = Fault::CloseAfter(half);
+    every_download_fails_then_recovers(
+        "network_failure_on_every_try_fails_cleanly",
+        FaultPlan::always(fault.clone()),
+        fault,
+        FAULT_PROCESSES,
+        opts,
+    )
+}
+
+/// Every download answered by `plan` fails: each of `processes` processes ends with the network class,
+/// no complete model body is served, nothing is cached (`nothing_cached_after_failures`, checked on the
+/// snapshot before the recovery run), and `first` must have been served (else a setup error). Then the
+/// server heals and a clean recovery run downloads the real model.
+pub fn every_download_fails_then_recovers(
+    name: &str,
+    plan: FaultPlan,
+    first: Fault,
+    processes: usize,
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario(name, opts)?;
     s.deadline(FAULT_DEADLINE);
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
-    let fault = Fault::CloseAfter(half);
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::always(fault.clone())));
+    let route = server.add_route(setup::model_route(s.target(), &small, plan));
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
-    let n = s.tier().capped(FAULT_PROCESSES);
+    let n = s.tier().capped(processes);
     let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
     let recovery = s.writer(n, &small, &url, &cache).role("recovery");
     let mut run = s.launch(plans)?;
@@ -162,7 +182,7 @@ pub fn network_failure_on_every_try_fails_cleanly(
         .map(|f| format!("cached although every download failed: {}", f.evidence()))
         .collect();
     run.add_verdict(InvariantResult::checked("nothing_cached_after_failures", cached));
-    for e in faults_not_injected(&route, &[fault]) {
+    for e in faults_not_injected(&route, &[first]) {
         run.setup_error(e);
     }
     route.set_schedule(FaultPlan::default());

@@ -2,14 +2,13 @@
 //! with `200 OK` in place of the model. What the body was is known to the harness, so a target that
 //! caches an error body is caught by the content of its final artifact, whatever its layout.
 
-use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use stress_cache_metadata::ScenarioRecord;
 
-use crate::invariants::OutcomeClass;
 use crate::scenario::ScenarioError;
 use crate::server::{Fault, FaultPlan};
 
-use super::network::{self, FAULT_DEADLINE, FAULT_PROCESSES, faults_not_injected};
-use super::{ScenarioOptions, setup};
+use super::ScenarioOptions;
+use super::network::{self, FAULT_PROCESSES};
 
 /// 403, then 404, then 410 for every later request, each with an HTML error page as its body: every
 /// process fails with the network class (a retry cannot help, and the page is not a model), nothing is
@@ -20,42 +19,16 @@ use super::{ScenarioOptions, setup};
 pub fn non_retryable_statuses_fail_cleanly_then_recover(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario("non_retryable_statuses_fail_cleanly_then_recover", opts)?;
-    s.deadline(FAULT_DEADLINE);
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
     let status = |code| Fault::Status { code, retry_after: None };
-    let plan = FaultPlan::new([status(403), status(404)]).then(status(410));
-    let route = server.add_route(setup::model_route(s.target(), &small, plan));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
-    let n = s.tier().capped(FAULT_PROCESSES).max(3);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
-    let mut run = s.launch(plans)?;
-    for i in 0..n {
-        run.expect(i, &[OutcomeClass::Network], false);
-    }
-    run.body_bound(&small, 0);
-    run.start_reader();
-    run.wait();
-    run.served_from_routes(&[&route]);
-    let cached: Vec<String> = run
-        .snapshot_after_fleet()
-        .0
-        .iter()
-        .flat_map(|c| c.finals())
-        .map(|f| format!("cached although every response was an error status: {}", f.evidence()))
-        .collect();
-    run.add_verdict(InvariantResult::checked("nothing_cached_after_failures", cached));
     // The first error must reach a process; the later ones only reach processes that did not find
     // something cached (a target that caches the first error body serves it to the rest).
-    for e in faults_not_injected(&route, &[status(403)]) {
-        run.setup_error(e);
-    }
-    route.set_schedule(FaultPlan::default());
-    run.recover(recovery);
-    Ok(run.evaluate())
+    network::every_download_fails_then_recovers(
+        "non_retryable_statuses_fail_cleanly_then_recover",
+        FaultPlan::new([status(403), status(404)]).then(status(410)),
+        status(403),
+        FAULT_PROCESSES.max(3),
+        opts,
+    )
 }
 
 /// The first two downloads get `200 OK` with an HTML page (a captive portal, a misconfigured CDN), then

@@ -103,3 +103,8 @@ fn emptied_final_at_rest_is_refetched_once() {
 fn emptied_final_at_rest_is_refetched_once_without_checksum() {
     run_and_assert("emptied_final_at_rest_is_refetched_once_without_checksum");
 }
+
+#[test]
+fn recovers_from_close_after_n_bytes_without_checksum() {
+    run_and_assert("recovers_from_close_after_n_bytes_without_checksum");
+}

@@ -125,6 +125,8 @@ async fn respond(stream: &mut TcpStream, head: &RequestHead, shared: &Shared) ->
                 "<!DOCTYPE html>\n<html><head><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\
                  <p>injected fault</p></body></html>\n"
             );
+            // The page replaces the route's own Content-Type (a model's), as a real error page does.
+            reply.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
             reply = reply.header("Content-Type", "text/html; charset=utf-8");
             reply.body(page.as_bytes()).write(stream, is_head, keep_alive).await?;
             Ok(after(keep_alive))
@@ -344,7 +346,10 @@ impl Reply {
     /// The status line and headers, ending with the blank line.
     fn head(&self, connection_close: bool) -> String {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        out.push_str("Content-Type: application/octet-stream\r\n");
+        // A model's type, unless the reply names its own (an error page is HTML).
+        if !self.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+            out.push_str("Content-Type: application/octet-stream\r\n");
+        }
         match self.length {
             Some(n) => out.push_str(&format!("Content-Length: {n}\r\n")),
             None => out.push_str("Transfer-Encoding: chunked\r\n"),

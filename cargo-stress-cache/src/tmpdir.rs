@@ -20,6 +20,8 @@ pub fn create(dir: &Path) -> Result<PathBuf> {
 /// What [`clean`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Cleaned {
+    /// Processes still working in the temp dir (a killed test's targets and tracers) that were killed.
+    pub killed: Vec<u32>,
     /// Mount points that were detached.
     pub unmounted: Vec<PathBuf>,
     /// Top-level entries of the temp dir that were removed (directories end in `/`).
@@ -31,10 +33,17 @@ pub struct Cleaned {
 impl Cleaned {
     /// One line for the log; `None` when there was nothing to do.
     pub fn summary(&self, tmp: &Path) -> Option<String> {
-        if self.unmounted.is_empty() && self.removed.is_empty() && self.left.is_empty() {
+        if self.unmounted.is_empty()
+            && self.removed.is_empty()
+            && self.left.is_empty()
+            && self.killed.is_empty()
+        {
             return None;
         }
         let mut parts = Vec::new();
+        if !self.killed.is_empty() {
+            parts.push(format!("killed leftover processes {:?}", self.killed));
+        }
         if !self.unmounted.is_empty() {
             let shown: Vec<String> = self.unmounted.iter().map(|p| relative(p, tmp)).collect();
             parts.push(format!("unmounted {}", shown.join(", ")));
@@ -58,6 +67,9 @@ fn relative(path: &Path, base: &Path) -> String {
 pub fn clean(tmp: &Path) -> Cleaned {
     let mut cleaned = Cleaned::default();
     let Ok(root) = tmp.canonicalize() else { return cleaned };
+    // First the processes: a test killed by an interrupt never ran its fleet's clean-up, and a target
+    // or tracer still running (or stopped) there would keep files open and mounts busy.
+    cleaned.killed = kill_processes_in(&root);
     match std::fs::read_to_string("/proc/self/mountinfo") {
         Ok(text) => {
             let mut points: Vec<PathBuf> =
@@ -98,6 +110,32 @@ pub fn clean(tmp: &Path) -> Cleaned {
         cleaned.left.push(format!("{} ({e})", root.display()));
     }
     cleaned
+}
+
+/// SIGKILLs every process (not this one) whose working directory is under `root` or whose command
+/// line names a path under it — scenario processes and their tracers name their temp dir there.
+/// Bounded by the number of `/proc` entries read.
+fn kill_processes_in(root: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let needle = root.as_os_str().as_bytes();
+    let mut killed = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return killed };
+    for entry in entries.flatten().take(1_000_000) {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let cwd_inside = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|c| c.starts_with(root));
+        let named = std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|c| c.windows(needle.len().max(1)).any(|w| w == needle));
+        if cwd_inside || named {
+            // SAFETY: a plain syscall; a pid that exited meanwhile only makes it fail with ESRCH.
+            if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+                killed.push(pid);
+            }
+        }
+    }
+    killed
 }
 
 fn device_of_parent(path: &Path) -> u64 {

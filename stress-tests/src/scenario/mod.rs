@@ -92,6 +92,9 @@ pub struct Scenario {
     without_checksum: bool,
     /// Extra environment of every writer plan.
     process_env: BTreeMap<String, String>,
+    /// Where this scenario's file systems are mounted: inside `STRESS_TMP_DIR` when the CLI set it, so
+    /// its clean-up unmounts what a killed test could not.
+    mount_parent: PathBuf,
 }
 
 impl Scenario {
@@ -122,6 +125,7 @@ impl Scenario {
             },
         )?;
         Ok(Scenario {
+            mount_parent: tmp_parent.join("mnt"),
             name: name.to_string(),
             target,
             tier,
@@ -139,6 +143,11 @@ impl Scenario {
     pub fn without_checksum(&mut self) -> &mut Self {
         self.without_checksum = true;
         self
+    }
+
+    /// The directory to mount scratch file systems under (see the field).
+    pub fn mount_parent(&self) -> &Path {
+        &self.mount_parent
     }
 
     /// Extra environment for every process this scenario's [`Scenario::writer`] plans.

@@ -50,7 +50,7 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
     let server = setup::server()?;
     let (small, large) = setup::small_and_large(s.target());
     let target = s.target().clone();
-    let mnt = target.stress_dir().join("mnt");
+    let mnt = s.mount_parent().to_path_buf();
     let large_len = target.model(&large).bytes.len() as u64;
     let small_len = target.model(&small).bytes.len();
 

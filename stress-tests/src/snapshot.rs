@@ -135,21 +135,37 @@ impl Content {
     }
 }
 
+/// SHA-256 of [`crate::server::ERROR_PAGE_HTML`], hashed once.
+static ERROR_PAGE_SHA256: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sha256_hex(crate::server::ERROR_PAGE_HTML));
+
+/// The contents the harness knows exactly, by SHA-256 (and length, when known): a model, the error page
+/// served with 200, or a model's corrupted body as the server sent it. `None` for anything else.
+pub fn known_by_hash(
+    sha: &str,
+    len: Option<u64>,
+    models: &BTreeMap<String, ModelFixture>,
+) -> Option<Content> {
+    let len_fits = |n: usize| len.is_none_or(|l| l == n as u64);
+    if let Some(m) = models.values().find(|m| m.sha256 == sha && len_fits(m.bytes.len())) {
+        return Some(Content::Complete(m.id.clone()));
+    }
+    if *ERROR_PAGE_SHA256 == sha && len_fits(crate::server::ERROR_PAGE_HTML.len()) {
+        return Some(Content::ServedErrorPage);
+    }
+    models
+        .values()
+        .find(|m| m.served_corrupt_sha256 == sha && len_fits(m.bytes.len()))
+        .map(|m| Content::ServedCorrupt(m.id.clone()))
+}
+
 /// Classifies `bytes` against the models (exact match, then strict prefix, then corrupted, else unrelated).
 pub fn classify(bytes: &[u8], models: &BTreeMap<String, ModelFixture>) -> Content {
     if bytes.is_empty() {
         return Content::Empty;
     }
-    let sha = sha256_hex(bytes);
-    if let Some(m) = models.values().find(|m| m.sha256 == sha && m.bytes.len() == bytes.len()) {
-        return Content::Complete(m.id.clone());
-    }
-    if bytes == crate::server::ERROR_PAGE_HTML {
-        return Content::ServedErrorPage;
-    }
-    if let Some(m) = models.values().find(|m| m.served_corrupt_sha256 == sha && m.bytes.len() == bytes.len())
-    {
-        return Content::ServedCorrupt(m.id.clone());
+    if let Some(known) = known_by_hash(&sha256_hex(bytes), Some(bytes.len() as u64), models) {
+        return known;
     }
     if let Some(m) = models.values().find(|m| bytes.len() < m.bytes.len() && m.bytes.starts_with(bytes)) {
         return Content::Prefix(m.id.clone(), bytes.len() as u64);

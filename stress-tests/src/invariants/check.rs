@@ -2,6 +2,7 @@
 //! with the reason. Nothing is dropped: an invariant without an observation is `skipped`, never `held`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use stress_cache_metadata::{ExitCodes, Finding, InvariantResult, LockKind};
 
@@ -121,7 +122,8 @@ fn printed_paths(obs: &Observations<'_>) -> Vec<String> {
         match &printed.content {
             Err(e) => evidence
                 .push(format!("pid {} printed {shown}, which could not be read as it exited: {e}", o.pid)),
-            Ok((_, got)) if got != sha && undetectable_sha(obs, &exp.cache_dir, model, got) => {}
+            Ok((len, got)) if got != sha && undetectable_sha(obs, &exp.cache_dir, model, got, Some(*len)) => {
+            }
             Ok((len, got)) if got != sha => evidence.push(format!(
                 "pid {} printed {shown}, which held {len} B with sha256 {} as it exited, not model {model}",
                 o.pid,
@@ -152,27 +154,32 @@ fn printed_paths(obs: &Observations<'_>) -> Vec<String> {
 }
 
 /// Whether the processes on cache `dir` were given the model's checksum (any of them).
-fn checksum_given(obs: &Observations<'_>, dir: &std::path::Path) -> bool {
+fn checksum_given(obs: &Observations<'_>, dir: &Path) -> bool {
     obs.expectations.processes.iter().any(|p| p.cache_dir == dir && p.checksum_given)
 }
 
 /// Whether `content` in cache `dir` is wrong bytes the server served that the target had no way to tell
 /// from the model (see [`Content::undetectable_without`]).
-fn undetectable(obs: &Observations<'_>, dir: &std::path::Path, content: &Content) -> bool {
+fn undetectable(obs: &Observations<'_>, dir: &Path, content: &Content) -> bool {
     content.undetectable_without(checksum_given(obs, dir), obs.target.spec.features.loads_model)
 }
 
-/// Whether `sha` is a wrong body the server served for `model` that the target could not tell.
-fn undetectable_sha(obs: &Observations<'_>, dir: &std::path::Path, model: &str, sha: &str) -> bool {
-    let Some(m) = obs.target.models.get(model) else { return false };
-    let content = if m.served_corrupt_sha256 == sha {
-        Content::ServedCorrupt(model.to_string())
-    } else if crate::target::sha256_hex(crate::server::ERROR_PAGE_HTML) == sha {
-        Content::ServedErrorPage
-    } else {
-        return false;
-    };
-    undetectable(obs, dir, &content)
+/// Whether `sha` (of `len` bytes, when known) is a wrong body the server served for `model` that the
+/// target could not tell from it.
+fn undetectable_sha(obs: &Observations<'_>, dir: &Path, model: &str, sha: &str, len: Option<u64>) -> bool {
+    match crate::snapshot::known_by_hash(sha, len, &obs.target.models) {
+        Some(content @ Content::ServedErrorPage) => undetectable(obs, dir, &content),
+        Some(content @ Content::ServedCorrupt(_)) if content.model() == Some(model) => {
+            undetectable(obs, dir, &content)
+        }
+        _ => false,
+    }
+}
+
+/// A final that must not be there: not a complete model, and not a wrong body the target could not
+/// tell (that is a finding, see [`findings`]).
+fn bad_final(obs: &Observations<'_>, dir: &Path, content: &Content) -> bool {
+    !matches!(content, Content::Complete(_)) && !undetectable(obs, dir, content)
 }
 
 /// Findings that are not failures: what the target cannot do by design, and what it costs.
@@ -259,7 +266,7 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                 .filter(|(c, f)| {
                     // What the server served, wrong, and a target without a checksum kept: not a
                     // publish of bytes it never received, but the finding `cached_undetectable_corruption`.
-                    !matches!(f.content, Content::Complete(_)) && !undetectable(obs, &c.dir, &f.content)
+                    bad_final(obs, &c.dir, &f.content)
                 })
                 .map(|(_, f)| f)
                 .map(|f| {
@@ -433,18 +440,16 @@ fn verdict(obs: &Observations<'_>, invariant: Invariant) -> InvariantResult {
                     recovery.outcomes.iter().any(|o| OutcomeClass::of(o, codes) == OutcomeClass::Ok);
                 if let (true, Some((after, _))) = (recovered_ok, obs.after_recovery) {
                     evidence.extend(
-                        after.iter().flat_map(|c| c.finals().into_iter().map(move |f| (c, f))).filter_map(
-                            |(c, f)| {
-                                let bad = !matches!(f.content, Content::Complete(_))
-                                    && !undetectable(obs, &c.dir, &f.content);
-                                bad.then(|| {
-                                    format!(
-                                        "recovery run exited 0 and kept a bad final artifact: {}",
-                                        f.evidence()
-                                    )
-                                })
-                            },
-                        ),
+                        after
+                            .iter()
+                            .flat_map(|c| c.finals().into_iter().map(move |f| (c, f)))
+                            .filter(|(c, f)| bad_final(obs, &c.dir, &f.content))
+                            .map(|(_, f)| {
+                                format!(
+                                    "recovery run exited 0 and kept a bad final artifact: {}",
+                                    f.evidence()
+                                )
+                            }),
                     );
                 }
                 checked(evidence)
@@ -584,7 +589,10 @@ fn loaded_expected<'e>(
             Ok(meta) if meta.sha256.as_deref() == Some(expected.as_str()) => {}
             // A wrong body the server served that the process had no way to tell: the finding.
             Ok(meta)
-                if meta.sha256.as_deref().is_some_and(|s| undetectable_sha(obs, &e.cache_dir, model, s)) => {}
+                if meta
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|s| undetectable_sha(obs, &e.cache_dir, model, s, None)) => {}
             Ok(meta) => evidence.push(format!(
                 "pid {} asked for {model} (sha256 {}) but loaded sha256 {} ({})",
                 o.pid,

@@ -50,14 +50,6 @@ pub enum ObservedPhase {
 const AFTER_RENAME_HOLD: &str = "rename,renameat,renameat2:delay_exit=3s:when=1";
 
 impl ObservedPhase {
-    /// Every phase, in download order.
-    pub const ALL: [ObservedPhase; 4] = [
-        ObservedPhase::LockTaken,
-        ObservedPhase::TempCreated,
-        ObservedPhase::TempHalfWritten,
-        ObservedPhase::FinalRenamed,
-    ];
-
     /// The record name of the scenario that kills at this phase.
     pub fn scenario_name(self) -> &'static str {
         match self {

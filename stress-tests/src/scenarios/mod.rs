@@ -11,6 +11,7 @@ pub mod at_rest;
 pub mod cache_dir;
 pub mod contention;
 pub mod network;
+pub mod nightly;
 pub mod overlap;
 pub mod setup;
 pub mod tmpfs;
@@ -171,7 +172,7 @@ pub fn by_name(name: &str, opts: &ScenarioOptions) -> Option<Result<ScenarioReco
         }
         return by_name(base, &without);
     }
-    if let Some((_, f)) = SCENARIOS.iter().find(|(n, _)| *n == name) {
+    if let Some((_, f)) = SCENARIOS.iter().chain(nightly::scenarios()).find(|(n, _)| *n == name) {
         return Some(f(opts));
     }
     let failpoint = name.strip_prefix("crash_at_")?.strip_suffix("_then_recovers")?;

@@ -1,0 +1,15 @@
+//! The nightly tier's own scenarios (issue: soak, scale, leaks, resource exhaustion, model updates
+//! during reads, lock and state corruption, crash-state exploration). They run only in the
+//! `stress-nightly` profile (test binary `nightly`), never in the PR tier, and follow the same
+//! contract as every scenario: run, check every invariant, write the record once, never assert.
+//!
+//! Each part is one module exporting `SCENARIOS`, a list of `(record name, scenario fn)`; [`scenarios`]
+//! chains them so that [`super::by_name`] (and the mutant checks) find them by record name.
+
+use super::ScenarioFn;
+
+/// Every nightly scenario, by record name.
+pub fn scenarios() -> impl Iterator<Item = &'static (&'static str, ScenarioFn)> {
+    let parts: [&'static [(&'static str, ScenarioFn)]; 0] = [];
+    parts.into_iter().flatten()
+}

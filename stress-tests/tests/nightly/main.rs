@@ -1,0 +1,2 @@
+//! The nightly tier's scenarios (`stress_tests::scenarios::nightly`): one module per part, one test
+//! per property. Selected only by the `stress-nightly` profile.

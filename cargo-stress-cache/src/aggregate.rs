@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord, Status};
 
 use crate::benchmarks::{self, BenchmarkRow, Regression};
-use crate::errors::{Error, Result, one_line, verdict_exit_code};
+use crate::errors::{Error, Result, one_line, verdict_result};
 use crate::flakes::{self, FlakeRow, Verdict};
 use crate::inputs::Inputs;
 use crate::junit::Observation;
@@ -181,9 +181,9 @@ impl Aggregate {
         }
     }
 
-    /// The exit code of [`Aggregate::verdict`].
-    pub fn exit_code(&self) -> i32 {
-        verdict_exit_code(self.verdict())
+    /// [`Aggregate::verdict`] as the invocation's result (a pass is `Ok`).
+    pub fn outcome(&self) -> Result<()> {
+        verdict_result(self.verdict(), crate::report::summary_line(self))
     }
 
     /// Flags benchmarks that got worse than `baseline` by more than `threshold_pct` percent; with
@@ -292,7 +292,7 @@ mod tests {
     use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION};
 
     use super::*;
-    use crate::errors::{EXIT_FAILED, EXIT_OK};
+    use crate::errors::{EXIT_FAILED, EXIT_OK, exit_code_of};
     use crate::junit::{self, Outcome};
 
     fn record(scenario: &str, invariants: Vec<InvariantResult>) -> ScenarioRecord {
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(agg.setup_errors[0].violated_uncounted, vec!["all_processes_ok"]);
         assert_eq!(agg.outcomes.error, 1);
         assert_eq!(agg.verdict(), RunVerdict::Error);
-        assert_eq!(agg.exit_code(), EXIT_FAILED);
+        assert_eq!(exit_code_of(&agg.outcome()), EXIT_FAILED);
     }
 
     #[test]
@@ -425,7 +425,7 @@ mod tests {
                 ("stress-tests::scenarios steady", Verdict::Stable),
             ]
         );
-        assert_eq!(agg.exit_code(), EXIT_FAILED);
+        assert_eq!(exit_code_of(&agg.outcome()), EXIT_FAILED);
     }
 
     #[test]
@@ -446,8 +446,8 @@ mod tests {
         let metrics: Vec<&str> = current.regressions.iter().map(|r| r.metric.as_str()).collect();
         // -15% throughput is within 20%; +40% p95 latency is not.
         assert_eq!(metrics, vec!["latency_p95_ms"]);
-        assert_eq!(current.exit_code(), EXIT_OK);
+        assert_eq!(exit_code_of(&current.outcome()), EXIT_OK);
         current.compare_with(&baseline, 20.0, true);
-        assert_eq!(current.exit_code(), EXIT_FAILED);
+        assert_eq!(exit_code_of(&current.outcome()), EXIT_FAILED);
     }
 }

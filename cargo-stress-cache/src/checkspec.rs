@@ -10,9 +10,11 @@ use comfy_table::{ContentArrangement, Table};
 use stress_cache_metadata::{Role, SpecCheckReport};
 
 use crate::cargo::Cargo;
-use crate::errors::{EXIT_OK, Error, Result};
+use crate::errors::{Error, Result};
 use crate::interrupt::Interrupt;
-use crate::nextest::{self, SuiteEnv};
+use stress_cache_metadata::SuiteEnv;
+
+use crate::nextest;
 
 /// The nextest profile that runs the spec check.
 pub const PROFILE: &str = "stress-spec-check";
@@ -62,11 +64,11 @@ pub fn render(report: &SpecCheckReport) -> String {
     format!("check-spec: {} ({} files seen in a clean run)\n{table}\n", report.target, report.files.len())
 }
 
-/// Exit code for a fitting spec; an error naming the first fault for one that does not fit.
-pub fn verdict(report: &SpecCheckReport, spec: &Path) -> Result<i32> {
+/// `Ok` for a fitting spec; an error naming the first fault for one that does not fit.
+pub fn verdict(report: &SpecCheckReport, spec: &Path) -> Result<()> {
     let faults = report.faults();
     match faults.split_first() {
-        None => Ok(EXIT_OK),
+        None => Ok(()),
         Some((first, rest)) => Err(Error::SpecDoesNotFit {
             spec: spec.to_path_buf(),
             first: first.clone(),

@@ -145,7 +145,7 @@ impl StressCache {
 #[derive(Debug, Args, Clone)]
 pub struct TierOpts {
     /// Tier: `pr` (minutes) or `nightly` (longer, more processes) [default: $STRESS_TIER, else pr].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = parse_tier)]
     pub tier: Option<Tier>,
     /// Nextest filtersets selecting scenarios (repeatable).
     #[arg(short = 'E', long = "filterset", value_name = "EXPR")]
@@ -191,32 +191,12 @@ fn parse_processes(value: &str) -> Result<usize, String> {
         .map_err(|e| format!("expected {}", e.expected))
 }
 
-/// A stress tier, mapped to a nextest profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// Every pull request.
-    Pr,
-    /// Every night.
-    Nightly,
-}
+pub use stress_cache_metadata::Tier;
 
-impl Tier {
-    /// The value of `STRESS_TIER`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Pr => "pr",
-            Tier::Nightly => "nightly",
-        }
-    }
-
-    /// The nextest profile of this tier (`.config/nextest.toml`).
-    pub fn profile(self) -> &'static str {
-        match self {
-            Tier::Pr => "stress-pr",
-            Tier::Nightly => "stress-nightly",
-        }
-    }
+/// `--tier`, parsed as the suite parses `STRESS_TIER`.
+fn parse_tier(value: &str) -> Result<Tier, String> {
+    stress_cache_metadata::suite_env::parse_tier("--tier", value)
+        .map_err(|e| format!("expected {}", e.expected))
 }
 
 /// `--color`.
@@ -228,6 +208,16 @@ pub enum Color {
     Always,
     /// Never colour.
     Never,
+}
+
+impl From<Color> for stress_cache_runner::cargo::CargoColor {
+    fn from(c: Color) -> Self {
+        match c {
+            Color::Auto => Self::Auto,
+            Color::Always => Self::Always,
+            Color::Never => Self::Never,
+        }
+    }
 }
 
 impl Color {

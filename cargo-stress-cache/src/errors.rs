@@ -7,37 +7,72 @@
 
 use std::path::PathBuf;
 
-use stress_cache_metadata::SpecError;
+use stress_cache_metadata::exit_code;
 use stress_cache_metadata::suite_env::BadValue;
+use stress_cache_runner::RunnerError;
+pub use stress_cache_runner::one_line;
 
 use crate::verdict::RunVerdict;
 
 /// Exit code when every invariant held and every test was stable.
-pub const EXIT_OK: i32 = 0;
+pub const EXIT_OK: i32 = exit_code::OK;
 /// Exit code when an invariant was violated, a scenario's setup failed, a test was flaky or broken, or
 /// a mutant was not killed where expected.
-pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_FAILED: i32 = exit_code::FAILED;
 /// Exit code of a usage or setup error ([`Error`]).
-pub const EXIT_SETUP: i32 = 2;
+pub const EXIT_SETUP: i32 = exit_code::SETUP;
 /// Exit code of an interrupted run (128 + SIGINT, as shells report a Ctrl-C), whichever signal or
 /// cancellation stopped it.
-pub const EXIT_INTERRUPTED: i32 = 130;
+pub const EXIT_INTERRUPTED: i32 = exit_code::INTERRUPTED;
 
-/// The exit code of a run's verdict.
-pub fn verdict_exit_code(verdict: RunVerdict) -> i32 {
+/// The exit code of a whole invocation: the only place a result becomes a number.
+pub fn exit_code_of(result: &Result<()>) -> i32 {
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => e.exit_code(),
+    }
+}
+
+/// A run's verdict as a result: a pass is `Ok`, every other verdict the error that carries it (with
+/// `summary`, the run's summary line).
+pub fn verdict_result(verdict: RunVerdict, summary: String) -> Result<()> {
     match verdict {
-        RunVerdict::Pass => EXIT_OK,
-        RunVerdict::Fail | RunVerdict::Error => EXIT_FAILED,
-        RunVerdict::Interrupted => EXIT_INTERRUPTED,
+        RunVerdict::Pass => Ok(()),
+        RunVerdict::Fail | RunVerdict::Error => Err(Error::RunFailed { verdict, summary }),
+        RunVerdict::Interrupted => Err(Error::RunInterrupted { summary }),
     }
 }
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can stop `cargo stress-cache` before it reaches a verdict.
+/// Everything that ends `cargo stress-cache` without a pass: first the verdicts that are not a pass
+/// (as nextest's `TestRunFailed`), then everything that stopped it before a verdict.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The run reached a verdict and it is FAIL (a violation, a flaky or broken test, a regression
+    /// asked to fail) or ERROR (a setup error, a failed self-check): exit 1.
+    #[error("{summary}")]
+    RunFailed {
+        /// FAIL or ERROR.
+        verdict: RunVerdict,
+        /// The run's summary line.
+        summary: String,
+    },
+    /// The mutants matrix did not show the clean run passing and every seeded bug killed where
+    /// declared: exit 1.
+    #[error("{summary}")]
+    MutantsNotKilled {
+        /// The matrix's summary line.
+        summary: String,
+    },
+    /// A run that had started was stopped before it completed (a signal, or nextest cancelling it):
+    /// what ran is reported, and the exit code is 130.
+    #[error("{summary}")]
+    RunInterrupted {
+        /// The partial run's summary line.
+        summary: String,
+    },
     /// The command line could not be parsed or is inconsistent.
     #[error("{0}")]
     Usage(String),
@@ -55,26 +90,6 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// `cargo metadata` failed.
-    #[error("cargo metadata failed: {message}")]
-    Metadata {
-        /// The cause, on one line.
-        message: String,
-    },
-    /// `--package` names no workspace package.
-    #[error("package `{name}` is not a member of the workspace (members: {members})")]
-    UnknownPackage {
-        /// The name given.
-        name: String,
-        /// The workspace members, comma-separated.
-        members: String,
-    },
-    /// No target could be chosen from the workspace.
-    #[error("no target to stress: {reason}")]
-    NoTarget {
-        /// Why.
-        reason: String,
-    },
     /// `check-spec`: a clean run of the target shows the spec's patterns do not fit its cache.
     #[error("spec {spec} does not fit the target's cache: {first}{more}")]
     SpecDoesNotFit {
@@ -85,17 +100,9 @@ pub enum Error {
         /// ` (and N more)` or empty.
         more: String,
     },
-    /// The target declaration is unreadable, malformed or inconsistent.
+    /// The runner could not find, build or prepare the target.
     #[error(transparent)]
-    Spec(#[from] SpecError),
-    /// The target does not declare or define the Cargo feature a run needs.
-    #[error("target package `{package}` {problem}")]
-    MissingFeature {
-        /// The package.
-        package: String,
-        /// What is missing, e.g. "has no feature `failpoints`".
-        problem: String,
-    },
+    Runner(RunnerError),
     /// A `STRESS_*` knob in the environment has a value the suite would not accept.
     #[error(transparent)]
     BadKnob(#[from] BadValue),
@@ -108,36 +115,6 @@ pub enum Error {
         origin: &'static str,
         /// The declared names.
         known: String,
-    },
-    /// The suite package (`stress-tests`) is not in the workspace.
-    #[error("the stress suite package `{name}` is not a member of the workspace")]
-    NoSuite {
-        /// The package name.
-        name: String,
-    },
-    /// `--spec` names a command that cannot be found.
-    #[error("target command `{command}` from {spec} was not found")]
-    CommandNotFound {
-        /// The command.
-        command: String,
-        /// The spec file.
-        spec: PathBuf,
-    },
-    /// `cargo build` failed.
-    #[error("building the target failed: `{command}` exited with {status}")]
-    Build {
-        /// The command line.
-        command: String,
-        /// Its exit status.
-        status: String,
-    },
-    /// The build succeeded but produced no executable for the binary target.
-    #[error("`cargo build` reported no executable for binary `{binary}` of package `{package}`")]
-    NoExecutable {
-        /// The package.
-        package: String,
-        /// The binary target.
-        binary: String,
     },
     /// cargo-nextest ended with an exit code that is not a test verdict (build failure, bad filterset, ...).
     #[error("`{command}` failed with exit code {code} ({meaning})")]
@@ -190,12 +167,26 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error: 130 for an interruption, else a usage or setup error.
+    /// The process exit code for this error: 1 for a verdict that is not a pass, 130 for an
+    /// interruption, else 2 (usage or setup error).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Interrupted { .. } => EXIT_INTERRUPTED,
+            Error::RunFailed { .. } | Error::MutantsNotKilled { .. } => EXIT_FAILED,
+            Error::RunInterrupted { .. } | Error::Interrupted { .. } => EXIT_INTERRUPTED,
             _ => EXIT_SETUP,
         }
+    }
+
+    /// Whether this is a verdict about the target (or its interruption) rather than a usage or setup
+    /// error: printed as the run's last line, without `error:`.
+    pub fn is_verdict(&self) -> bool {
+        matches!(
+            self,
+            Error::RunFailed { .. }
+                | Error::MutantsNotKilled { .. }
+                | Error::RunInterrupted { .. }
+                | Error::Interrupted { .. }
+        )
     }
 
     /// A one-line hint printed after the error, when there is a useful one.
@@ -204,10 +195,10 @@ impl Error {
             Error::NextestMissing { .. } => {
                 Some("install it with `cargo install cargo-nextest --locked`".into())
             }
-            Error::UnknownPackage { .. } => Some(
+            Error::Runner(RunnerError::UnknownPackage { .. }) => Some(
                 "pass a package that declares `[package.metadata.stress-cache]`, or `--spec FILE`".into(),
             ),
-            Error::NoTarget { .. } => Some(
+            Error::Runner(RunnerError::NoTarget { .. }) => Some(
                 "declare `[package.metadata.stress-cache]` in the target's Cargo.toml, set \
                  `[workspace.metadata.stress-cache] target = \"<package>\"`, or pass `--package`/`--spec`"
                     .into(),
@@ -217,7 +208,7 @@ impl Error {
                  to take files out, and `ignore = [...]` for sidecars"
                     .into(),
             ),
-            Error::MissingFeature { .. } => Some(
+            Error::Runner(RunnerError::MissingFeature { .. }) => Some(
                 "add the feature to the package's [features] and name it in `features.failpoints`".into(),
             ),
             _ => None,
@@ -230,7 +221,21 @@ impl Error {
     }
 }
 
-/// Collapses a multi-line message into one line (cargo and parsers like to wrap).
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+impl From<RunnerError> for Error {
+    fn from(e: RunnerError) -> Self {
+        match e {
+            // A signal during the build is the run's interruption, not a setup error.
+            RunnerError::BuildInterrupted { signal } => Error::Interrupted {
+                signal: crate::interrupt::signal_name(signal),
+                during: "building the target",
+            },
+            other => Error::Runner(other),
+        }
+    }
+}
+
+impl From<stress_cache_metadata::SpecError> for Error {
+    fn from(e: stress_cache_metadata::SpecError) -> Self {
+        Error::Runner(RunnerError::Spec(e))
+    }
 }

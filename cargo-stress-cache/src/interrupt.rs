@@ -69,6 +69,14 @@ pub struct Waited {
     pub signal: Option<i32>,
 }
 
+/// The runner's builds wait through the invocation's signal handling: a Ctrl-C during the build is
+/// forwarded to cargo and ends the run as interrupted.
+impl stress_cache_runner::build::WaitChild for Interrupt {
+    fn wait_child(&self, child: &mut Child, what: &str) -> std::io::Result<(ExitStatus, Option<i32>)> {
+        self.wait(child, what).map(|w| (w.status, w.signal))
+    }
+}
+
 impl Interrupt {
     /// Catches SIGINT and SIGTERM from now on.
     pub fn install(grace: Grace) -> std::io::Result<Self> {

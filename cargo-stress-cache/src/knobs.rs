@@ -5,9 +5,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use stress_cache_metadata::suite_env::{self, BadValue};
+use stress_cache_metadata::suite_env;
+use stress_cache_metadata::{SuiteEnv, Tier};
 
-use crate::cli::{Tier, TierOpts};
+use crate::cli::TierOpts;
 use crate::errors::{Error, Result};
 
 /// The knobs found in the environment; an empty value counts as unset.
@@ -35,46 +36,20 @@ impl EnvKnobs {
         Self::from_lookup(|name| std::env::var_os(name))
     }
 
-    /// Same as [`EnvKnobs::from_env`] with an injectable lookup (for tests).
+    /// Same as [`EnvKnobs::from_env`] with an injectable lookup (for tests): the suite environment
+    /// as the suite itself would read it ([`SuiteEnv::from_lookup`]), and the directories checked.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self> {
-        let text = |name: &str| -> Result<Option<String>> {
-            match lookup(name) {
-                None => Ok(None),
-                Some(value) => match value.into_string() {
-                    Ok(v) if v.trim().is_empty() => Ok(None),
-                    Ok(v) => Ok(Some(v)),
-                    Err(raw) => Err(Error::BadKnob(BadValue {
-                        var: name.to_string(),
-                        value: raw.to_string_lossy().into_owned(),
-                        expected: "valid UTF-8",
-                    })),
-                },
-            }
-        };
-        let tier = match text(suite_env::TIER)? {
-            Some(v) => Some(match suite_env::parse_tier(suite_env::TIER, &v)? {
-                "nightly" => Tier::Nightly,
-                _ => Tier::Pr,
-            }),
-            None => None,
-        };
-        let processes = text(suite_env::PROCESSES)?
-            .map(|v| suite_env::parse_processes(suite_env::PROCESSES, &v))
-            .transpose()?;
-        let seed = text(suite_env::SEED)?.map(|v| suite_env::parse_seed(suite_env::SEED, &v)).transpose()?;
-        let mutant = text(suite_env::MUTANT)?.map(|v| v.trim().to_string());
-        let trace =
-            text(suite_env::TRACE)?.map(|v| suite_env::parse_trace(suite_env::TRACE, &v)).transpose()?;
+        let env = SuiteEnv::from_lookup(lookup)?;
         let dir =
-            |name: &str| lookup(name).filter(|v| !v.is_empty()).map(|v| usable_dir(name, Path::new(&v)));
+            |name: &str, value: &Option<PathBuf>| value.as_deref().map(|v| usable_dir(name, v)).transpose();
         Ok(EnvKnobs {
-            tier,
-            processes,
-            seed,
-            mutant,
-            results_dir: dir(suite_env::RESULTS_DIR).transpose()?,
-            keep_dir: dir(suite_env::KEEP_DIR).transpose()?,
-            trace,
+            tier: env.tier,
+            processes: env.processes,
+            seed: env.seed,
+            results_dir: dir(suite_env::RESULTS_DIR, &env.results_dir)?,
+            keep_dir: dir(suite_env::KEEP_DIR, &env.keep_dir)?,
+            mutant: env.mutant,
+            trace: env.trace,
         })
     }
 }
@@ -148,17 +123,20 @@ mod tests {
     #[test]
     fn unset_and_empty_knobs_are_absent() {
         assert_eq!(knobs(&[]).unwrap(), EnvKnobs::default());
-        assert_eq!(knobs(&[("STRESS_TIER", ""), ("STRESS_PROCESSES", " ")]).unwrap(), EnvKnobs::default());
+        assert_eq!(
+            knobs(&[(suite_env::TIER, ""), (suite_env::PROCESSES, " ")]).unwrap(),
+            EnvKnobs::default()
+        );
     }
 
     #[test]
     fn valid_knobs_parse_as_the_suite_reads_them() {
         let k = knobs(&[
-            ("STRESS_TIER", "nightly"),
-            ("STRESS_PROCESSES", "8"),
-            ("STRESS_SEED", "0x10"),
-            ("STRESS_MUTANT", " no-lock "),
-            ("STRESS_RESULTS_DIR", "/nonexistent/results"),
+            (suite_env::TIER, "nightly"),
+            (suite_env::PROCESSES, "8"),
+            (suite_env::SEED, "0x10"),
+            (suite_env::MUTANT, " no-lock "),
+            (suite_env::RESULTS_DIR, "/nonexistent/results"),
         ])
         .unwrap();
         assert_eq!(k.tier, Some(Tier::Nightly));
@@ -173,15 +151,23 @@ mod tests {
         let file = file.path().to_str().unwrap();
         let under_file = format!("{file}/sub");
         for (var, value, expected) in [
-            ("STRESS_PROCESSES", "abc", "STRESS_PROCESSES=\"abc\" is not a positive integer"),
-            ("STRESS_PROCESSES", "0", "STRESS_PROCESSES=\"0\" is not a positive integer"),
-            ("STRESS_TIER", "weekly", "STRESS_TIER=\"weekly\" is not `pr` or `nightly`"),
-            ("STRESS_SEED", "0xzz", "STRESS_SEED=\"0xzz\" is not a u64 (decimal or 0x hex)"),
-            ("STRESS_KEEP_DIR", file, "is not a directory"),
-            ("STRESS_RESULTS_DIR", &under_file, "is not a directory"),
+            (
+                suite_env::PROCESSES,
+                "abc",
+                format!("{}=\"abc\" is not a positive integer", suite_env::PROCESSES),
+            ),
+            (suite_env::PROCESSES, "0", format!("{}=\"0\" is not a positive integer", suite_env::PROCESSES)),
+            (suite_env::TIER, "weekly", format!("{}=\"weekly\" is not `pr` or `nightly`", suite_env::TIER)),
+            (
+                suite_env::SEED,
+                "0xzz",
+                format!("{}=\"0xzz\" is not a u64 (decimal or 0x hex)", suite_env::SEED),
+            ),
+            (suite_env::KEEP_DIR, file, "is not a directory".to_string()),
+            (suite_env::RESULTS_DIR, &under_file, "is not a directory".to_string()),
         ] {
             let err = knobs(&[(var, value)]).unwrap_err().to_string();
-            assert!(err.contains(expected), "{var}={value}: {err}");
+            assert!(err.contains(&expected), "{var}={value}: {err}");
             assert!(err.starts_with(var), "{err}");
             assert_eq!(err.lines().count(), 1, "{err}");
         }
@@ -206,7 +192,7 @@ mod tests {
         };
         let k = Knobs::resolve(&opts, None, env.clone());
         assert_eq!((k.tier, k.processes, k.seed), (Tier::Nightly, Some(4), Some(1)));
-        assert_eq!(k.mutant, Some(("no-lock".to_string(), "STRESS_MUTANT")));
+        assert_eq!(k.mutant, Some(("no-lock".to_string(), suite_env::MUTANT)));
         opts.tier = Some(Tier::Pr);
         let k = Knobs::resolve(&opts, Some(("direct-write", "--mutant")), env);
         assert_eq!(k.tier, Tier::Pr);

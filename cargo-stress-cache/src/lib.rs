@@ -8,8 +8,6 @@
 
 pub mod aggregate;
 pub mod benchmarks;
-pub mod build;
-pub mod cargo;
 pub mod checkspec;
 pub mod cli;
 pub mod errors;
@@ -28,7 +26,8 @@ pub mod rundir;
 pub mod selfcheck;
 pub mod tmpdir;
 pub mod verdict;
-pub mod workspace;
+
+pub use stress_cache_runner::{build, cargo, workspace};
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -62,21 +61,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         std::process::exit(EXIT_SETUP);
     }));
     init_logging(&args.global);
-    match dispatch(args) {
-        Ok(code) => code,
-        // Not an error of the user's: the verdict of a run stopped before it started.
-        Err(e @ Error::Interrupted { .. }) => {
-            stderr_line(&format!("stress-cache: {e}"));
-            e.exit_code()
-        }
+    let result = dispatch(args);
+    match &result {
+        Ok(()) => {}
+        // Not an error of the user's: a verdict about the target, or the run's interruption.
+        Err(e) if e.is_verdict() => stderr_line(&format!("stress-cache: {e}")),
         Err(e) => {
             stderr_line(&format!("error: {e}"));
             if let Some(help) = e.help() {
                 stderr_line(&format!("help: {help}"));
             }
-            e.exit_code()
         }
     }
+    errors::exit_code_of(&result)
 }
 
 /// Help and version print as usual; usage errors become one `error:` line and exit 2.
@@ -122,7 +119,7 @@ fn init_logging(global: &GlobalOpts) {
         .try_init();
 }
 
-fn dispatch(args: StressCache) -> Result<i32> {
+fn dispatch(args: StressCache) -> Result<()> {
     if let Some(option) = args.misplaced_run_options() {
         return Err(Error::Usage(format!(
             "{option} belongs to a tier run or after the subcommand (e.g. `cargo stress-cache mutants {option} ...`)"
@@ -135,8 +132,12 @@ fn dispatch(args: StressCache) -> Result<i32> {
             global.threshold
         )));
     }
-    let cargo =
-        Cargo::from_env(global.manifest_path.clone(), global.target_dir.clone(), global.color, global.quiet);
+    let cargo = Cargo::from_env(
+        global.manifest_path.clone(),
+        global.target_dir.clone(),
+        global.color.into(),
+        global.quiet,
+    );
     match args.command {
         None => {
             let mutant = args.run.mutant.as_deref().map(|m| (m, "--mutant"));
@@ -221,7 +222,7 @@ fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
     Selection { filtersets: tier.filtersets.clone(), partition: tier.partition.clone(), quiet: global.quiet }
 }
 
-fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<i32> {
+fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<()> {
     let Request { global, target, tier, knobs, interrupt } = request;
     let interrupt: &Interrupt = interrupt;
     let setup = setup(cargo, global, target)?;
@@ -257,35 +258,42 @@ fn check_spec(
     global: &GlobalOpts,
     file: &std::path::Path,
     interrupt: &Interrupt,
-) -> Result<i32> {
+) -> Result<()> {
     let target = TargetOpts { package: None, spec: Some(file.to_path_buf()) };
     let setup = setup(cargo, global, &target)?;
     let target_bin = build::target_executable(&setup.cargo, &setup.target, Flavor::Failpoints, interrupt)?;
     let dir = rundir::create(&setup.target_dir.join("stress-cache"), "check-spec", None)?;
     let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
-    let env = nextest::SuiteEnv {
-        target_bin,
-        target_spec: spec,
-        tier: Tier::Pr,
-        results_dir: rundir::subdir(&dir, "records")?,
-        keep_dir: rundir::subdir(&dir, "kept")?,
+    let (fixtures, _) = stress_cache_runner::fixtures::prepare(
+        &target_bin,
+        &setup.target.spec,
+        &setup.target_dir.join("stress-cache").join("fixtures"),
+    )?;
+    let tmp_dir = tmpdir::create(&dir)?;
+    let env = stress_cache_metadata::SuiteEnv {
+        target_bin: Some(target_bin),
+        target_spec: Some(spec),
+        fixtures: Some(fixtures),
+        tier: Some(Tier::Pr),
+        results_dir: Some(rundir::subdir(&dir, "records")?),
+        keep_dir: Some(rundir::subdir(&dir, "kept")?),
         mutant: None,
         seed: None,
         processes: None,
         trace: Some(false),
-        tmp_dir: tmpdir::create(&dir)?,
+        tmp_dir: Some(tmp_dir.clone()),
         spec_check_out: Some(dir.join("spec-check.json")),
     };
     let report = checkspec::observe(&setup.cargo, &env, global.quiet, interrupt);
-    let _ = tmpdir::clean(&env.tmp_dir);
+    let _ = tmpdir::clean(&tmp_dir);
     let report = report?;
     emit(&checkspec::render(&report));
-    let code = checkspec::verdict(&report, file)?;
+    checkspec::verdict(&report, file)?;
     stderr_line(&format!(
         "stress-cache: spec {} fits: every file of a clean run has exactly one role",
         file.display()
     ));
-    Ok(code)
+    Ok(())
 }
 
 /// Fails unless the target declares the mutant `name` (given by `origin`, a flag or `STRESS_MUTANT`).
@@ -298,18 +306,22 @@ fn check_declared(setup: &Setup, name: &str, origin: &'static str) -> Result<()>
 }
 
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
-fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<i32> {
+fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<()> {
     report::write_all(run_dir, agg)?;
     emit(&report::render_with(agg, global.format, stdout_color(global.color)));
     log_findings(agg);
     if !agg.kept_dirs.is_empty() {
         log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
     }
-    log::info!("{}", report::summary_line(agg));
     print_notes(agg);
     // The path is the one line every user needs, even with -q.
     stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
-    Ok(agg.exit_code())
+    // The summary line is the last line: printed by `main_with_args` when the verdict is not a pass.
+    let outcome = agg.outcome();
+    if outcome.is_ok() {
+        log::info!("{}", report::summary_line(agg));
+    }
+    outcome
 }
 
 /// On stderr even with -q: a failed self-check (first: it voids every verdict), then the runs that did
@@ -366,19 +378,19 @@ fn stdout_color(choice: cli::Color) -> bool {
     }
 }
 
-fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32> {
+fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<()> {
     nextest::check_available(&cargo)?;
     let workspace = Workspace::load(&cargo)?;
     workspace.require_suite()?;
     let selection = Selection { filtersets: filtersets.to_vec(), partition: None, quiet: global.quiet };
-    let scenarios = match nextest::list(&cargo, Tier::Pr.profile(), &selection, None)? {
+    let scenarios = match nextest::list(&cargo, Tier::Pr.nextest_profile(), &selection, None)? {
         nextest::Listed::Scenarios(scenarios) => scenarios,
         // Without an interrupt nothing can stop the listing but the listing's own exit.
         nextest::Listed::Stopped(_) => Vec::new(),
     };
     if global.format == cli::Format::Json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&scenarios).unwrap_or_else(|_| "[]".into())));
-        return Ok(EXIT_OK);
+        return Ok(());
     }
     let mut table = comfy_table::Table::new();
     table.load_preset(if global.format == cli::Format::Markdown {
@@ -392,10 +404,10 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
     }
     emit(&format!("{table}\n"));
     log::info!("{} scenarios", scenarios.len());
-    Ok(EXIT_OK)
+    Ok(())
 }
 
-fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
+fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<()> {
     let inputs = inputs::collect(dirs)?;
     if inputs.is_empty() {
         let dirs = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
@@ -407,9 +419,12 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
     }
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
     log_findings(&agg);
-    log::info!("{}", report::summary_line(&agg));
     print_notes(&agg);
-    Ok(agg.exit_code())
+    let outcome = agg.outcome();
+    if outcome.is_ok() {
+        log::info!("{}", report::summary_line(&agg));
+    }
+    outcome
 }
 
 fn mutants(
@@ -417,17 +432,18 @@ fn mutants(
     request: &Request<'_>,
     only: &[(String, &'static str)],
     keep_mutant_dirs: bool,
-) -> Result<i32> {
+) -> Result<()> {
     let Request { global, target, tier, knobs, interrupt } = request;
     let interrupt: &Interrupt = interrupt;
     let setup = setup(cargo, global, target)?;
     stop_if_interrupted(interrupt, "reading the workspace")?;
     let declared: Vec<String> = setup.target.spec.mutant_names().to_vec();
     if declared.is_empty() {
-        return Err(Error::MissingFeature {
+        return Err(stress_cache_runner::RunnerError::MissingFeature {
             package: setup.target.spec.display_name().to_string(),
             problem: "declares no mutants (`[package.metadata.stress-cache.mutants] names`)".into(),
-        });
+        }
+        .into());
     }
     for (name, origin) in only {
         check_declared(&setup, name, origin)?;
@@ -457,14 +473,16 @@ fn mutants(
         stderr_line(&format!("stress-cache: {interrupted}"));
     }
     stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
-    Ok(matrix.exit_code())
+    matrix.outcome()
 }
 
-/// The run directory of one invocation, with its own copy of the target and the spec the suite reads.
+/// The run directory of one invocation, with its own copy of the target, the spec and the fixtures
+/// the suite reads.
 struct PreparedRun {
     dir: PathBuf,
     target_bin: PathBuf,
     spec: PathBuf,
+    fixtures: PathBuf,
 }
 
 impl PreparedRun {
@@ -473,7 +491,11 @@ impl PreparedRun {
         let dir = rundir::create(&parent, label, tier.run_dir.as_deref())?;
         let target_bin = pin_if_built(&setup.target, &dir, built)?;
         let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
-        Ok(PreparedRun { dir, target_bin, spec })
+        // Once here, so that no test process produces fixtures (or runs cargo) again.
+        let fixtures_root = setup.target_dir.join("stress-cache").join("fixtures");
+        let (fixtures, _) =
+            stress_cache_runner::fixtures::prepare(&target_bin, &setup.target.spec, &fixtures_root)?;
+        Ok(PreparedRun { dir, target_bin, spec, fixtures })
     }
 
     fn tier_run<'a>(
@@ -490,6 +512,7 @@ impl PreparedRun {
             target_dir: &setup.target_dir,
             target_bin: &self.target_bin,
             target_spec: &self.spec,
+            fixtures: &self.fixtures,
             tier: knobs.tier,
             selection: selection(global, tier),
             seed: knobs.seed,
@@ -507,7 +530,7 @@ impl PreparedRun {
 /// program is run where it is installed, next to whatever it needs.
 fn pin_if_built(target: &Target, run_dir: &std::path::Path, executable: PathBuf) -> Result<PathBuf> {
     match target.source {
-        TargetSource::Package { .. } => rundir::pin_executable(run_dir, &executable),
+        TargetSource::Package { .. } => Ok(rundir::pin_executable(run_dir, &executable)?),
         TargetSource::SpecFile { .. } => Ok(executable),
     }
 }

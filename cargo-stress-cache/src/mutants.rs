@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use stress_cache_metadata::ScenarioRecord;
 
 use crate::cli::Format;
-use crate::errors::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Result};
+use crate::errors::{Error, Result};
 use crate::kills::{self, CellStatus, MutantClass, MutantRow};
 use crate::run::TierRun;
 use crate::rundir::{self, RunInfo, RunState};
@@ -42,26 +42,27 @@ impl Matrix {
         self.clean == RunVerdict::Pass
     }
 
-    /// 130 when interrupted; 0 when the clean build passed and every mutant was killed where
-    /// expected; else 1.
-    pub fn exit_code(&self) -> i32 {
+    /// The matrix as the invocation's result: interrupted; a pass when the clean build passed and
+    /// every mutant was killed where expected; else not killed.
+    pub fn outcome(&self) -> Result<()> {
         if self.interrupted.is_some() {
-            EXIT_INTERRUPTED
+            Err(Error::RunInterrupted { summary: self.summary_line() })
         } else if self.clean_passed()
             && self.mutants.iter().all(|m| m.class == MutantClass::KilledWhereExpected)
         {
-            EXIT_OK
+            Ok(())
         } else {
-            EXIT_FAILED
+            Err(Error::MutantsNotKilled { summary: self.summary_line() })
         }
     }
 
     /// The first line: the verdict and the count of each class.
     pub fn summary_line(&self) -> String {
-        let verdict = match self.exit_code() {
-            EXIT_OK => "PASS",
-            EXIT_INTERRUPTED => "INTERRUPTED",
-            _ => "FAIL",
+        let all_killed = self.mutants.iter().all(|m| m.class == MutantClass::KilledWhereExpected);
+        let verdict = match (&self.interrupted, self.clean_passed() && all_killed) {
+            (Some(_), _) => "INTERRUPTED",
+            (None, true) => "PASS",
+            (None, false) => "FAIL",
         };
         let count = |class: MutantClass| self.mutants.iter().filter(|m| m.class == class).count();
         format!(
@@ -276,6 +277,7 @@ fn remove_kept_dir(kept: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code_of};
     use crate::kills::Cell;
 
     fn row(mutant: &str, class: MutantClass, cells: &[(&str, CellStatus, &[&str])]) -> MutantRow {
@@ -323,9 +325,12 @@ mod tests {
 
     #[test]
     fn exit_0_only_when_the_clean_build_passed_and_every_mutant_was_killed_where_expected() {
-        assert_eq!(matrix(RunVerdict::Pass, vec![killed("a"), killed("b")]).exit_code(), EXIT_OK);
-        assert_eq!(matrix(RunVerdict::Error, vec![killed("a")]).exit_code(), EXIT_FAILED);
-        assert_eq!(matrix(RunVerdict::Fail, vec![killed("a")]).exit_code(), EXIT_FAILED);
+        assert_eq!(
+            exit_code_of(&matrix(RunVerdict::Pass, vec![killed("a"), killed("b")]).outcome()),
+            EXIT_OK
+        );
+        assert_eq!(exit_code_of(&matrix(RunVerdict::Error, vec![killed("a")]).outcome()), EXIT_FAILED);
+        assert_eq!(exit_code_of(&matrix(RunVerdict::Fail, vec![killed("a")]).outcome()), EXIT_FAILED);
         for class in [
             MutantClass::KilledElsewhereOnly,
             MutantClass::FlakyKill,
@@ -334,14 +339,14 @@ mod tests {
         ] {
             let other = row("b", class, &[]);
             assert_eq!(
-                matrix(RunVerdict::Pass, vec![killed("a"), other]).exit_code(),
+                exit_code_of(&matrix(RunVerdict::Pass, vec![killed("a"), other]).outcome()),
                 EXIT_FAILED,
                 "{class:?}"
             );
         }
         let mut interrupted = matrix(RunVerdict::Pass, vec![killed("a")]);
         interrupted.interrupted = Some("mutant 2/2 `b`: INTERRUPTED by SIGINT".into());
-        assert_eq!(interrupted.exit_code(), EXIT_INTERRUPTED);
+        assert_eq!(exit_code_of(&interrupted.outcome()), EXIT_INTERRUPTED);
     }
 
     #[test]

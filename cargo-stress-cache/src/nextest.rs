@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nextest_metadata::{NextestExitCode, TestListSummary};
-use stress_cache_metadata::suite_env;
+use stress_cache_metadata::SuiteEnv;
 
 use crate::cargo::{Cargo, display_command};
-use crate::cli::Tier;
 use crate::errors::{Error, Result, one_line};
 use crate::interrupt::{Cause, Interrupt, Waited, signal_name};
 use crate::junit::{self, Observation, Outcome};
@@ -29,65 +28,6 @@ pub fn check_available(cargo: &Cargo) -> Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let first = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("`cargo nextest` failed");
     Err(Error::NextestMissing { detail: one_line(first.trim_start_matches("error:").trim()) })
-}
-
-/// The environment contract between `cargo stress-cache` and the suite (docs/CONTRACTS.md).
-#[derive(Debug, Clone)]
-pub struct SuiteEnv {
-    /// `STRESS_TARGET_BIN`.
-    pub target_bin: PathBuf,
-    /// `STRESS_TARGET_SPEC`.
-    pub target_spec: PathBuf,
-    /// `STRESS_TIER`.
-    pub tier: Tier,
-    /// `STRESS_RESULTS_DIR`.
-    pub results_dir: PathBuf,
-    /// `STRESS_KEEP_DIR`.
-    pub keep_dir: PathBuf,
-    /// `STRESS_MUTANT`.
-    pub mutant: Option<String>,
-    /// `STRESS_SEED`.
-    pub seed: Option<u64>,
-    /// `STRESS_PROCESSES`.
-    pub processes: Option<usize>,
-    /// `STRESS_TMP_DIR`.
-    pub tmp_dir: PathBuf,
-    /// `STRESS_TRACE` (`None`: the suite's default).
-    pub trace: Option<bool>,
-    /// `STRESS_SPEC_CHECK_OUT` (`check-spec` only).
-    pub spec_check_out: Option<PathBuf>,
-}
-
-impl SuiteEnv {
-    /// Sets this environment on `cmd` (and removes any other `STRESS_*` variable).
-    pub fn apply(&self, cmd: &mut Command) {
-        // Every variable is set or removed: an inherited one (say STRESS_MUTANT, which would silently
-        // turn a clean run into a mutant run) never reaches the suite unvalidated.
-        for name in suite_env::ALL {
-            cmd.env_remove(name);
-        }
-        cmd.env(suite_env::TARGET_BIN, &self.target_bin)
-            .env(suite_env::TARGET_SPEC, &self.target_spec)
-            .env(suite_env::TIER, self.tier.as_str())
-            .env(suite_env::RESULTS_DIR, &self.results_dir)
-            .env(suite_env::KEEP_DIR, &self.keep_dir)
-            .env(suite_env::TMP_DIR, &self.tmp_dir);
-        if let Some(m) = &self.mutant {
-            cmd.env(suite_env::MUTANT, m);
-        }
-        if let Some(seed) = self.seed {
-            cmd.env(suite_env::SEED, seed.to_string());
-        }
-        if let Some(n) = self.processes {
-            cmd.env(suite_env::PROCESSES, n.to_string());
-        }
-        if let Some(trace) = self.trace {
-            cmd.env(suite_env::TRACE, if trace { "on" } else { "off" });
-        }
-        if let Some(out) = &self.spec_check_out {
-            cmd.env(suite_env::SPEC_CHECK_OUT, out);
-        }
-    }
 }
 
 /// `cargo nextest run -p stress-tests --profile <profile> --no-tests fail` with the suite environment
@@ -158,7 +98,7 @@ pub fn run_tier(
     interrupt: &Interrupt,
     selected: Option<usize>,
 ) -> Result<RunOutcome> {
-    let profile = env.tier.profile();
+    let profile = env.tier_or_default().nextest_profile();
     let junit_paths = junit_candidates(workspace_root, target_dir, profile);
     remove_stale(&junit_paths)?;
     let mut cmd = cargo.command(&["nextest", "run", "--package", SUITE_PACKAGE, "--profile", profile]);

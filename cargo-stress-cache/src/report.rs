@@ -304,5 +304,5 @@ fn escape(s: &str, markdown: bool) -> String {
 pub fn write_all(dir: &std::path::Path, agg: &Aggregate) -> crate::errors::Result<()> {
     crate::rundir::write(&dir.join("report.txt"), &render(agg, Format::Table))?;
     crate::rundir::write(&dir.join("report.md"), &render(agg, Format::Markdown))?;
-    crate::rundir::write(&dir.join("report.json"), &render(agg, Format::Json))
+    Ok(crate::rundir::write(&dir.join("report.json"), &render(agg, Format::Json))?)
 }

@@ -16,7 +16,9 @@ use crate::cli::Tier;
 use crate::errors::{Error, Result};
 use crate::inputs::{self, Inputs};
 use crate::interrupt::{Cause, Interrupt, Interruption, signal_name};
-use crate::nextest::{self, Listed, Selection, SuiteEnv};
+use stress_cache_metadata::SuiteEnv;
+
+use crate::nextest::{self, Listed, Selection};
 use crate::rundir::{self, RunInfo, RunState};
 use crate::selfcheck::{self, SelfCheck};
 use crate::tmpdir;
@@ -33,6 +35,8 @@ pub struct TierRun<'a> {
     pub target_bin: &'a Path,
     /// The written declaration.
     pub target_spec: &'a Path,
+    /// The fixtures prepared for the executable (`fixtures.json`).
+    pub fixtures: &'a Path,
     /// Tier.
     pub tier: Tier,
     /// Filtersets, partition, quietness.
@@ -145,7 +149,12 @@ impl TierRun<'_> {
         let selected = match self.selected.get() {
             Some(&n) => n,
             None => {
-                match nextest::list(self.cargo, self.tier.profile(), &self.selection, Some(self.interrupt))? {
+                match nextest::list(
+                    self.cargo,
+                    self.tier.nextest_profile(),
+                    &self.selection,
+                    Some(self.interrupt),
+                )? {
                     Listed::Scenarios(scenarios) => {
                         log::info!("{label}: {} scenario tests selected", scenarios.len());
                         *self.selected.get_or_init(|| scenarios.len())
@@ -163,23 +172,26 @@ impl TierRun<'_> {
                 return Ok(Some(stopped(cause, &during, 0, Some(selected), n - 1)));
             }
             let dir = rundir::subdir(run_dir, &format!("repeat-{n}"))?;
+            let records_dir = rundir::subdir(&dir, "records")?;
+            let tmp_dir = tmpdir::create(&dir)?;
             let env = SuiteEnv {
-                target_bin: self.target_bin.to_path_buf(),
-                target_spec: self.target_spec.to_path_buf(),
-                tier: self.tier,
-                results_dir: rundir::subdir(&dir, "records")?,
-                keep_dir: self.keep_dir_of(run_dir, n),
+                target_bin: Some(self.target_bin.to_path_buf()),
+                target_spec: Some(self.target_spec.to_path_buf()),
+                fixtures: Some(self.fixtures.to_path_buf()),
+                tier: Some(self.tier),
+                results_dir: Some(records_dir.clone()),
+                keep_dir: Some(self.keep_dir_of(run_dir, n)),
                 mutant: mutant.map(str::to_string),
                 seed: self.seed,
                 processes: self.processes,
                 trace: self.trace,
-                tmp_dir: tmpdir::create(&dir)?,
+                tmp_dir: Some(tmp_dir.clone()),
                 spec_check_out: None,
             };
             log::info!(
                 "{label}: repeat {n}/{repeat}: running tier {} (nextest profile {}) ...",
                 self.tier.as_str(),
-                self.tier.profile()
+                self.tier.nextest_profile()
             );
             let one = Instant::now();
             let outcome = nextest::run_tier(
@@ -192,7 +204,7 @@ impl TierRun<'_> {
                 Some(selected),
             );
             // Whatever happened (even an error), the scenarios' leftovers go.
-            clean_tmp(&env.tmp_dir, &format!("{label}: repeat {n}/{repeat}"));
+            clean_tmp(&tmp_dir, &format!("{label}: repeat {n}/{repeat}"));
             let outcome = outcome?;
             match &outcome.junit {
                 Some(junit) => {
@@ -202,10 +214,10 @@ impl TierRun<'_> {
                 }
                 None => log::warn!(
                     "nextest wrote no JUnit report (is `[profile.{}.junit]` set?)",
-                    self.tier.profile()
+                    self.tier.nextest_profile()
                 ),
             }
-            let records = count_records(&env.results_dir);
+            let records = count_records(&records_dir);
             if let Some(cause) = outcome.stopped {
                 let during = format!("repeat {n}/{repeat}");
                 return Ok(Some(stopped(cause, &during, records, Some(selected), n - 1)));
@@ -216,7 +228,7 @@ impl TierRun<'_> {
                 if outcome.exit_code == Some(0) { "passed" } else { "reported failures" }
             );
             if records == 0 {
-                log::warn!("the suite wrote no records into {}", env.results_dir.display());
+                log::warn!("the suite wrote no records into {}", records_dir.display());
             }
         }
         Ok(None)
@@ -225,20 +237,22 @@ impl TierRun<'_> {
     /// Runs the checker's self-check into `run_dir/self-check/` and says how it went.
     fn self_check(&self, run_dir: &Path, label: &str) -> Result<selfcheck::Ran> {
         let dir = rundir::subdir(run_dir, "self-check")?;
+        let tmp_dir = tmpdir::create(&dir)?;
         let env = SuiteEnv {
-            target_bin: self.target_bin.to_path_buf(),
-            target_spec: self.target_spec.to_path_buf(),
-            tier: self.tier,
+            target_bin: Some(self.target_bin.to_path_buf()),
+            target_spec: Some(self.target_spec.to_path_buf()),
+            fixtures: Some(self.fixtures.to_path_buf()),
+            tier: Some(self.tier),
             // Not `records`: whatever the checker's tests write is not a scenario record of this run.
-            results_dir: rundir::subdir(&dir, "results")?,
-            keep_dir: dir.join("kept"),
+            results_dir: Some(rundir::subdir(&dir, "results")?),
+            keep_dir: Some(dir.join("kept")),
             mutant: None,
             seed: self.seed,
             processes: self.processes,
             // The checker's own cases prove the trace invariants can fail: they always trace, whatever
             // the scenarios do (STRESS_TRACE=off only makes the scenarios' trace invariants skipped).
             trace: Some(true),
-            tmp_dir: tmpdir::create(&dir)?,
+            tmp_dir: Some(tmp_dir.clone()),
             spec_check_out: None,
         };
         log::info!("{label}: self-check (nextest profile {}) ...", selfcheck::PROFILE);
@@ -251,7 +265,7 @@ impl TierRun<'_> {
             self.selection.quiet,
             self.interrupt,
         );
-        clean_tmp(&env.tmp_dir, &format!("{label}: self-check"));
+        clean_tmp(&tmp_dir, &format!("{label}: self-check"));
         let ran = ran?;
         if let selfcheck::Ran::Done(check) = &ran {
             if check.ok() {

@@ -13,7 +13,9 @@ use crate::cargo::Cargo;
 use crate::errors::{Error, Result};
 use crate::interrupt::{Cause, Interrupt, signal_name};
 use crate::junit::{self, Outcome};
-use crate::nextest::{self, SuiteEnv};
+use stress_cache_metadata::SuiteEnv;
+
+use crate::nextest;
 
 /// The nextest profile of the checker's tests.
 pub const PROFILE: &str = "stress-selfcheck";

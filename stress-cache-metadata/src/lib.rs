@@ -4,20 +4,25 @@
 //! ([`ScenarioRecord`]) the suite writes and the CLI aggregates, and the names of the `STRESS_*`
 //! environment ([`suite_env`]) through which the CLI configures the suite.
 
-pub mod cargo_env;
+pub mod exit_code;
+mod fixtures;
 pub mod patterns;
 mod record;
 mod spec_check;
 pub mod suite_env;
 mod target;
+mod tier;
 
+pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
     Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
     ScenarioRecord, Status,
 };
 pub use spec_check::{Moment, SeenFile, SpecCheckReport};
+pub use suite_env::SuiteEnv;
 pub use target::{
     CompiledCache, EnvNames, ExitCodes, Failpoints, Features, FilePatterns, Fixtures, LockKind, MetadataFile,
     Mutants, ServerLayout, SpecError, SymlinkPolicy, TargetSpec,
 };
+pub use tier::Tier;

@@ -2,6 +2,13 @@
 //! defined once so both sides spell it the same, and the parsers of the values both sides accept.
 //!
 //! An empty value means "not set" for every variable (as a shell's `STRESS_SEED= cargo ...` intends).
+//! Outside this crate the names are used only through [`SuiteEnv`] (and, for messages, these constants).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub use crate::tier::Tier;
 
 /// Path of the executable under test (built with its failpoints feature, plus mutants for mutant runs).
 pub const TARGET_BIN: &str = "STRESS_TARGET_BIN";
@@ -29,8 +36,12 @@ pub const TRACE: &str = "STRESS_TRACE";
 /// Where the spec check (`cargo stress-cache check-spec`) writes its [`crate::SpecCheckReport`].
 pub const SPEC_CHECK_OUT: &str = "STRESS_SPEC_CHECK_OUT";
 
+/// Path of the [`crate::FixtureSet`] the runner prepared for [`TARGET_BIN`]: with it the suite reads
+/// the fixtures instead of producing them again in every test process.
+pub const FIXTURES: &str = "STRESS_FIXTURES";
+
 /// Every name above.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     TARGET_BIN,
     TARGET_SPEC,
     TIER,
@@ -42,10 +53,123 @@ pub const ALL: [&str; 11] = [
     TMP_DIR,
     TRACE,
     SPEC_CHECK_OUT,
+    FIXTURES,
 ];
 
-/// The tiers `STRESS_TIER` accepts.
-pub const TIERS: [&str; 2] = ["pr", "nightly"];
+/// The whole environment the CLI hands to the suite, typed: the CLI builds one and [`SuiteEnv::apply`]s
+/// it to the nextest command; the suite reads it back with [`SuiteEnv::from_env`]. `None` is "not set"
+/// (the suite's default, or — for the target — "find and build it yourself").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuiteEnv {
+    /// [`TARGET_BIN`].
+    pub target_bin: Option<PathBuf>,
+    /// [`TARGET_SPEC`].
+    pub target_spec: Option<PathBuf>,
+    /// [`FIXTURES`].
+    pub fixtures: Option<PathBuf>,
+    /// [`TIER`] (default [`Tier::Pr`]).
+    pub tier: Option<Tier>,
+    /// [`PROCESSES`].
+    pub processes: Option<usize>,
+    /// [`SEED`].
+    pub seed: Option<u64>,
+    /// [`MUTANT`].
+    pub mutant: Option<String>,
+    /// [`RESULTS_DIR`].
+    pub results_dir: Option<PathBuf>,
+    /// [`KEEP_DIR`].
+    pub keep_dir: Option<PathBuf>,
+    /// [`TMP_DIR`].
+    pub tmp_dir: Option<PathBuf>,
+    /// [`TRACE`] (default on).
+    pub trace: Option<bool>,
+    /// [`SPEC_CHECK_OUT`].
+    pub spec_check_out: Option<PathBuf>,
+}
+
+impl SuiteEnv {
+    /// Reads every variable from this process's environment (an empty value is "not set").
+    pub fn from_env() -> Result<Self, BadValue> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// [`SuiteEnv::from_env`] with an injectable lookup.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, BadValue> {
+        let text = |name: &str| -> Result<Option<String>, BadValue> {
+            match lookup(name) {
+                None => Ok(None),
+                Some(v) => match v.into_string() {
+                    Ok(s) if s.trim().is_empty() => Ok(None),
+                    Ok(s) => Ok(Some(s)),
+                    Err(v) => Err(BadValue::new(name, &v.to_string_lossy(), "valid UTF-8")),
+                },
+            }
+        };
+        let path = |name: &str| lookup(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Ok(SuiteEnv {
+            target_bin: path(TARGET_BIN),
+            target_spec: path(TARGET_SPEC),
+            fixtures: path(FIXTURES),
+            tier: text(TIER)?.map(|v| parse_tier(TIER, &v)).transpose()?,
+            processes: text(PROCESSES)?.map(|v| parse_processes(PROCESSES, &v)).transpose()?,
+            seed: text(SEED)?.map(|v| parse_seed(SEED, &v)).transpose()?,
+            mutant: text(MUTANT)?.map(|v| v.trim().to_string()),
+            results_dir: path(RESULTS_DIR),
+            keep_dir: path(KEEP_DIR),
+            tmp_dir: path(TMP_DIR),
+            trace: text(TRACE)?.map(|v| parse_trace(TRACE, &v)).transpose()?,
+            spec_check_out: path(SPEC_CHECK_OUT),
+        })
+    }
+
+    /// Sets this environment on `cmd`, and removes every other `STRESS_*` variable: an inherited one
+    /// (say `STRESS_MUTANT`, which would silently turn a clean run into a mutant run) never reaches the
+    /// suite unvalidated.
+    pub fn apply(&self, cmd: &mut Command) {
+        for name in ALL {
+            cmd.env_remove(name);
+        }
+        let paths = [
+            (TARGET_BIN, &self.target_bin),
+            (TARGET_SPEC, &self.target_spec),
+            (FIXTURES, &self.fixtures),
+            (RESULTS_DIR, &self.results_dir),
+            (KEEP_DIR, &self.keep_dir),
+            (TMP_DIR, &self.tmp_dir),
+            (SPEC_CHECK_OUT, &self.spec_check_out),
+        ];
+        for (name, value) in paths {
+            if let Some(v) = value {
+                cmd.env(name, v);
+            }
+        }
+        if let Some(tier) = self.tier {
+            cmd.env(TIER, tier.as_str());
+        }
+        if let Some(n) = self.processes {
+            cmd.env(PROCESSES, n.to_string());
+        }
+        if let Some(seed) = self.seed {
+            cmd.env(SEED, seed.to_string());
+        }
+        if let Some(m) = &self.mutant {
+            cmd.env(MUTANT, m);
+        }
+        if let Some(trace) = self.trace {
+            cmd.env(TRACE, if trace { "on" } else { "off" });
+        }
+    }
+
+    /// The tier (default [`Tier::Pr`]).
+    pub fn tier_or_default(&self) -> Tier {
+        self.tier.unwrap_or_default()
+    }
+
+    /// Whether target processes are traced (default on).
+    pub fn trace_or_default(&self) -> bool {
+        self.trace.unwrap_or(true)
+    }
+}
 
 /// A `STRESS_*` value that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,10 +189,9 @@ impl BadValue {
     }
 }
 
-/// Parses a [`TIER`] value (`pr` or `nightly`), returning its canonical name.
-pub fn parse_tier(var: &str, value: &str) -> Result<&'static str, BadValue> {
-    let trimmed = value.trim();
-    TIERS.into_iter().find(|t| *t == trimmed).ok_or_else(|| BadValue::new(var, value, "`pr` or `nightly`"))
+/// Parses a [`TIER`] value (`pr` or `nightly`).
+pub fn parse_tier(var: &str, value: &str) -> Result<Tier, BadValue> {
+    Tier::from_name(value.trim()).ok_or_else(|| BadValue::new(var, value, "`pr` or `nightly`"))
 }
 
 /// Parses a [`PROCESSES`] value: a positive integer (0 processes would check nothing).
@@ -115,9 +238,40 @@ mod tests {
 
     #[test]
     fn tier_accepts_the_two_tiers_only() {
-        assert_eq!(parse_tier(TIER, " nightly "), Ok("nightly"));
+        assert_eq!(parse_tier(TIER, " nightly "), Ok(Tier::Nightly));
         let err = parse_tier(TIER, "weekly").unwrap_err().to_string();
         assert_eq!(err, "STRESS_TIER=\"weekly\" is not `pr` or `nightly`");
+    }
+
+    #[test]
+    fn applied_env_reads_back_the_same() {
+        let env = SuiteEnv {
+            target_bin: Some("/bin/target".into()),
+            target_spec: Some("/run/spec.toml".into()),
+            fixtures: Some("/run/fixtures.json".into()),
+            tier: Some(Tier::Nightly),
+            processes: Some(8),
+            seed: Some(0x10),
+            mutant: Some("no-lock".into()),
+            results_dir: Some("/run/records".into()),
+            keep_dir: Some("/run/kept".into()),
+            tmp_dir: Some("/run/tmp".into()),
+            trace: Some(false),
+            spec_check_out: Some("/run/spec-check.json".into()),
+        };
+        let mut cmd = Command::new("true");
+        cmd.env(MUTANT, "inherited");
+        env.apply(&mut cmd);
+        let vars: Vec<(OsString, Option<OsString>)> =
+            cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+        let read =
+            SuiteEnv::from_lookup(|name| vars.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone()))
+                .unwrap();
+        assert_eq!(read, env);
+        let mut cleared = Command::new("true");
+        cleared.env(MUTANT, "inherited");
+        SuiteEnv::default().apply(&mut cleared);
+        assert!(cleared.get_envs().all(|(k, v)| !ALL.iter().any(|n| k == *n) || v.is_none()));
     }
 
     #[test]

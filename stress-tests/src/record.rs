@@ -116,7 +116,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
     ScenarioRecord {
         schema_version: RECORD_SCHEMA_VERSION,
         scenario: input.scenario.to_string(),
-        tier: input.tier.tier.name().to_string(),
+        tier: input.tier.tier.as_str().to_string(),
         seed: input.tier.seed,
         mutant: input.tier.mutant.clone(),
         target: input.target.spec.display_name().to_string(),
@@ -136,9 +136,9 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
 
 /// `$STRESS_RESULTS_DIR`, else `<target dir>/stress-cache/results`.
 pub fn results_dir(target: &Target) -> PathBuf {
-    std::env::var_os(stress_cache_metadata::suite_env::RESULTS_DIR)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    crate::tier::suite_env()
+        .ok()
+        .and_then(|env| env.results_dir.clone())
         .unwrap_or_else(|| target.stress_dir().join("results"))
 }
 

@@ -1,76 +1,38 @@
-//! Finding and preparing the program under test, driven only by its declaration
-//! ([`TargetSpec`]) and the process boundary — the suite never links the target.
+//! The program under test as the suite drives it, by its declaration ([`TargetSpec`]) and the process
+//! boundary only — the suite never links the target.
 //!
-//! - `STRESS_TARGET_SPEC=FILE`: a standalone spec; its `command` is the program (a path, relative to the
-//!   spec file's dir if not found as given, or a name on `PATH`), unless `STRESS_TARGET_BIN` names it.
-//! - otherwise the workspace package with `[package.metadata.stress-cache]` is found with `cargo metadata`;
-//!   `STRESS_TARGET_BIN` names its binary, or it is built with its declared `failpoints`/`mutants` features
-//!   and copied to `target/stress-cache/bin/<binary>-<features>` (cross-process flock, atomic rename);
-//!   under nextest only the first test process of a run (`NEXTEST_RUN_ID`) builds, the others reuse it.
-//!
-//! Fixtures (model bytes and an input) come from the target's own `fixtures` command when declared, or
-//! are deterministic byte blobs otherwise.
+//! The target comes from `stress_cache_runner::suite`: handed over by `cargo stress-cache` in the
+//! environment (`STRESS_TARGET_SPEC`, `STRESS_TARGET_BIN`, `STRESS_FIXTURES`: no cargo runs here), or,
+//! for a test binary started without the CLI, found and built by the runner by the CLI's own rules.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use sha2::{Digest, Sha256};
-use stress_cache_metadata::{SpecError, TargetSpec};
+use stress_cache_metadata::{FixtureSet, SuiteEnv, TargetSpec};
+use stress_cache_runner::RunnerError;
 
 /// Error preparing the target.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    /// The declaration is unreadable or invalid.
+    /// The runner could not find, build or prepare it.
     #[error(transparent)]
-    Spec(#[from] SpecError),
-    /// `cargo metadata` failed.
-    #[error("cargo metadata for {manifest} failed: {message}")]
-    Metadata {
-        /// Manifest used.
-        manifest: String,
-        /// The error.
-        message: String,
-    },
-    /// No workspace package declares `[package.metadata.stress-cache]`.
-    #[error("no package in workspace {workspace} declares [package.metadata.stress-cache]")]
-    NoTargetPackage {
-        /// Workspace root.
-        workspace: String,
-    },
-    /// A command (build, fixtures) could not run or failed.
-    #[error("`{command}` failed: {message}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// What went wrong (exit status, stderr tail).
-        message: String,
-    },
-    /// A file operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
+    Runner(#[from] RunnerError),
+    /// The suite environment is malformed.
+    #[error(transparent)]
+    Env(#[from] stress_cache_metadata::suite_env::BadValue),
+    /// A fixture file could not be read.
+    #[error("cannot read fixture {path}: {source}")]
+    Fixture {
+        /// The file.
         path: String,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The program named by the spec was not found.
-    #[error("target program {0:?} not found (not a file and not on PATH)")]
-    ProgramNotFound(String),
     /// An earlier attempt in this process failed (the target is prepared once per process).
     #[error("preparing the target failed earlier in this process: {0}")]
     Earlier(String),
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TargetError + 'a {
-    move |source| TargetError::Io { action, path: path.display().to_string(), source }
 }
 
 /// The bytes the server serves for one model identity.
@@ -106,7 +68,7 @@ impl ModelFixture {
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    stress_cache_runner::fixtures::sha256_hex(bytes)
 }
 
 /// Which of the target's command lines a process runs.
@@ -226,8 +188,8 @@ pub struct Target {
     pub models: BTreeMap<String, ModelFixture>,
     /// The input file (`{input}`).
     pub input: PathBuf,
-    /// Cargo target directory of this workspace (for `stress-cache/` outputs).
-    pub target_dir: PathBuf,
+    /// `<target dir>/stress-cache`: records and temp dirs go here when the environment names no place.
+    pub stress_dir: PathBuf,
 }
 
 static SHARED: OnceLock<Result<Target, String>> = OnceLock::new();
@@ -241,53 +203,34 @@ impl Target {
             .map_err(|e| TargetError::Earlier(e.clone()))
     }
 
-    /// Finds, builds (if needed) and prepares the target from the environment. Prefer [`Target::shared`]:
-    /// this one builds every time it is called.
+    /// The target from the environment (see the module doc). Prefer [`Target::shared`]: without a
+    /// handed-over target this one may build.
     pub fn from_env() -> Result<Target, TargetError> {
-        let manifest = workspace_manifest();
-        let metadata = workspace_metadata(&manifest)?;
-        let target_dir = metadata.target_directory.clone().into_std_path_buf();
-        let stress_dir = target_dir.join("stress-cache");
-
-        let (spec, bin) =
-            if let Some(spec_file) = std::env::var_os(stress_cache_metadata::suite_env::TARGET_SPEC) {
-                let spec_file = PathBuf::from(spec_file);
-                let spec = TargetSpec::from_spec_file(&spec_file)?;
-                let command = spec.command.clone().unwrap_or_default();
-                let bin = match std::env::var_os(stress_cache_metadata::suite_env::TARGET_BIN)
-                    .filter(|v| !v.is_empty())
-                {
-                    Some(bin) => PathBuf::from(bin),
-                    None => resolve_program(&command, spec_file.parent())?,
-                };
-                (spec, bin)
-            } else {
-                let package = metadata
-                    .workspace_packages()
-                    .into_iter()
-                    .find(|p| p.metadata.get("stress-cache").is_some())
-                    .ok_or_else(|| TargetError::NoTargetPackage {
-                        workspace: metadata.workspace_root.to_string(),
-                    })?;
-                let origin = format!("[package.metadata.stress-cache] of {}", package.name);
-                let spec = TargetSpec::from_package_metadata(&origin, &package.metadata["stress-cache"])?;
-                let bin = match std::env::var_os(stress_cache_metadata::suite_env::TARGET_BIN) {
-                    Some(bin) => PathBuf::from(bin),
-                    None => build_target(&package.name, &spec, &manifest, &stress_dir.join("bin"))?,
-                };
-                (spec, bin)
-            };
-        let (models, input) = prepare_fixtures(&bin, &spec, &stress_dir)?;
-        Ok(Target { bin, spec, models, input, target_dir })
+        let prepared = stress_cache_runner::suite::prepare(&SuiteEnv::from_env()?, &workspace_manifest())?;
+        Target::from_fixture_set(prepared.bin, prepared.spec, &prepared.fixtures, prepared.stress_dir)
     }
 
     /// Prepares a target given its declaration and program (e.g. a test binary such as
-    /// `env!("CARGO_BIN_EXE_tiny-cache")`): fixtures as for [`Target::from_env`].
-    pub fn prepare(spec: TargetSpec, bin: PathBuf) -> Result<Target, TargetError> {
-        let manifest = workspace_manifest();
-        let target_dir = workspace_metadata(&manifest)?.target_directory.into_std_path_buf();
-        let (models, input) = prepare_fixtures(&bin, &spec, &target_dir.join("stress-cache"))?;
-        Ok(Target { bin, spec, models, input, target_dir })
+    /// `env!("CARGO_BIN_EXE_tiny-cache")`), its fixtures produced under `dir` (e.g.
+    /// `env!("CARGO_TARGET_TMPDIR")`).
+    pub fn prepare(spec: TargetSpec, bin: PathBuf, dir: &Path) -> Result<Target, TargetError> {
+        let (_, set) = stress_cache_runner::fixtures::prepare(&bin, &spec, &dir.join("fixtures"))?;
+        Target::from_fixture_set(bin, spec, &set, dir.to_path_buf())
+    }
+
+    fn from_fixture_set(
+        bin: PathBuf,
+        spec: TargetSpec,
+        set: &FixtureSet,
+        stress_dir: PathBuf,
+    ) -> Result<Target, TargetError> {
+        let mut models = BTreeMap::new();
+        for m in &set.models {
+            let bytes = std::fs::read(&m.path)
+                .map_err(|source| TargetError::Fixture { path: m.path.display().to_string(), source })?;
+            models.insert(m.id.clone(), ModelFixture::new(&m.id, &m.file_name, bytes));
+        }
+        Ok(Target { bin, spec, models, input: set.input.clone(), stress_dir })
     }
 
     /// A target from explicit parts (tests, second targets).
@@ -296,9 +239,9 @@ impl Target {
         spec: TargetSpec,
         models: BTreeMap<String, ModelFixture>,
         input: PathBuf,
-        target_dir: PathBuf,
+        stress_dir: PathBuf,
     ) -> Self {
-        Target { bin, spec, models, input, target_dir }
+        Target { bin, spec, models, input, stress_dir }
     }
 
     /// The fixture of a model identity. Panics with the known identities if it is unknown.
@@ -324,9 +267,9 @@ impl Target {
         self.input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
-    /// Directory for scenario records and kept dirs: `<target dir>/stress-cache`.
+    /// Directory for scenario records and kept dirs when the environment names none.
     pub fn stress_dir(&self) -> PathBuf {
-        self.target_dir.join("stress-cache")
+        self.stress_dir.clone()
     }
 
     /// Fills the placeholders of one argument for `plan`.
@@ -416,269 +359,18 @@ impl Target {
     }
 }
 
-fn workspace_metadata(manifest: &Path) -> Result<cargo_metadata::Metadata, TargetError> {
-    cargo_metadata::MetadataCommand::new().manifest_path(manifest).no_deps().exec().map_err(|e| {
-        TargetError::Metadata { manifest: manifest.display().to_string(), message: e.to_string() }
-    })
-}
-
 fn workspace_manifest() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(|p| p.join("Cargo.toml")).unwrap_or_else(|| here.join("Cargo.toml"))
 }
 
-fn resolve_program(command: &str, spec_dir: Option<&Path>) -> Result<PathBuf, TargetError> {
-    let path = Path::new(command);
-    if command.contains('/') {
-        if path.is_absolute() || path.exists() {
-            return Ok(path.to_path_buf());
-        }
-        if let Some(dir) = spec_dir
-            && dir.join(path).exists()
-        {
-            return Ok(dir.join(path));
-        }
-        return Err(TargetError::ProgramNotFound(command.to_string()));
-    }
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(command))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| TargetError::ProgramNotFound(command.to_string()))
-}
-
-/// Holds an exclusive flock on a lock file for its lifetime.
-struct DirLock {
-    _file: File,
-}
-
-impl DirLock {
-    fn acquire(path: &Path) -> Result<Self, TargetError> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io_err("open lock", path))?;
-        file.lock().map_err(io_err("lock", path))?;
-        Ok(DirLock { _file: file })
-    }
-}
-
-fn declared_features(spec: &TargetSpec) -> Vec<String> {
-    [&spec.features.failpoints, &spec.features.mutants].into_iter().flatten().cloned().collect()
-}
-
-fn build_target(
-    package: &str,
-    spec: &TargetSpec,
-    manifest: &Path,
-    bin_dir: &Path,
-) -> Result<PathBuf, TargetError> {
-    let binary = spec.binary.clone().unwrap_or_else(|| package.to_string());
-    let features = declared_features(spec);
-    let suffix = if features.is_empty() { "default".to_string() } else { features.join("+") };
-    let dest = bin_dir.join(format!("{binary}-{suffix}"));
-    let _lock = DirLock::acquire(&bin_dir.join(".build.lock"))?;
-    // Within one nextest run (one process per test), the first process builds; the others reuse it.
-    let run_id = std::env::var("NEXTEST_RUN_ID").ok().filter(|v| !v.is_empty());
-    let stamp = bin_dir.join(format!(".{binary}-{suffix}.run"));
-    if let Some(run_id) = &run_id
-        && dest.exists()
-        && fs::read_to_string(&stamp).ok().as_deref() == Some(run_id.as_str())
-    {
-        return Ok(dest);
-    }
-
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut cmd = Command::new(&cargo);
-    stress_cache_metadata::cargo_env::scrub_package_env(&mut cmd);
-    cmd.arg("build").arg("--manifest-path").arg(manifest).args(["-p", package, "--bin", &binary]);
-    if !features.is_empty() {
-        cmd.arg("--features").arg(features.join(","));
-    }
-    cmd.arg("--message-format=json-render-diagnostics");
-    cmd.stdin(Stdio::null());
-    let line = format!("cargo build -p {package} --bin {binary} --features {}", features.join(","));
-    let output =
-        cmd.output().map_err(|e| TargetError::Command { command: line.clone(), message: e.to_string() })?;
-    let mut executable = None;
-    for message in cargo_metadata::Message::parse_stream(&output.stdout[..]).flatten() {
-        if let cargo_metadata::Message::CompilerArtifact(artifact) = message
-            && artifact.target.name == binary
-            && let Some(exe) = artifact.executable
-        {
-            executable = Some(exe.into_std_path_buf());
-        }
-    }
-    if !output.status.success() {
-        return Err(TargetError::Command {
-            command: line,
-            message: format!("{}: {}", output.status, tail(&output.stderr, 2000)),
-        });
-    }
-    let executable = executable.ok_or_else(|| TargetError::Command {
-        command: line.clone(),
-        message: format!("no executable artifact for binary {binary} in cargo's JSON output"),
-    })?;
-    copy_if_changed(&executable, &dest)?;
-    if let Some(run_id) = &run_id {
-        fs::write(&stamp, run_id).map_err(io_err("write", &stamp))?;
-    }
-    Ok(dest)
-}
-
-/// Copies `src` to `dest` atomically (temp file in the same dir + rename) unless `dest` has the same bytes.
-fn copy_if_changed(src: &Path, dest: &Path) -> Result<(), TargetError> {
-    let src_hash = file_sha256(src)?;
-    if dest.exists() && file_sha256(dest)? == src_hash {
-        return Ok(());
-    }
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        dest.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    fs::copy(src, &tmp).map_err(io_err("copy to", &tmp))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &tmp))?;
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err("fsync", &tmp))?;
-    fs::rename(&tmp, dest).map_err(io_err("rename into", dest))?;
-    Ok(())
-}
-
-/// A cheap identity of a file: SHA-256 (hex) of its size, mtime and inode.
-fn file_identity(path: &Path) -> Result<String, TargetError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(path).map_err(io_err("stat", path))?;
-    Ok(sha256_hex(format!("{}-{}.{}-{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).as_bytes()))
-}
-
-/// Streaming SHA-256 of a file, lower-case hex.
-pub fn file_sha256(path: &Path) -> Result<String, TargetError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf).map_err(io_err("read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-fn tail(bytes: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let start = text.len().saturating_sub(max);
-    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
-    text[start..].to_string()
-}
-
-/// Produces (or reuses) the fixtures: `fixtures/<name>-<binary hash16>/` from the target's fixtures command,
-/// or deterministic blobs in `fixtures/<name>-blobs/`.
-fn prepare_fixtures(
-    bin: &Path,
-    spec: &TargetSpec,
-    stress_dir: &Path,
-) -> Result<(BTreeMap<String, ModelFixture>, PathBuf), TargetError> {
-    let fixtures_root = stress_dir.join("fixtures");
-    // Its own lock: fixtures need not wait for another process building a different binary.
-    let _lock = DirLock::acquire(&fixtures_root.join(".fixtures.lock"))?;
-    let name = spec.binary.clone().unwrap_or_else(|| spec.display_name().to_string());
-    let Some(fixtures) = &spec.fixtures else {
-        let dir = fixtures_root.join(format!("{name}-blobs"));
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let models = blob_models();
-        for m in models.values() {
-            write_if_different(&dir.join(&m.file_name), &m.bytes)?;
-        }
-        let input = dir.join("input.txt");
-        write_if_different(&input, b"stress-cache input\n")?;
-        return Ok((models, input));
-    };
-    // Keyed by the binary's identity (size, mtime, inode): cheap, and it changes whenever the binary is
-    // rebuilt or replaced (the copy is replaced by rename only when its bytes change).
-    let hash = file_identity(bin)?;
-    let dir = fixtures_root.join(format!("{name}-{}", &hash[..16]));
-    let stamp = dir.join(".complete");
-    if !stamp.exists() {
-        let tmp = fixtures_root.join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-        let args: Vec<String> =
-            fixtures.args.iter().map(|a| a.replace("{out_dir}", &tmp.display().to_string())).collect();
-        let line = format!("{} {}", bin.display(), args.join(" "));
-        let output = Command::new(bin)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| TargetError::Command { command: line.clone(), message: e.to_string() })?;
-        if !output.status.success() {
-            return Err(TargetError::Command {
-                command: line,
-                message: format!("{}: {}", output.status, tail(&output.stderr, 2000)),
-            });
-        }
-        fs::write(tmp.join(".complete"), &hash).map_err(io_err("write", &tmp))?;
-        let _ = fs::remove_dir_all(&dir);
-        fs::rename(&tmp, &dir).map_err(io_err("rename into", &dir))?;
-    }
-    let mut models = BTreeMap::new();
-    for (id, file_name) in &fixtures.models {
-        let path = dir.join(file_name);
-        let bytes = fs::read(&path).map_err(io_err("read fixture", &path))?;
-        models.insert(id.clone(), ModelFixture::new(id, file_name, bytes));
-    }
-    let input = match fixtures.inputs.first() {
-        Some(first) => dir.join(first),
-        None => {
-            let input = dir.join("input.txt");
-            write_if_different(&input, b"stress-cache input\n")?;
-            input
-        }
-    };
-    Ok((models, input))
-}
-
-fn write_if_different(path: &Path, bytes: &[u8]) -> Result<(), TargetError> {
-    if fs::read(path).ok().as_deref() == Some(bytes) {
-        return Ok(());
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("rename into", path))
-}
-
-/// Two deterministic byte blobs (`alpha`: 192 KiB, `beta`: 640 KiB) for targets without fixtures.
+/// The deterministic blobs a target without declared fixtures is served (see
+/// `stress_cache_runner::fixtures::blob_models`), as fixtures.
 pub fn blob_models() -> BTreeMap<String, ModelFixture> {
-    let mut models = BTreeMap::new();
-    for (id, len, seed) in [("alpha", 192 * 1024, 0xa1fa_u64), ("beta", 640 * 1024, 0xbe7a_u64)] {
-        models.insert(
-            id.to_string(),
-            ModelFixture::new(id, &format!("{id}.bin"), deterministic_bytes(len, seed)),
-        );
-    }
-    models
-}
-
-/// `len` pseudo-random bytes from `seed` (xorshift64*; same on every machine).
-pub fn deterministic_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    stress_cache_runner::fixtures::blob_models()
+        .into_iter()
+        .map(|(id, (file_name, bytes))| (id.clone(), ModelFixture::new(&id, &file_name, bytes)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -62,8 +62,12 @@ fn compiled_entries_match_a_clean_reference_smoke() {
 fn second_target_shape_smoke() {
     let spec_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
     let spec = stress_cache_metadata::TargetSpec::from_spec_file(&spec_path).expect("spec");
-    let target = stress_tests::target::Target::prepare(spec, env!("CARGO_BIN_EXE_tiny-cache").into())
-        .expect("prepare");
+    let target = stress_tests::target::Target::prepare(
+        spec,
+        env!("CARGO_BIN_EXE_tiny-cache").into(),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    )
+    .expect("prepare");
     let tier = stress_tests::tier::TierConfig::from_env().expect("tier");
     let mut s = Scenario::with_target("core_smoke_second_target", target, tier).expect("scenario");
     let server = ModelServer::start().expect("server");

@@ -21,7 +21,12 @@ use stress_tests::target::Target;
 fn tiny() -> Target {
     let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
     let spec = stress_cache_metadata::TargetSpec::from_spec_file(&spec_path).expect("spec");
-    Target::prepare(spec, env!("CARGO_BIN_EXE_tiny-cache").into()).expect("prepare tiny-cache")
+    Target::prepare(
+        spec,
+        env!("CARGO_BIN_EXE_tiny-cache").into(),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    )
+    .expect("prepare tiny-cache")
 }
 
 fn scenario(name: &str) -> Scenario {

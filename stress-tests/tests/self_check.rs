@@ -21,7 +21,12 @@ const PROCESSES: usize = 4;
 fn tiny() -> Target {
     let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
     let spec = TargetSpec::from_spec_file(&spec_path).expect("spec");
-    Target::prepare(spec, env!("CARGO_BIN_EXE_tiny-cache").into()).expect("prepare tiny-cache")
+    Target::prepare(
+        spec,
+        env!("CARGO_BIN_EXE_tiny-cache").into(),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    )
+    .expect("prepare tiny-cache")
 }
 
 /// Runs `PROCESSES` tiny-cache processes with `bug` on one cache; the download is parked mid-body until

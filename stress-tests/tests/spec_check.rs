@@ -2,7 +2,6 @@
 //! of the target must give every file of its cache exactly one role. The CLI runs this binary alone
 //! (profile `stress-spec-check`) with `STRESS_SPEC_CHECK_OUT` set, and prints the report it writes.
 
-use stress_cache_metadata::suite_env;
 use stress_tests::spec_check;
 use stress_tests::target::Target;
 
@@ -10,9 +9,10 @@ use stress_tests::target::Target;
 fn every_file_of_a_clean_run_has_exactly_one_role_in_the_spec() {
     let target = Target::shared().expect("target");
     let report = spec_check::observe(target).expect("a clean run of the target");
-    if let Some(out) = std::env::var_os(suite_env::SPEC_CHECK_OUT) {
+    let env = stress_tests::tier::suite_env().expect("suite environment");
+    if let Some(out) = &env.spec_check_out {
         let text = serde_json::to_string_pretty(&report).expect("report");
-        std::fs::write(&out, text).expect("write the spec check report");
+        std::fs::write(out, text).expect("write the spec check report");
     }
     let faults = report.faults();
     assert!(

@@ -14,7 +14,14 @@ use stress_tests::target::Target;
 fn tiny() -> Arc<Target> {
     let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
     let spec = TargetSpec::from_spec_file(&spec_path).expect("spec");
-    Arc::new(Target::prepare(spec, env!("CARGO_BIN_EXE_tiny-cache").into()).expect("prepare tiny-cache"))
+    Arc::new(
+        Target::prepare(
+            spec,
+            env!("CARGO_BIN_EXE_tiny-cache").into(),
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        )
+        .expect("prepare tiny-cache"),
+    )
 }
 
 /// Runs scenario `name` on tiny-cache with `TINY_CACHE_BUG=bug` (empty: correct).

@@ -109,7 +109,7 @@ fn cargo_status(root: &Path, args: &[&str]) -> Result<std::process::ExitStatus> 
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut cmd = Command::new(cargo());
     // `cargo xtask` is a `cargo run`: its package variables must not reach nested builds.
-    stress_cache_metadata::cargo_env::scrub_package_env(&mut cmd);
+    stress_cache_runner::cargo::scrub_package_env(&mut cmd);
     cmd.args(args)
         .current_dir(root)
         .status()
@@ -203,7 +203,7 @@ fn third_party(root: &Path, tier: &str, check_spec: bool) -> Result<()> {
     let target_dir = root.join("target/third-party");
     eprintln!("xtask: building {}", wrapper.display());
     let mut build = Command::new(cargo());
-    stress_cache_metadata::cargo_env::scrub_package_env(&mut build);
+    stress_cache_runner::cargo::scrub_package_env(&mut build);
     let status = build
         .args(["build", "--locked", "--manifest-path"])
         .arg(wrapper.join("Cargo.toml"))
@@ -226,7 +226,7 @@ fn third_party(root: &Path, tier: &str, check_spec: bool) -> Result<()> {
     };
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut cmd = Command::new(cargo());
-    stress_cache_metadata::cargo_env::scrub_package_env(&mut cmd);
+    stress_cache_runner::cargo::scrub_package_env(&mut cmd);
     let status = cmd
         .args(&args)
         .env("PATH", path)

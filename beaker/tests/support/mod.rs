@@ -24,22 +24,22 @@ pub fn bin() -> &'static Path {
         if cfg!(all(feature = "failpoints", feature = "mutants")) {
             return built;
         }
+        // The runner builds it as `cargo stress-cache` does: beaker's declared failpoints and mutants
+        // features, the executable read from cargo's JSON messages.
+        use stress_cache_runner::{build, cargo, workspace::Workspace};
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let mut cargo = Command::new(env!("CARGO"));
-        // Package variables of this test process must not leak into the nested build (see the fn).
-        stress_cache_metadata::cargo_env::scrub_package_env(&mut cargo);
-        let status = cargo
-            .args(["build", "-p", "beaker", "--features", "failpoints,mutants", "--manifest-path"])
-            .arg(&manifest)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p beaker --features failpoints,mutants failed");
+        let cargo = cargo::Cargo::from_env(Some(manifest), None, cargo::CargoColor::Never, true);
+        let target = Workspace::load(&cargo)
+            .and_then(|ws| ws.resolve_target(Some("beaker"), None))
+            .expect("beaker's stress-cache declaration");
+        let feature_build =
+            build::target_executable(&cargo, &target, build::Flavor::WithMutants, &build::PlainWait)
+                .expect("cargo build -p beaker --features failpoints,mutants");
         let dir = built.parent().unwrap().join("beaker-test-bins");
         std::fs::create_dir_all(&dir).unwrap();
         let dest = dir.join("beaker-failpoints-mutants");
         let tmp = dir.join(format!(".beaker-failpoints-mutants.{}.tmp", std::process::id()));
-        std::fs::copy(&built, &tmp).expect("copy the feature build");
+        std::fs::copy(&feature_build, &tmp).expect("copy the feature build");
         std::fs::rename(&tmp, &dest).unwrap();
         dest
     })

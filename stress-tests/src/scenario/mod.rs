@@ -108,9 +108,9 @@ impl Scenario {
     pub fn with_target(name: &str, target: Target, tier: TierConfig) -> Result<Self, ScenarioError> {
         // The CLI gives every repeat its own temp dir (`STRESS_TMP_DIR`) so that it can clean up after
         // an interrupted run; a test run outside the CLI uses the target's stress dir.
-        let tmp_parent = std::env::var_os(stress_cache_metadata::suite_env::TMP_DIR)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
+        let tmp_parent = crate::tier::suite_env()
+            .ok()
+            .and_then(|env| env.tmp_dir.clone())
             .unwrap_or_else(|| target.stress_dir().join("tmp"));
         std::fs::create_dir_all(&tmp_parent).map_err(|source| ScenarioError::Io {
             action: "create",
@@ -515,9 +515,9 @@ pub fn served_counts(routes: &[&RouteHandle]) -> ServedCounts {
 
 /// Copies a failed scenario's dir to `$STRESS_KEEP_DIR` (or `<results>/kept/`) as `<name>-<ms>-<pid>`.
 fn keep_dir(root: &Path, name: &str, results_dir: &Path) -> Option<PathBuf> {
-    let base = std::env::var_os(stress_cache_metadata::suite_env::KEEP_DIR)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    let base = crate::tier::suite_env()
+        .ok()
+        .and_then(|env| env.keep_dir.clone())
         .unwrap_or_else(|| results_dir.join("kept"));
     let dest = base.join(format!("{name}-{}-{}", crate::orchestrator::unix_ms_now(), std::process::id()));
     std::fs::create_dir_all(&base).ok()?;

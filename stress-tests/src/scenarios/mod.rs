@@ -35,12 +35,10 @@ pub struct ScenarioOptions {
 pub const WITHOUT_CHECKSUM: &str = "_without_checksum";
 
 impl ScenarioOptions {
-    /// Options from the environment: `STRESS_MUTANT` (empty or unset → no mutant).
+    /// Options from the environment: `STRESS_MUTANT` (empty or unset → no mutant). A malformed suite
+    /// environment is reported by the scenario's own setup, which reads it again.
     pub fn from_env() -> Self {
-        let mutant = std::env::var(stress_cache_metadata::suite_env::MUTANT)
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
+        let mutant = crate::tier::suite_env().ok().and_then(|env| env.mutant.clone());
         ScenarioOptions { mutant, ..ScenarioOptions::default() }
     }
 

@@ -3,14 +3,31 @@
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, ExitStatus, Stdio};
 
 use cargo_metadata::Message;
 
 use crate::cargo::{Cargo, display_command};
-use crate::errors::{Error, Result};
-use crate::interrupt::{Interrupt, signal_name};
 use crate::workspace::{Target, TargetSource};
+use crate::{Result, RunnerError as Error};
+
+/// How the runner waits for a child it started (the build): the CLI waits so that SIGINT/SIGTERM are
+/// forwarded and bounded; a test process simply waits.
+pub trait WaitChild {
+    /// Waits for `child` (described as `what` in logs) and returns its status, with the signal that
+    /// asked this process to stop meanwhile, if any.
+    fn wait_child(&self, child: &mut Child, what: &str) -> std::io::Result<(ExitStatus, Option<i32>)>;
+}
+
+/// [`WaitChild`] without signal handling: `Child::wait`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainWait;
+
+impl WaitChild for PlainWait {
+    fn wait_child(&self, child: &mut Child, _what: &str) -> std::io::Result<(ExitStatus, Option<i32>)> {
+        child.wait().map(|status| (status, None))
+    }
+}
 
 /// Which seeded-bug support the binary needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +38,22 @@ pub enum Flavor {
     WithMutants,
 }
 
+impl Flavor {
+    /// A short name for paths and logs (`failpoints`, `failpoints+mutants`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Failpoints => "failpoints",
+            Flavor::WithMutants => "failpoints+mutants",
+        }
+    }
+}
+
 /// Returns the executable to stress, building it when the target is a workspace package.
 pub fn target_executable(
     cargo: &Cargo,
     target: &Target,
     flavor: Flavor,
-    interrupt: &Interrupt,
+    waiter: &dyn WaitChild,
 ) -> Result<PathBuf> {
     match &target.source {
         TargetSource::SpecFile { path } => {
@@ -39,7 +66,7 @@ pub fn target_executable(
                 problem: "declares no `binary` in `[package.metadata.stress-cache]`".into(),
             })?;
             let wanted = required_features(name, features, target, flavor)?;
-            build(cargo, name, &binary, &wanted, interrupt)
+            build(cargo, name, &binary, &wanted, waiter)
         }
     }
 }
@@ -85,7 +112,7 @@ fn build(
     package: &str,
     binary: &str,
     features: &[String],
-    interrupt: &Interrupt,
+    waiter: &dyn WaitChild,
 ) -> Result<PathBuf> {
     let features = features.join(",");
     let mut cmd = cargo.command(&[
@@ -112,15 +139,15 @@ fn build(
     // behind a pipe.
     let (waited, executable) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || stdout.and_then(|out| executable_in(out, binary)));
-        let waited = interrupt.wait(&mut child, "cargo build");
+        let waited = waiter.wait_child(&mut child, "cargo build");
         (waited, reader.join().ok().flatten())
     });
-    let waited = waited.map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    if let Some(signal) = waited.signal {
-        return Err(Error::Interrupted { signal: signal_name(signal), during: "building the target" });
+    let (status, signal) = waited.map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    if let Some(signal) = signal {
+        return Err(Error::BuildInterrupted { signal });
     }
-    if !waited.status.success() {
-        return Err(Error::Build { command: shown, status: waited.status.to_string() });
+    if !status.success() {
+        return Err(Error::Build { command: shown, status: status.to_string() });
     }
     executable.ok_or_else(|| Error::NoExecutable { package: package.to_string(), binary: binary.to_string() })
 }

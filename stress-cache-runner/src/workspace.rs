@@ -7,7 +7,7 @@ use cargo_metadata::{Metadata, MetadataCommand, Package};
 use stress_cache_metadata::TargetSpec;
 
 use crate::cargo::Cargo;
-use crate::errors::{Error, Result, one_line};
+use crate::{Result, RunnerError as Error, one_line};
 
 /// Name of the package holding the stress scenarios.
 pub const SUITE_PACKAGE: &str = "stress-tests";

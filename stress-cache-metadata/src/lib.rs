@@ -13,7 +13,7 @@ mod target;
 
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
-    Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
+    CrashStateCounts, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
     ScenarioRecord, Status,
 };
 pub use spec_check::{Moment, SeenFile, SpecCheckReport};

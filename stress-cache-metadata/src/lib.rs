@@ -13,8 +13,8 @@ mod target;
 
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
-    CrashStateCounts, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
-    ScenarioRecord, Status,
+    CrashStateCounts, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,
+    ScenarioOutcome, ScenarioRecord, Status,
 };
 pub use spec_check::{Moment, SeenFile, SpecCheckReport};
 pub use target::{

@@ -126,7 +126,12 @@ fn a_rename_without_fsync_leaves_a_broken_final_after_power_loss() {
     assert!(counts.explored > 0 && counts.broken == 0 && counts.over_bound == 0, "{counts:?}");
     let caught = run(NAME, "no-fsync");
     assert!(caught.setup_errors.is_empty(), "setup errors: {:?}", caught.setup_errors);
-    assert_eq!(status(&caught, "final_artifacts_match_checksum"), Status::Violated, "{:#?}", caught.invariants);
+    assert_eq!(
+        status(&caught, "final_artifacts_match_checksum"),
+        Status::Violated,
+        "{:#?}",
+        caught.invariants
+    );
     assert_eq!(status(&caught, POWER_LOSS_STATES_RECOVER), Status::Violated);
     assert!(caught.crash_states.is_some_and(|c| c.broken > 0), "{:?}", caught.crash_states);
 }

@@ -62,9 +62,10 @@ pub struct Root {
 
 /// `path` as `<root index>/<relative>` if it is under one of `roots` (or is one).
 fn project(path: &Path, roots: &[Root]) -> Option<PathBuf> {
-    roots.iter().enumerate().find_map(|(i, r)| {
-        path.strip_prefix(&r.dir).ok().map(|rel| PathBuf::from(i.to_string()).join(rel))
-    })
+    roots
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| path.strip_prefix(&r.dir).ok().map(|rel| PathBuf::from(i.to_string()).join(rel)))
 }
 
 /// The successful state-changing operations of `trace` under `roots`, in order. A rename into the
@@ -100,7 +101,9 @@ pub fn ops_from_trace(trace: &FsTrace, roots: &[Root]) -> Vec<Op> {
             FsOp::Rmdir { path } => p(path).map(|path| Op::Rmdir { path }),
             FsOp::Mkdir { path } => p(path).map(|path| Op::Mkdir { path }),
             FsOp::Link { from, to } => p(from).zip(p(to)).map(|(from, to)| Op::Link { from, to }),
-            FsOp::Symlink { target, link } => p(link).map(|link| Op::Symlink { target: target.clone(), link }),
+            FsOp::Symlink { target, link } => {
+                p(link).map(|link| Op::Symlink { target: target.clone(), link })
+            }
             FsOp::Lock { .. } | FsOp::Close { .. } | FsOp::Exit => None,
         };
         ops.extend(op);
@@ -166,7 +169,10 @@ impl CrashState {
             std::fs::create_dir_all(dir)?;
         }
         for (path, entry) in &self.entries {
-            let disk = to_disk(path, &dirs.iter().map(|d| Root { dir: d.clone(), label: String::new() }).collect::<Vec<_>>());
+            let disk = to_disk(
+                path,
+                &dirs.iter().map(|d| Root { dir: d.clone(), label: String::new() }).collect::<Vec<_>>(),
+            );
             match entry {
                 StateEntry::Dir => std::fs::create_dir_all(&disk)?,
                 StateEntry::File(bytes) => std::fs::write(&disk, bytes)?,
@@ -203,24 +209,26 @@ pub fn label_path(path: &Path, roots: &[Root]) -> String {
     if rest.as_os_str().is_empty() { label.to_string() } else { format!("{label}/{}", rest.display()) }
 }
 
-/// The first `n` ops as a readable sequence, a run of writes to one file collapsed into one item.
-pub fn describe_ops(ops: &[Op], roots: &[Root]) -> String {
+/// `ops` as a readable, numbered sequence (`#1 open O_CREAT cache/x.lock`, ...), a run of writes to one
+/// file collapsed into one item (`#5-272 write cache/x.partial (268 calls, 2115220 B)`).
+pub fn describe_ops(ops: &[Op], roots: &[Root]) -> Vec<String> {
     let l = |p: &PathBuf| label_path(p, roots);
     let mut items: Vec<String> = Vec::new();
     let mut i = 0;
     while i < ops.len() {
         let item = match &ops[i] {
             Op::Write { path, .. } => {
-                let (mut n, mut bytes) = (0usize, 0u64);
+                let (start, mut bytes) = (i, 0u64);
                 while let Some(Op::Write { path: q, len, .. }) = ops.get(i) {
                     if q != path {
                         break;
                     }
-                    n += 1;
                     bytes += len;
                     i += 1;
                 }
-                items.push(format!("write {} ({n} call(s), {bytes} B)", l(path)));
+                let n = i - start;
+                let number = if n == 1 { format!("#{i}") } else { format!("#{}-{i}", start + 1) };
+                items.push(format!("{number} write {} ({n} call(s), {bytes} B)", l(path)));
                 continue;
             }
             Op::Open { path, create, trunc } => {
@@ -241,10 +249,10 @@ pub fn describe_ops(ops: &[Op], roots: &[Root]) -> String {
             Op::Link { from, to } => format!("link {} -> {}", l(from), l(to)),
             Op::Symlink { target, link } => format!("symlink {} -> {}", l(link), target.display()),
         };
-        items.push(item);
         i += 1;
+        items.push(format!("#{i} {item}"));
     }
-    items.join("; ")
+    items
 }
 
 /// The points worth a crash: before any op, and after each op, except inside a run of writes to one

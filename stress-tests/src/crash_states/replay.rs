@@ -93,7 +93,11 @@ pub struct References<'a> {
 impl Replay {
     /// A file system of `roots` empty root directories.
     pub fn new(roots: usize) -> Self {
-        Replay { inodes: (0..roots).map(|_| Inode::new(Kind::Dir)).collect(), roots, position: BTreeMap::new() }
+        Replay {
+            inodes: (0..roots).map(|_| Inode::new(Kind::Dir)).collect(),
+            roots,
+            position: BTreeMap::new(),
+        }
     }
 
     /// The parent inode and the last component of `path`, resolving through the visible entries.

@@ -123,7 +123,17 @@ impl Parser {
     }
 
     fn push(&mut self, pid: u32, entry: f64, exit: f64, ok: bool, deleted: bool, op: FsOp) {
-        self.events.push(FsEvent { process: self.process, pid, entry, exit, ok, deleted, op, bytes: None, offset: None });
+        self.events.push(FsEvent {
+            process: self.process,
+            pid,
+            entry,
+            exit,
+            ok,
+            deleted,
+            op,
+            bytes: None,
+            offset: None,
+        });
     }
 
     /// `interrupted`: the call never returned; `text` has no result.
@@ -144,7 +154,7 @@ impl Parser {
         match self.op(pid, &call) {
             Outcome::Event(op, deleted) => {
                 self.push(pid, entry, exit, call.ok && !interrupted, deleted, op);
-                let (bytes, offset) = extent(call);
+                let (bytes, offset) = extent(&call);
                 if let Some(event) = self.events.last_mut() {
                     (event.bytes, event.offset) = (bytes, offset);
                 }

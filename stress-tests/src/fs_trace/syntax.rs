@@ -48,7 +48,14 @@ pub(super) fn parse_call(text: &str, open_ended: bool) -> Option<Call<'_>> {
     }
     let (args, after) = split_args(rest);
     let Some(after) = after else {
-        return open_ended.then_some(Call { name, args, ok: false, value: None, ret_path: None, duration: None });
+        return open_ended.then_some(Call {
+            name,
+            args,
+            ok: false,
+            value: None,
+            ret_path: None,
+            duration: None,
+        });
     };
     let mut result = after.trim_start().strip_prefix('=')?.trim();
     let mut duration = None;

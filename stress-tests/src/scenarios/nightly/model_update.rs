@@ -59,8 +59,11 @@ pub fn model_updated_while_readers_run_loads_one_whole_version(
     let mut s = setup::scenario(NAME, opts)?;
     let ids = setup::models_by_size(s.target());
     let old = ids[0].clone();
-    let Some(new) = ids.iter().find(|m| s.target().model(m).bytes != s.target().model(&old).bytes).cloned() else {
-        return Ok(s.not_applicable("the target declares one model only: there is no second version to serve"));
+    let Some(new) = ids.iter().find(|m| s.target().model(m).bytes != s.target().model(&old).bytes).cloned()
+    else {
+        return Ok(
+            s.not_applicable("the target declares one model only: there is no second version to serve")
+        );
     };
     let with_checksum = s.uses_checksum();
     let target = s.target().clone();
@@ -80,15 +83,19 @@ pub fn model_updated_while_readers_run_loads_one_whole_version(
     let first = vec![s.writer(0, &old, &url, &cache).role("old version")];
     let old_joiners: Vec<_> = (1..n).map(|i| s.writer(i, &old, &url, &cache).role("old version")).collect();
     // A new-version process is given the new checksum; without checksums it asks for the same URL.
-    let new_joiners: Vec<_> = (n..2 * n).map(|i| s.writer(i, &new, &url, &cache).role("new version")).collect();
+    let new_joiners: Vec<_> =
+        (n..2 * n).map(|i| s.writer(i, &new, &url, &cache).role("new version")).collect();
     let recovery = s.writer(2 * n, &new, &url, &cache).role("recovery (new version)");
 
     let mut run = s.launch(first)?;
     run.start_reader();
     let caches = [cache.clone()];
-    if !run.fleet().wait_until(|_| gate.parked() > 0 && overlap::data_on_disk(&run, &cache), OVERLAP_TIMEOUT) {
+    if !run.fleet().wait_until(|_| gate.parked() > 0 && overlap::data_on_disk(&run, &cache), OVERLAP_TIMEOUT)
+    {
         gate.release();
-        run.setup_error(format!("the old version's download never parked with data on disk within {OVERLAP_TIMEOUT:?}"));
+        run.setup_error(format!(
+            "the old version's download never parked with data on disk within {OVERLAP_TIMEOUT:?}"
+        ));
         run.wait();
         return Ok(run.evaluate());
     }
@@ -149,8 +156,11 @@ pub fn model_updated_after_a_reader_died_mid_download_never_mixes_versions(
     }
     let ids = setup::models_by_size(s.target());
     let old = ids[0].clone();
-    let Some(new) = ids.iter().find(|m| s.target().model(m).bytes != s.target().model(&old).bytes).cloned() else {
-        return Ok(s.not_applicable("the target declares one model only: there is no second version to serve"));
+    let Some(new) = ids.iter().find(|m| s.target().model(m).bytes != s.target().model(&old).bytes).cloned()
+    else {
+        return Ok(
+            s.not_applicable("the target declares one model only: there is no second version to serve")
+        );
     };
     let target = s.target().clone();
     let server = setup::server()?;
@@ -259,7 +269,9 @@ fn all_parked_or_blocked(run: &ScenarioRun<'_>, gate: &Gate, caches: &[PathBuf])
     run.fleet().wait_until(
         |_| {
             let waiters: usize = match &roles.lock {
-                Some(p) => fleets.iter().flat_map(|f| caches.iter().map(|c| f.lock_waiters(c, p).len())).sum(),
+                Some(p) => {
+                    fleets.iter().flat_map(|f| caches.iter().map(|c| f.lock_waiters(c, p).len())).sum()
+                }
                 None => 0,
             };
             let alive: usize = fleets.iter().map(|f| f.alive().len()).sum();
@@ -306,7 +318,8 @@ fn judge(
             (None, None) => None,
         };
         let Some(got) = got else {
-            evidence.push(format!("pid {} ({}) succeeded without showing the model it loaded", o.pid, plan.role));
+            evidence
+                .push(format!("pid {} ({}) succeeded without showing the model it loaded", o.pid, plan.role));
             continue;
         };
         let version = if &got == old_sha {

@@ -26,7 +26,8 @@ use crate::snapshot::Content;
 pub const NAME: &str = "power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache";
 
 /// The nightly power-loss scenarios.
-pub const SCENARIOS: &[(&str, ScenarioFn)] = &[(NAME, power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache)];
+pub const SCENARIOS: &[(&str, ScenarioFn)] =
+    &[(NAME, power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache)];
 
 /// Scenario-specific verdict: one evidence line per broken state, with its operation sequence.
 pub const POWER_LOSS_STATES_RECOVER: &str = "power_loss_states_recover";
@@ -48,9 +49,12 @@ pub fn power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache(
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = phases::scenario(NAME, opts)?;
     if !s.tier().trace {
-        return Ok(s.not_applicable("the crash states are built from the file-system trace (STRESS_TRACE=off)"));
+        return Ok(
+            s.not_applicable("the crash states are built from the file-system trace (STRESS_TRACE=off)")
+        );
     }
-    let SharedModel { target, server, model, route, url, cache } = phases::shared_model(&s, FaultPlan::default())?;
+    let SharedModel { target, server, model, route, url, cache } =
+        phases::shared_model(&s, FaultPlan::default())?;
     let reference = match target.spec.compiled {
         Some(_) => {
             let reference_route = phases::serve_uncounted(&server, &target, &model, "reference");
@@ -100,14 +104,22 @@ pub fn power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache(
     for (i, state) in exploration.states.iter().enumerate() {
         let name = format!("power-loss-{i}");
         let state_cache = run.scenario().cache_dir(&name);
-        let plan = run.scenario().writer(100 + i, &model, &url, &state_cache).role(&format!("recovery of state {i}"));
+        let plan = run
+            .scenario()
+            .writer(100 + i, &model, &url, &state_cache)
+            .role(&format!("recovery of state {i}"));
         let mut dirs = vec![state_cache.clone()];
         dirs.extend(plan.compiled_dir.clone());
         if let Err(e) = state.materialize(&dirs) {
             run.setup_error(format!("crash state {i} could not be built in {}: {e}", state_cache.display()));
             break;
         }
-        let label = format!("power loss state {i}: after op {}/{}, {}", state.after_ops, exploration.ops.len(), state.loss.describe());
+        let label = format!(
+            "power loss state {i}: after op #{} of {}, {}",
+            state.after_ops,
+            exploration.ops.len(),
+            state.loss.describe()
+        );
         // The state as the power loss left it.
         let mut as_left = phases::check_phase(
             run.scenario(),
@@ -122,8 +134,11 @@ pub fn power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache(
             },
         );
         as_left.results.retain(|r| STATE_INVARIANTS.iter().any(|i| i.name() == r.name));
-        let complete_final =
-            as_left.caches.iter().flat_map(|c| c.finals()).any(|f| f.content == Content::Complete(model.clone()));
+        let complete_final = as_left
+            .caches
+            .iter()
+            .flat_map(|c| c.finals())
+            .any(|f| f.content == Content::Complete(model.clone()));
 
         // One clean warm run of the target on it.
         let before = phases::counts(&route);
@@ -153,20 +168,38 @@ pub fn power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache(
             .chain(violated_names(&recovered, "after recovery"))
             .collect();
         if !violated.is_empty() {
+            let last = match state.after_ops {
+                0 => "before any operation".to_string(),
+                k => format!("after {}", last_op(&exploration, k, &roots)),
+            };
             broken.push(format!(
-                "state {i} ({}; left: {}) breaks the cache: {}; operations before the power loss: {}",
+                "state {i}: power loss {last}, {}; left: {}; broke: {}",
                 state.loss.describe(),
                 state.describe_entries(&roots),
-                violated.join(", "),
-                crash_states::describe_ops(&exploration.ops[..state.after_ops], &roots)
+                violated.join(", ")
             ));
         }
         run.add_phase(as_left);
         run.add_phase(recovered);
     }
     run.crash_states(counts(&exploration, broken.len()));
+    if !broken.is_empty() {
+        // The sequence every broken state's "after #k" refers to, once.
+        let ops = crash_states::describe_ops(&exploration.ops, &roots);
+        broken.insert(0, format!("the clean cold run's cache operations: {}", ops.join("; ")));
+    }
     run.add_verdict(InvariantResult::checked(POWER_LOSS_STATES_RECOVER, broken));
     Ok(run.evaluate())
+}
+
+/// Op `#k` (1-based) as described in the numbered sequence (a write inside a collapsed run: the run).
+fn last_op(e: &Exploration, k: usize, roots: &[Root]) -> String {
+    let prefix = crash_states::describe_ops(&e.ops[..k], roots);
+    let item = prefix.last().cloned().unwrap_or_default();
+    match &e.ops[k - 1] {
+        crash_states::Op::Write { .. } => format!("op #{k}, the last of {item}"),
+        _ => format!("op {item}"),
+    }
 }
 
 /// `<invariant> (<when>)` for every violated invariant of a phase.

@@ -28,6 +28,7 @@ use crate::scenario::{ScenarioError, ScenarioRun};
 use crate::scenarios::phases::{self, PhaseInput};
 use crate::scenarios::{ScenarioFn, ScenarioOptions, overlap, setup};
 use crate::server::{FaultPlan, Gate};
+use crate::snapshot::CacheSnapshot;
 use crate::target::ProcessPlan;
 
 /// Record name.
@@ -275,9 +276,14 @@ fn recover_with_either_version(
 /// Evidence of a version with more than one complete copy in a cache as the fleet left it.
 fn version_copies(run: &mut ScenarioRun<'_>, old: &str, new: &str) -> Vec<String> {
     let (caches, _) = run.snapshot_after_fleet();
+    copies_of_versions(caches, &[old, new])
+}
+
+/// One evidence line per version with more than one complete copy (quarantined files aside) in a cache.
+fn copies_of_versions(caches: &[CacheSnapshot], versions: &[&str]) -> Vec<String> {
     let mut evidence = Vec::new();
     for cache in caches {
-        for version in [old, new] {
+        for version in versions {
             let copies = cache.complete_copies(version);
             if copies.len() > 1 {
                 let files: Vec<String> = copies.iter().map(|f| f.evidence()).collect();
@@ -379,4 +385,39 @@ fn judge(
         }
     }
     Some(evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    use stress_cache_metadata::{FilePatterns, LockKind, PatternList, SymlinkPolicy};
+
+    use super::*;
+    use crate::target::blob_models;
+
+    /// [`VERSIONS_KEPT_ONCE`] fails on a planted second copy of a version, not on a moved-aside one.
+    #[test]
+    fn a_version_cached_twice_is_evidence_a_quarantined_copy_is_not() {
+        let models = blob_models();
+        let patterns = FilePatterns {
+            final_: "*.bin".into(),
+            partial: "*.partial".into(),
+            lock: Some("*.lock".into()),
+            lock_kind: LockKind::Flock,
+            quarantine: Some("quarantine/*".into()),
+            ignore: PatternList::Many(Vec::new()),
+            symlinks: SymlinkPolicy::Follow,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("quarantine")).unwrap();
+        std::fs::write(dir.path().join("alpha-1.bin"), &models["alpha"].bytes).unwrap();
+        std::fs::write(dir.path().join("quarantine/alpha-0.bin"), &models["alpha"].bytes).unwrap();
+        std::fs::write(dir.path().join("beta-1.bin"), &models["beta"].bytes).unwrap();
+        let once = CacheSnapshot::take(dir.path(), &patterns, &models);
+        assert_eq!(copies_of_versions(&[once], &["alpha", "beta"]), Vec::<String>::new());
+        std::fs::write(dir.path().join("alpha-2.bin"), &models["alpha"].bytes).unwrap();
+        let twice = CacheSnapshot::take(dir.path(), &patterns, &models);
+        let evidence = copies_of_versions(&[twice], &["alpha", "beta"]);
+        assert_eq!(evidence.len(), 1, "{evidence:?}");
+        assert!(evidence[0].starts_with("version alpha: 2 complete copies"), "{evidence:?}");
+    }
 }

@@ -172,8 +172,12 @@ pub fn power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache(
                 0 => "before any operation".to_string(),
                 k => format!("after {}", last_op(&exploration, k, &roots)),
             };
+            let also = match state.duplicates {
+                0 => String::new(),
+                n => format!(" (the same state at {n} later point/loss pair(s))"),
+            };
             broken.push(format!(
-                "state {i}: power loss {last}, {}; left: {}; broke: {}",
+                "state {i}: power loss {last}, {}{also}; left: {}; broke: {}",
                 state.loss.describe(),
                 state.describe_entries(&roots),
                 violated.join(", ")

@@ -16,8 +16,8 @@ mod tier;
 pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
-    Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
-    ScenarioRecord, Status,
+    CrashStateCounts, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,
+    ScenarioOutcome, ScenarioRecord, Status,
 };
 pub use spec_check::{Moment, SeenFile, SpecCheckReport};
 pub use suite_env::SuiteEnv;

@@ -58,6 +58,24 @@ pub struct ScenarioRecord {
     /// reported, never a violation and never a kill.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
+    /// Power-loss scenarios only: how many crash states were explored and how many broke the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_states: Option<CrashStateCounts>,
+}
+
+/// The crash states a power-loss scenario explored (see `stress_tests::crash_states`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CrashStateCounts {
+    /// Cache operations of the clean run the states were built from.
+    pub operations: usize,
+    /// Crash points × losses considered.
+    pub candidates: usize,
+    /// Distinct states built, recovered and checked.
+    pub explored: usize,
+    /// Distinct states beyond the bound, not explored.
+    pub over_bound: usize,
+    /// Explored states where an invariant was violated (in the state itself or after recovery).
+    pub broken: usize,
 }
 
 impl ScenarioRecord {

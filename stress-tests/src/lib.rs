@@ -1,3 +1,4 @@
+pub mod crash_states;
 pub mod fs_trace;
 pub mod invariants;
 pub mod orchestrator;

@@ -131,6 +131,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         not_applicable: None,
         mutant_active: None,
         findings: Vec::new(),
+        crash_states: None,
     }
 }
 
@@ -199,6 +200,7 @@ mod tests {
             not_applicable: None,
             mutant_active: None,
             findings: Vec::new(),
+            crash_states: None,
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -124,3 +124,29 @@ fn a_lock_that_is_a_files_existence_outlives_a_killed_holder_and_fails_every_lat
     }
     assert_passes_clean("killed_right_after_publishing_then_recovers");
 }
+
+#[test]
+fn a_rename_without_fsync_leaves_a_broken_final_after_power_loss() {
+    use stress_tests::scenarios::nightly::power_loss::{NAME, POWER_LOSS_STATES_RECOVER};
+    let clean = assert_passes_clean(NAME);
+    let counts = clean.crash_states.expect("crash-state counts");
+    assert!(counts.explored > 0 && counts.broken == 0 && counts.over_bound == 0, "{counts:?}");
+    let caught = run(NAME, "no-fsync");
+    assert!(caught.setup_errors.is_empty(), "setup errors: {:?}", caught.setup_errors);
+    assert_eq!(
+        status(&caught, "final_artifacts_match_checksum"),
+        Status::Violated,
+        "{:#?}",
+        caught.invariants
+    );
+    assert_eq!(status(&caught, POWER_LOSS_STATES_RECOVER), Status::Violated);
+    assert!(caught.crash_states.is_some_and(|c| c.broken > 0), "{:?}", caught.crash_states);
+}
+
+#[test]
+fn resuming_a_dead_download_across_a_model_update_mixes_versions() {
+    use stress_tests::scenarios::nightly::model_update::{NAME, NAME_AFTER_KILL, ONE_WHOLE_VERSION};
+    assert_eq!(status(&assert_passes_clean(NAME), ONE_WHOLE_VERSION), Status::Held);
+    assert_eq!(status(&assert_passes_clean(NAME_AFTER_KILL), ONE_WHOLE_VERSION), Status::Held);
+    assert_caught(NAME_AFTER_KILL, "resume-append", ONE_WHOLE_VERSION);
+}

@@ -47,6 +47,7 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
         not_applicable: None,
         mutant_active: None,
         findings: Vec::new(),
+        crash_states: None,
     }
 }
 

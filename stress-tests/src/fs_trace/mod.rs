@@ -179,6 +179,12 @@ pub struct FsEvent {
     pub deleted: bool,
     /// What was done.
     pub op: FsOp,
+    /// How many bytes a successful write wrote (its result), or the length a truncate set: what the
+    /// power-loss states ([`crate::crash_states`]) need to rebuild a file as it was at any point.
+    pub bytes: Option<u64>,
+    /// The explicit file offset of a positional write (`pwrite64`, `pwritev`); `None` writes at the
+    /// fd's position.
+    pub offset: Option<u64>,
 }
 
 /// A file-system operation. Paths are absolute when strace gave enough context (an fd annotation, or

@@ -123,7 +123,17 @@ impl Parser {
     }
 
     fn push(&mut self, pid: u32, entry: f64, exit: f64, ok: bool, deleted: bool, op: FsOp) {
-        self.events.push(FsEvent { process: self.process, pid, entry, exit, ok, deleted, op });
+        self.events.push(FsEvent {
+            process: self.process,
+            pid,
+            entry,
+            exit,
+            ok,
+            deleted,
+            op,
+            bytes: None,
+            offset: None,
+        });
     }
 
     /// `interrupted`: the call never returned; `text` has no result.
@@ -142,7 +152,13 @@ impl Parser {
         }
         let exit = resumed.unwrap_or(entry + call.duration.unwrap_or(0.0));
         match self.op(pid, &call) {
-            Outcome::Event(op, deleted) => self.push(pid, entry, exit, call.ok && !interrupted, deleted, op),
+            Outcome::Event(op, deleted) => {
+                self.push(pid, entry, exit, call.ok && !interrupted, deleted, op);
+                let (bytes, offset) = extent(&call);
+                if let Some(event) = self.events.last_mut() {
+                    (event.bytes, event.offset) = (bytes, offset);
+                }
+            }
             Outcome::Ignored => {}
             Outcome::Garbled => self.skipped += 1,
         }
@@ -236,6 +252,18 @@ impl Parser {
             Some(base) => normalize(&base.join(relative)),
             None => relative,
         })
+    }
+}
+
+/// The extent of a write-like or truncate call: `(bytes written or length set, explicit offset)`.
+fn extent(call: &Call) -> (Option<u64>, Option<u64>) {
+    let number = |i: usize| call.args.get(i).and_then(|a| a.trim().parse::<u64>().ok());
+    let written = call.value.and_then(|v| u64::try_from(v).ok());
+    match call.name {
+        "write" | "writev" | "sendfile" | "sendfile64" | "copy_file_range" => (written, None),
+        "pwrite64" | "pwritev" | "pwritev2" => (written, number(3)),
+        "ftruncate" | "truncate" => (number(1), None),
+        _ => (None, None),
     }
 }
 

@@ -211,3 +211,16 @@ fn unescape_edge_cases() {
     assert_eq!(unescape(b"\\", b'"').0, b"");
     assert_eq!(normalize(Path::new("/a/./b/../c")), p("/a/c"));
 }
+
+#[test]
+fn writes_and_truncates_carry_their_extent() {
+    let text = r#"1 1796123166.000001 write(4</c/t.partial>, ""..., 8192) = 4096 <0.000018>
+1 1796123166.000002 pwrite64(4</c/t.partial>, ""..., 100, 7000) = 100 <0.000018>
+1 1796123166.000003 ftruncate(4</c/t.partial>, 123) = 0 <0.000018>
+1 1796123166.000004 fsync(4</c/t.partial>) = 0 <0.000018>
+"#;
+    let t = parse_trace(text, 0);
+    let extents: Vec<(Option<u64>, Option<u64>)> = t.events.iter().map(|e| (e.bytes, e.offset)).collect();
+    // The bytes written are the result, not the count asked for.
+    assert_eq!(extents, vec![(Some(4096), None), (Some(100), Some(7000)), (Some(123), None), (None, None)]);
+}

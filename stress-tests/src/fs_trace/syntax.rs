@@ -13,6 +13,8 @@ pub(super) struct Call<'a> {
     pub(super) name: &'a str,
     pub(super) args: Vec<&'a str>,
     pub(super) ok: bool,
+    /// The numeric result (`= 4096`), when it is a decimal number.
+    pub(super) value: Option<i64>,
     /// The path annotation of the result (`= 3</tmp/x>`), if any.
     pub(super) ret_path: Option<FdArg>,
     pub(super) duration: Option<f64>,
@@ -46,7 +48,14 @@ pub(super) fn parse_call(text: &str, open_ended: bool) -> Option<Call<'_>> {
     }
     let (args, after) = split_args(rest);
     let Some(after) = after else {
-        return open_ended.then_some(Call { name, args, ok: false, ret_path: None, duration: None });
+        return open_ended.then_some(Call {
+            name,
+            args,
+            ok: false,
+            value: None,
+            ret_path: None,
+            duration: None,
+        });
     };
     let mut result = after.trim_start().strip_prefix('=')?.trim();
     let mut duration = None;
@@ -63,7 +72,7 @@ pub(super) fn parse_call(text: &str, open_ended: bool) -> Option<Call<'_>> {
         None => value.parse::<i64>().is_ok_and(|v| v >= 0),
     };
     let ret_path = result[value_end..].starts_with('<').then(|| parse_fd(result)).flatten();
-    Some(Call { name, args, ok, ret_path, duration })
+    Some(Call { name, args, ok, value: value.parse::<i64>().ok(), ret_path, duration })
 }
 
 /// Splits `a, "b, c", 3</x>, {l_type=F_WRLCK, ...}) = 0` at the top-level commas; returns the

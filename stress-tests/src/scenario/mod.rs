@@ -256,6 +256,7 @@ impl Scenario {
             phases: Vec::new(),
             verdicts: Vec::new(),
             setup_errors: Vec::new(),
+            crash_states: None,
         })
     }
 
@@ -351,6 +352,12 @@ impl Scenario {
         let index = self.traces.len();
         self.traces.extend(fleet.traces.drain(..).enumerate().map(|(i, f)| (index + i, f)));
         outcomes
+    }
+
+    /// The trace files of every process reaped so far, by process index (e.g. to rebuild crash states
+    /// from a clean run's operations).
+    pub fn trace_files(&self) -> &[(usize, PathBuf)] {
+        &self.traces
     }
 
     /// The verdicts of the trace invariants over every traced process of the scenario so far, on

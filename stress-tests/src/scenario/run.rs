@@ -58,6 +58,7 @@ pub struct ScenarioRun<'s> {
     pub(super) phases: Vec<Phase>,
     pub(super) verdicts: Vec<InvariantResult>,
     pub(super) setup_errors: Vec<String>,
+    pub(super) crash_states: Option<stress_cache_metadata::CrashStateCounts>,
 }
 
 impl ScenarioRun<'_> {
@@ -139,6 +140,12 @@ impl ScenarioRun<'_> {
     /// Adds a scenario-specific verdict (merged into an invariant of the same name, if any).
     pub fn add_verdict(&mut self, verdict: InvariantResult) -> &mut Self {
         self.verdicts.push(verdict);
+        self
+    }
+
+    /// Sets the crash-state counts of a power-loss scenario (written in the record).
+    pub fn crash_states(&mut self, counts: stress_cache_metadata::CrashStateCounts) -> &mut Self {
+        self.crash_states = Some(counts);
         self
     }
 
@@ -463,6 +470,7 @@ impl ScenarioRun<'_> {
         record.setup_errors = setup_errors;
         record.mutant_active = mutant_active;
         record.findings = findings;
+        record.crash_states = self.crash_states;
         if let Err(e) = record::write_record(&record, &results_dir) {
             log::warn!("{e}");
         }

@@ -1,2 +1,5 @@
 //! The nightly tier's scenarios (`stress_tests::scenarios::nightly`): one module per part, one test
 //! per property. Selected only by the `stress-nightly` profile.
+
+mod model_update;
+mod power_loss;

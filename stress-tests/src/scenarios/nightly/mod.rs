@@ -8,8 +8,11 @@
 
 use super::ScenarioFn;
 
+pub mod model_update;
+pub mod power_loss;
+
 /// Every nightly scenario, by record name.
 pub fn scenarios() -> impl Iterator<Item = &'static (&'static str, ScenarioFn)> {
-    let parts: [&'static [(&'static str, ScenarioFn)]; 0] = [];
+    let parts: [&'static [(&'static str, ScenarioFn)]; 2] = [power_loss::SCENARIOS, model_update::SCENARIOS];
     parts.into_iter().flatten()
 }

@@ -314,6 +314,7 @@ mod tests {
             not_applicable: None,
             mutant_active: None,
             findings: Vec::new(),
+            events: Vec::new(),
         }
     }
 

@@ -239,6 +239,7 @@ mod tests {
             not_applicable: None,
             mutant_active: mutant.map(|_| true),
             findings: Vec::new(),
+            events: Vec::new(),
         }
     }
 

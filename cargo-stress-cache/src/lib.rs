@@ -14,14 +14,18 @@ pub mod checkspec;
 pub mod cli;
 pub mod errors;
 pub mod flakes;
+pub mod github_summary;
+pub mod html_report;
 pub mod inputs;
 pub mod interrupt;
 pub mod junit;
+pub mod junit_invariants;
 pub mod kills;
 pub mod knobs;
 pub mod mutants;
 pub mod nextest;
 pub mod outcomes;
+pub mod publish;
 pub mod report;
 pub mod run;
 pub mod rundir;
@@ -135,6 +139,9 @@ fn dispatch(args: StressCache) -> Result<i32> {
             global.threshold
         )));
     }
+    if global.github_summary {
+        github_summary::target()?;
+    }
     let cargo =
         Cargo::from_env(global.manifest_path.clone(), global.target_dir.clone(), global.color, global.quiet);
     match args.command {
@@ -152,7 +159,7 @@ fn dispatch(args: StressCache) -> Result<i32> {
             run_tier(cargo, &request, args.run.repeat)
         }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
-        Some(Command::Report { dirs }) => report(&global, &dirs),
+        Some(Command::Report { dirs, html }) => report(&global, &dirs, html),
         Some(Command::CheckSpec { file }) => {
             let interrupt = install_interrupt()?;
             check_spec(cargo, &global, &file, &interrupt)
@@ -300,6 +307,7 @@ fn check_declared(setup: &Setup, name: &str, origin: &'static str) -> Result<()>
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
 fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<i32> {
     report::write_all(run_dir, agg)?;
+    publish::after_run(run_dir, agg, global)?;
     emit(&report::render_with(agg, global.format, stdout_color(global.color)));
     log_findings(agg);
     if !agg.kept_dirs.is_empty() {
@@ -395,7 +403,7 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<i32>
     Ok(EXIT_OK)
 }
 
-fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
+fn report(global: &GlobalOpts, dirs: &[PathBuf], html: bool) -> Result<i32> {
     let inputs = inputs::collect(dirs)?;
     if inputs.is_empty() {
         let dirs = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
@@ -406,6 +414,7 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<i32> {
         agg.compare_with(&Aggregate::read(path)?, global.threshold, global.fail_on_regression);
     }
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
+    publish::after_report(dirs, &agg, global, html)?;
     log_findings(&agg);
     log::info!("{}", report::summary_line(&agg));
     print_notes(&agg);
@@ -445,6 +454,7 @@ fn mutants(
     let killed_by = setup.target.spec.mutants.as_ref().map(|m| m.killed_by.clone()).unwrap_or_default();
     let matrix = mutants::run(&tier_run, run_dir, &chosen, &killed_by, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
+    publish::after_mutants(run_dir, &matrix, global)?;
     for row in matrix.mutants.iter().filter(|m| m.class != MutantClass::KilledWhereExpected) {
         let expected =
             if row.expected.is_empty() { "none declared".to_string() } else { row.expected.join(", ") };

@@ -136,7 +136,8 @@ impl Matrix {
         out
     }
 
-    fn clean_cell(&self, scenario: &str) -> String {
+    /// The text of the clean build's cell of `scenario`.
+    pub fn clean_cell(&self, scenario: &str) -> String {
         let violated: Vec<&str> = self
             .clean_violations
             .iter()
@@ -154,7 +155,8 @@ impl Matrix {
     }
 }
 
-fn cell_text(row: &MutantRow, scenario: &str) -> String {
+/// The text of one mutant × scenario cell.
+pub fn cell_text(row: &MutantRow, scenario: &str) -> String {
     let Some(cell) = row.cells.get(scenario) else {
         return if row.expected.iter().any(|e| e == scenario) { "no record".into() } else { "-".into() };
     };

@@ -13,8 +13,8 @@ mod target;
 
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
-    Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
-    ScenarioRecord, Status,
+    EventKind, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioOutcome,
+    ScenarioRecord, Status, TimelineEvent,
 };
 pub use spec_check::{Moment, SeenFile, SpecCheckReport};
 pub use target::{

@@ -58,6 +58,12 @@ pub struct ScenarioRecord {
     /// reported, never a violation and never a kill.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
+    /// What the harness did to the processes and what the server did to their requests, with wall-clock
+    /// times, for the report's timelines: gate releases, SIGSTOP seen / SIGCONT / SIGKILL sent, faults
+    /// served. Additive (records without it read as no events); an empty list means none was recorded,
+    /// never "none happened" for a scenario that does not record them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<TimelineEvent>,
 }
 
 impl ScenarioRecord {
@@ -264,6 +270,55 @@ pub struct ProcessRun {
     /// Last lines of stderr.
     #[serde(default)]
     pub stderr_tail: String,
+    /// When its fleet was released (unix ms): the start of its bar on a timeline. `wall_ms` counts from
+    /// here. Absent in records written before it was added; readers then use the record's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_ms: Option<u64>,
+}
+
+/// Something that happened to the processes of a scenario at a known instant (see
+/// [`ScenarioRecord::events`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimelineEvent {
+    /// Wall-clock time (unix ms).
+    pub unix_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The process it happened to, if one (a gate release or a fault concerns the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Details: the gate's name, the fault served and on which route, why a process was killed.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// [`TimelineEvent::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A server gate released the responses parked at it.
+    GateRelease,
+    /// The harness saw the process stopped (SIGSTOP, e.g. raised by a `pause` failpoint).
+    Sigstop,
+    /// The harness resumed a stopped process.
+    Sigcont,
+    /// The harness killed the process (a crash it injected, or the watchdog).
+    Sigkill,
+    /// The server answered a request with a fault (anything but a clean response).
+    Fault,
+}
+
+impl EventKind {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::GateRelease => "gate-release",
+            EventKind::Sigstop => "sigstop",
+            EventKind::Sigcont => "sigcont",
+            EventKind::Sigkill => "sigkill",
+            EventKind::Fault => "fault",
+        }
+    }
 }
 
 /// A named phase of a process.

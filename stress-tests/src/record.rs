@@ -97,6 +97,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
             peak_rss_kb: o.peak_rss_kb,
             phases: meta.map(|m| m.phases).unwrap_or_default(),
             stderr_tail: o.stderr_tail(2000),
+            started_unix_ms: (o.started_unix_ms > 0).then_some(o.started_unix_ms),
         });
     }
     let latencies: Vec<f64> = runs.iter().map(|r| r.wall_ms).collect();
@@ -131,6 +132,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         not_applicable: None,
         mutant_active: None,
         findings: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -199,6 +201,7 @@ mod tests {
             not_applicable: None,
             mutant_active: None,
             findings: Vec::new(),
+            events: Vec::new(),
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -99,9 +99,8 @@ pub fn write_all(inputs: &Inputs) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (dir, records) in by_dir {
         let path = dir.join(FILE_NAME);
-        let xml = report("cargo-stress-cache invariants", &records).to_string().map_err(|e| Error::Render {
-            what: "stress-cache.junit.xml",
-            message: one_line(&e.to_string()),
+        let xml = report("cargo-stress-cache invariants", &records).to_string().map_err(|e| {
+            Error::Render { what: "stress-cache.junit.xml", message: one_line(&e.to_string()) }
         })?;
         crate::rundir::write(&path, &xml)?;
         written.push(path);
@@ -111,7 +110,11 @@ pub fn write_all(inputs: &Inputs) -> Result<Vec<PathBuf>> {
 
 /// The directory above the `records` directory a record is in (`repeat-<n>/`).
 fn repeat_dir_of(record: &Path) -> Option<PathBuf> {
-    record.ancestors().find(|a| a.file_name().is_some_and(|n| n == "records")).and_then(Path::parent).map(Path::to_path_buf)
+    record
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "records"))
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -172,7 +175,8 @@ mod tests {
 
     #[test]
     fn each_invariant_is_a_testcase_and_a_violation_is_a_failure_with_its_evidence() {
-        let mut broken = record("crash_at_publish", vec![InvariantResult::checked("no_partial_content", vec![])]);
+        let mut broken =
+            record("crash_at_publish", vec![InvariantResult::checked("no_partial_content", vec![])]);
         broken.setup_errors = vec!["failpoint cache.publish was never reached".into()];
         let mut na = record("compiled_cache_concurrency", vec![]);
         na.not_applicable = Some("the target declares no compiled cache".into());
@@ -183,12 +187,18 @@ mod tests {
                     InvariantResult::checked("single_final_artifact", vec![]),
                     InvariantResult::checked(
                         "no_partial_content",
-                        vec!["models/small.onnx is a 65536-byte prefix of the served body".into(), "pid 7".into()],
+                        vec![
+                            "models/small.onnx is a 65536-byte prefix of the served body".into(),
+                            "pid 7".into(),
+                        ],
                     ),
                     InvariantResult::skipped("published_durably", "the target does not promise durability"),
                 ],
             ),
-            record("same_model_shared_cache", vec![InvariantResult::checked("single_final_artifact", vec![])]),
+            record(
+                "same_model_shared_cache",
+                vec![InvariantResult::checked("single_final_artifact", vec![])],
+            ),
             broken,
             na,
         ];
@@ -203,7 +213,12 @@ mod tests {
                     "skipped",
                     "the target declares no compiled cache".into()
                 ),
-                ("crash_at_publish".into(), "setup".into(), "error", "failpoint cache.publish was never reached".into()),
+                (
+                    "crash_at_publish".into(),
+                    "setup".into(),
+                    "error",
+                    "failpoint cache.publish was never reached".into()
+                ),
                 ("same_model_shared_cache".into(), "single_final_artifact".into(), "success", String::new()),
                 (
                     "same_model_shared_cache".into(),
@@ -217,7 +232,12 @@ mod tests {
                     "skipped",
                     "the target does not promise durability".into()
                 ),
-                ("same_model_shared_cache".into(), "single_final_artifact (run 2)".into(), "success", String::new()),
+                (
+                    "same_model_shared_cache".into(),
+                    "single_final_artifact (run 2)".into(),
+                    "success",
+                    String::new()
+                ),
             ]
         );
         assert!(xml.contains("pid 7"), "the whole evidence is in the failure's body:\n{xml}");
@@ -228,15 +248,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let inputs = Inputs {
             records: vec![
-                (dir.path().join("repeat-1/records/a.json"), record("a", vec![InvariantResult::checked("x", vec![])])),
-                (dir.path().join("repeat-2/records/a.json"), record("a", vec![InvariantResult::checked("x", vec!["bad".into()])])),
+                (
+                    dir.path().join("repeat-1/records/a.json"),
+                    record("a", vec![InvariantResult::checked("x", vec![])]),
+                ),
+                (
+                    dir.path().join("repeat-2/records/a.json"),
+                    record("a", vec![InvariantResult::checked("x", vec!["bad".into()])]),
+                ),
             ],
             ..Inputs::default()
         };
         std::fs::create_dir_all(dir.path().join("repeat-1")).unwrap();
         std::fs::create_dir_all(dir.path().join("repeat-2")).unwrap();
         let written = write_all(&inputs).expect("written");
-        assert_eq!(written, vec![dir.path().join("repeat-1").join(FILE_NAME), dir.path().join("repeat-2").join(FILE_NAME)]);
+        assert_eq!(
+            written,
+            vec![dir.path().join("repeat-1").join(FILE_NAME), dir.path().join("repeat-2").join(FILE_NAME)]
+        );
         let second = std::fs::read_to_string(&written[1]).unwrap();
         assert_eq!(cases(&second), vec![("a".into(), "x".into(), "failure", "bad".into())]);
     }

@@ -154,7 +154,12 @@ struct State {
 
 impl State {
     fn event(&mut self, kind: EventKind, pid: u32, detail: &str) {
-        self.events.push(TimelineEvent { unix_ms: unix_ms_now(), kind, pid: Some(pid), detail: detail.into() });
+        self.events.push(TimelineEvent {
+            unix_ms: unix_ms_now(),
+            kind,
+            pid: Some(pid),
+            detail: detail.into(),
+        });
     }
 }
 
@@ -463,10 +468,11 @@ impl Fleet {
         let stopped = is_job_stopped(pid);
         if stopped {
             let mut state = self.shared.lock();
-            let last = state.events.iter().rev().find(|e| {
-                e.pid == Some(pid) && matches!(e.kind, EventKind::Sigstop | EventKind::Sigcont)
-            });
-            if !last.is_some_and(|e| e.kind == EventKind::Sigstop) {
+            let last =
+                state.events.iter().rev().find(|e| {
+                    e.pid == Some(pid) && matches!(e.kind, EventKind::Sigstop | EventKind::Sigcont)
+                });
+            if last.is_none_or(|e| e.kind != EventKind::Sigstop) {
                 state.event(EventKind::Sigstop, pid, "seen stopped");
             }
         }

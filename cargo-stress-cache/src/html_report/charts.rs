@@ -86,7 +86,8 @@ struct Row {
 
 /// The rows of a record's timeline and the time origin (unix ms), in record order.
 fn rows_of(record: &ScenarioRecord) -> (Vec<Row>, u64) {
-    let start_of = |r: &stress_cache_metadata::ProcessRun| r.started_unix_ms.unwrap_or(record.started_unix_ms);
+    let start_of =
+        |r: &stress_cache_metadata::ProcessRun| r.started_unix_ms.unwrap_or(record.started_unix_ms);
     let mut origin = record.process_runs.iter().map(start_of).filter(|s| *s > 0).min();
     for e in &record.events {
         origin = Some(origin.map_or(e.unix_ms, |o| o.min(e.unix_ms)));
@@ -158,11 +159,7 @@ pub fn timeline(record: &ScenarioRecord) -> Result<String, ChartError> {
                 }))
                 .map_err(chart_error("phase bars"))?;
             chart
-                .draw_series(std::iter::once(Circle::new(
-                    (row.end, y),
-                    5,
-                    class_color(&row.class).filled(),
-                )))
+                .draw_series(std::iter::once(Circle::new((row.end, y), 5, class_color(&row.class).filled())))
                 .map_err(chart_error("exit marker"))?;
             if row.class != "ok" {
                 chart

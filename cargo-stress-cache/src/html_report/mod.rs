@@ -97,13 +97,23 @@ fn is_nightly(run_dir: &Path) -> bool {
 /// levels below the `stress-cache` directory the run is in (else the run's parent).
 fn nightly_history(run_dir: &Path, agg: &Aggregate) -> Vec<(String, Aggregate)> {
     let Some(parent) = run_dir.parent() else { return Vec::new() };
-    let base = run_dir.ancestors().skip(1).find(|a| a.file_name().is_some_and(|n| n == "stress-cache")).unwrap_or(parent);
+    let base = run_dir
+        .ancestors()
+        .skip(1)
+        .find(|a| a.file_name().is_some_and(|n| n == "stress-cache"))
+        .unwrap_or(parent);
     let subdirs = |dir: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(dir)
             .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
             .unwrap_or_default()
     };
-    let mut dirs: Vec<PathBuf> = subdirs(base).into_iter().flat_map(|d| { let below = subdirs(&d); std::iter::once(d).chain(below) }).collect();
+    let mut dirs: Vec<PathBuf> = subdirs(base)
+        .into_iter()
+        .flat_map(|d| {
+            let below = subdirs(&d);
+            std::iter::once(d).chain(below)
+        })
+        .collect();
     dirs.retain(|d| d != run_dir);
     dirs.sort();
     let name_of = |d: &Path| d.strip_prefix(base).unwrap_or(d).display().to_string();

@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use stress_cache_metadata::{
-    EventKind, Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioRecord, TimelineEvent,
+    EventKind, Figures, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION, ScenarioRecord,
+    TimelineEvent,
 };
 
 use super::*;
@@ -40,7 +41,12 @@ fn record(scenario: &str, invariants: Vec<InvariantResult>, processes: usize) ->
         started_unix_ms: start,
         outcomes: BTreeMap::new(),
         invariants,
-        figures: Figures { processes_per_sec: 10.0, latency_p50_ms: 50.0, latency_p95_ms: 80.0, ..Figures::default() },
+        figures: Figures {
+            processes_per_sec: 10.0,
+            latency_p50_ms: 50.0,
+            latency_p95_ms: 80.0,
+            ..Figures::default()
+        },
         process_runs: (0..processes)
             .map(|i| {
                 let class = if i == 1 { "crashed" } else { "ok" };
@@ -53,8 +59,18 @@ fn record(scenario: &str, invariants: Vec<InvariantResult>, processes: usize) ->
         mutant_active: None,
         findings: vec![],
         events: vec![
-            TimelineEvent { unix_ms: start + 20, kind: EventKind::GateRelease, pid: None, detail: "gate g".into() },
-            TimelineEvent { unix_ms: start + 30, kind: EventKind::Sigkill, pid: Some(1001), detail: "crash".into() },
+            TimelineEvent {
+                unix_ms: start + 20,
+                kind: EventKind::GateRelease,
+                pid: None,
+                detail: "gate g".into(),
+            },
+            TimelineEvent {
+                unix_ms: start + 30,
+                kind: EventKind::Sigkill,
+                pid: Some(1001),
+                detail: "crash".into(),
+            },
         ],
     }
 }
@@ -97,7 +113,10 @@ fn a_violated_cell_carries_its_evidence_and_a_skipped_one_is_never_held() {
         &row.cells[column]
     };
     assert_eq!(cell("writer_holds_exclusive_lock").status, "violated");
-    assert_eq!(cell("writer_holds_exclusive_lock").detail, "pid 1003 wrote small.onnx.partial <holding no lock>");
+    assert_eq!(
+        cell("writer_holds_exclusive_lock").detail,
+        "pid 1003 wrote small.onnx.partial <holding no lock>"
+    );
     assert_eq!(cell("published_durably").status, "skipped");
     assert_eq!(cell("published_durably").detail, "the target does not promise durability");
     assert_eq!(cell("single_final_artifact").status, "held");
@@ -123,7 +142,10 @@ fn every_record_gets_a_timeline_with_one_labelled_row_per_process_and_its_marker
         assert!(figure.contains("<svg"), "drawn as SVG");
         assert!(figure.contains("crashed"), "the crashed process's exit class is written on its row");
     }
-    assert!(html.contains("server: gate released") && html.contains("harness: sigkill"), "legend names the markers");
+    assert!(
+        html.contains("server: gate released") && html.contains("harness: sigkill"),
+        "legend names the markers"
+    );
 }
 
 #[test]
@@ -161,7 +183,11 @@ fn benchmark_deltas_say_better_worse_or_regressed_by_the_metrics_direction() {
     let figures = &page.benchmarks[0].figures;
     assert_eq!((figures[0].delta.as_deref(), figures[0].trend), (Some("+10%"), "better"), "more processes/s");
     assert_eq!((figures[1].delta.as_deref(), figures[1].trend), (Some("+0%"), "same"));
-    assert_eq!((figures[2].delta.as_deref(), figures[2].trend), (Some("+50%"), "regressed"), "p95 beyond 20%");
+    assert_eq!(
+        (figures[2].delta.as_deref(), figures[2].trend),
+        (Some("+50%"), "regressed"),
+        "p95 beyond 20%"
+    );
     let without = page_without_baseline(&agg);
     assert!(without.benchmarks[0].figures.iter().all(|f| f.delta.is_none()));
 }

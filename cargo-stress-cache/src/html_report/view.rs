@@ -258,10 +258,8 @@ pub struct MutantRowView {
 pub fn page(title: &str, agg: &Aggregate, extras: &Extras<'_>) -> Page {
     let mut notes: Vec<String> = agg.self_check.iter().map(|c| c.line()).collect();
     notes.extend(agg.interrupted.iter().chain(&agg.aborted).cloned());
-    let records: Vec<(&Path, &ScenarioRecord)> = extras
-        .inputs
-        .map(|i| i.records.iter().map(|(p, r)| (p.as_path(), r)).collect())
-        .unwrap_or_default();
+    let records: Vec<(&Path, &ScenarioRecord)> =
+        extras.inputs.map(|i| i.records.iter().map(|(p, r)| (p.as_path(), r)).collect()).unwrap_or_default();
     let (runs, timelines_note) = run_views(&records);
     // A mutants run's verdict is its matrix's: the mutants' violations are what it wants to see.
     let (verdict, summary) = match extras.mutants {
@@ -285,7 +283,10 @@ pub fn page(title: &str, agg: &Aggregate, extras: &Extras<'_>) -> Page {
         setup_errors: agg
             .setup_errors
             .iter()
-            .map(|e| SetupErrorView { scenario: with_mutant(&e.scenario, &e.mutant), errors: e.setup_errors.clone() })
+            .map(|e| SetupErrorView {
+                scenario: with_mutant(&e.scenario, &e.mutant),
+                errors: e.setup_errors.clone(),
+            })
             .collect(),
         not_applicable: agg
             .not_applicable
@@ -437,10 +438,15 @@ fn legend(records: &[(&Path, &ScenarioRecord)]) -> Vec<LegendEntry> {
         .collect();
     let classes: BTreeSet<&str> =
         records.iter().flat_map(|(_, r)| r.process_runs.iter().map(|p| p.class.as_str())).collect();
-    let events: BTreeSet<EventKind> = records.iter().flat_map(|(_, r)| r.events.iter().map(|e| e.kind)).collect();
+    let events: BTreeSet<EventKind> =
+        records.iter().flat_map(|(_, r)| r.events.iter().map(|e| e.kind)).collect();
     let mut entries: Vec<LegendEntry> = phases
         .into_iter()
-        .map(|p| LegendEntry { label: format!("phase {p}"), color: css(charts::phase_color(p)), shape: "bar" })
+        .map(|p| LegendEntry {
+            label: format!("phase {p}"),
+            color: css(charts::phase_color(p)),
+            shape: "bar",
+        })
         .collect();
     entries.extend(classes.into_iter().map(|c| LegendEntry {
         label: format!("exit: {c}"),
@@ -502,7 +508,11 @@ fn benchmarks(agg: &Aggregate, baseline: Option<&Aggregate>) -> Vec<BenchmarkVie
                 .iter()
                 .map(|(name, more_is_better)| {
                     let value = metric(row, name);
-                    let shown = if name.starts_with("latency") { format!("{value:.0}") } else { format!("{value:.2}") };
+                    let shown = if name.starts_with("latency") {
+                        format!("{value:.0}")
+                    } else {
+                        format!("{value:.2}")
+                    };
                     let regressed =
                         agg.regressions.iter().any(|r| r.scenario == row.scenario && r.metric == *name);
                     let (delta, trend) = match base.map(|b| metric(b, name)) {
@@ -530,7 +540,12 @@ fn benchmarks(agg: &Aggregate, baseline: Option<&Aggregate>) -> Vec<BenchmarkVie
                 runs: row.runs,
                 figures,
                 hit_ratio: row.cache_hit_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
-                bodies: row.bodies_per_model.iter().map(|(m, n)| format!("{m}={n}")).collect::<Vec<_>>().join(" "),
+                bodies: row
+                    .bodies_per_model
+                    .iter()
+                    .map(|(m, n)| format!("{m}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             }
         })
         .collect()
@@ -581,11 +596,16 @@ fn trend(nightly: &[(String, Aggregate)]) -> Vec<ChartView> {
             for (name, _) in METRICS.iter().filter(|(n, _)| *n != "mb_per_sec") {
                 let values = nightly
                     .iter()
-                    .map(|(_, a)| a.benchmarks.iter().find(|b| b.scenario == scenario).map(|b| metric(b, name)))
+                    .map(|(_, a)| {
+                        a.benchmarks.iter().find(|b| b.scenario == scenario).map(|b| metric(b, name))
+                    })
                     .collect();
                 figures.insert(name, values);
             }
-            ChartView { title: scenario.to_string(), svg: charts::trend(scenario, &figures, nightly.len()).into() }
+            ChartView {
+                title: scenario.to_string(),
+                svg: charts::trend(scenario, &figures, nightly.len()).into(),
+            }
         })
         .collect()
 }

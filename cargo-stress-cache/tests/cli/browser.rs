@@ -139,7 +139,11 @@ fn dom_check(chromium: &Path, page: &Path, work: &Path) -> Result<DomCheck> {
         .context("running chromium --dump-dom")?;
     let dom = String::from_utf8_lossy(&output.stdout);
     let Some(start) = dom.find("<pre id=\"dom-check\">") else {
-        bail!("no DOM check result in chromium's dump (exit {:?}): {}", output.status, String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "no DOM check result in chromium's dump (exit {:?}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     };
     let json = &dom[start + "<pre id=\"dom-check\">".len()..];
     let json = &json[..json.find("</pre>").context("unterminated <pre>")?];
@@ -148,10 +152,13 @@ fn dom_check(chromium: &Path, page: &Path, work: &Path) -> Result<DomCheck> {
 }
 
 #[test]
-fn report_html_of_a_real_run_shows_every_process_on_a_timeline_and_the_violation_in_a_browser() -> Result<()> {
+fn report_html_of_a_real_run_shows_every_process_on_a_timeline_and_the_violation_in_a_browser() -> Result<()>
+{
     let Some(chromium) = chromium() else {
         if std::env::var_os("CI").is_some() {
-            bail!("chromium is not installed, and CI must run this test (.ci/run installs it: apt-get install chromium)");
+            bail!(
+                "chromium is not installed, and CI must run this test (.ci/run installs it: apt-get install chromium)"
+            );
         }
         eprintln!(
             "SKIPPED report_html_..._in_a_browser: no chromium on PATH (install Debian's `chromium`; .ci/run does); \
@@ -190,13 +197,17 @@ fn report_html_of_a_real_run_shows_every_process_on_a_timeline_and_the_violation
             .filter(|r| expected == applicable.len() || r.mutant.is_none())
             .map(|r| (r.scenario.clone(), r.process_runs.len()))
             .collect();
-        let mut got: Vec<(String, usize)> = checked.timelines.iter().map(|t| (t.scenario.clone(), t.rows)).collect();
+        let mut got: Vec<(String, usize)> =
+            checked.timelines.iter().map(|t| (t.scenario.clone(), t.rows)).collect();
         want.sort();
         got.sort();
         assert_eq!(got, want, "{}: timelines (scenario, rows) against the records", page.display());
         for t in &checked.timelines {
             assert_eq!(t.rows, t.declared, "{t:?}");
-            assert!(t.rows > 0 && t.width > 100.0 && t.height > 20.0 * t.rows as f64, "drawn, not empty: {t:?}");
+            assert!(
+                t.rows > 0 && t.width > 100.0 && t.height > 20.0 * t.rows as f64,
+                "drawn, not empty: {t:?}"
+            );
         }
     }
 
@@ -206,7 +217,10 @@ fn report_html_of_a_real_run_shows_every_process_on_a_timeline_and_the_violation
         .iter()
         .filter(|r| r.setup_errors.is_empty())
         .flat_map(|r| {
-            r.invariants.iter().filter(|i| i.status == Status::Violated).map(|i| (r.scenario.clone(), i.name.clone()))
+            r.invariants
+                .iter()
+                .filter(|i| i.status == Status::Violated)
+                .map(|i| (r.scenario.clone(), i.name.clone()))
         })
         .collect();
     assert!(!violated_in_records.is_empty(), "the no-lock fixture holds a violation");
@@ -215,7 +229,9 @@ fn report_html_of_a_real_run_shows_every_process_on_a_timeline_and_the_violation
             .violated
             .iter()
             .find(|c| &c.scenario == scenario && &c.invariant == invariant)
-            .with_context(|| format!("{scenario}: {invariant} not shown violated in {:?}", merged.violated))?;
+            .with_context(|| {
+                format!("{scenario}: {invariant} not shown violated in {:?}", merged.violated)
+            })?;
         assert!(cell.visible, "{cell:?}");
         assert!(cell.text.contains('✗'), "{cell:?}");
         assert!(!cell.title.is_empty(), "the evidence is the cell's tooltip: {cell:?}");
@@ -230,8 +246,9 @@ fn report_html_of_a_real_run_shows_every_process_on_a_timeline_and_the_violation
         .arg(format!("file://{}", work.join("report.html").display()))
         .output()
         .context("running chromium --screenshot")?;
-    let png = std::fs::read(&screenshot)
-        .with_context(|| format!("no screenshot from chromium: {}", String::from_utf8_lossy(&status.stderr)))?;
+    let png = std::fs::read(&screenshot).with_context(|| {
+        format!("no screenshot from chromium: {}", String::from_utf8_lossy(&status.stderr))
+    })?;
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture ({} bytes)", png.len());
     eprintln!("screenshot: {}", screenshot.display());
     Ok(())

@@ -47,7 +47,7 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
         not_applicable: None,
         mutant_active: None,
         findings: Vec::new(),
-            events: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -312,7 +312,10 @@ fn report_html_writes_the_page_into_the_run_dir_and_github_summary_appends_the_m
     write_repeat(
         &run_dir,
         1,
-        &[record("first_download", &[], 40.0, 200.0), record("crash_before_rename", &["no_partial_content"], 20.0, 400.0)],
+        &[
+            record("first_download", &[], 40.0, 200.0),
+            record("crash_before_rename", &["no_partial_content"], 20.0, 400.0),
+        ],
         &[("first_download", ""), ("crash_before_rename", "")],
     )?;
     let summary = tmp.path().join("step-summary.md");
@@ -322,7 +325,10 @@ fn report_html_writes_the_page_into_the_run_dir_and_github_summary_appends_the_m
         .env("GITHUB_STEP_SUMMARY", &summary))?;
     assert_eq!(code, 1, "{stderr}");
     let html = std::fs::read_to_string(run_dir.join("report.html")).context("report.html written")?;
-    assert!(html.contains("verdict-FAIL") && html.contains("no_partial_content broke: evidence line"), "{html}");
+    assert!(
+        html.contains("verdict-FAIL") && html.contains("no_partial_content broke: evidence line"),
+        "{html}"
+    );
     let markdown = std::fs::read_to_string(&summary)?;
     assert!(markdown.starts_with("earlier step\n"), "appended, not overwritten: {markdown}");
     assert!(markdown.contains("## cargo stress-cache") && markdown.contains("FAIL:"), "{markdown}");

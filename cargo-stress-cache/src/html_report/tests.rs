@@ -242,13 +242,19 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
         clean: RunVerdict::Pass,
         clean_violations: vec![],
         clean_setup_errors: vec![],
-        clean_held: BTreeMap::from([("same_model".to_string(), BTreeSet::from(["single_download".to_string()]))]),
+        clean_held: BTreeMap::from([(
+            "same_model".to_string(),
+            BTreeSet::from(["single_download".to_string()]),
+        )]),
         mutants: vec![
             MutantRow {
                 mutant: "no-lock".into(),
                 class: MutantClass::KilledWhereExpected,
                 expected: vec!["same_model".into()],
-                cells: BTreeMap::from([("same_model".to_string(), cell(CellStatus::Killed, &["single_download"]))]),
+                cells: BTreeMap::from([(
+                    "same_model".to_string(),
+                    cell(CellStatus::Killed, &["single_download"]),
+                )]),
             },
             MutantRow {
                 mutant: "no-fsync".into(),
@@ -262,7 +268,8 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
     // The mutant runs' own violations would make the aggregate FAIL; the matrix decides.
     let inputs = violated_run();
     let agg = Aggregate::from_inputs(&inputs);
-    let page = page("m", &agg, &Extras { inputs: Some(&inputs), mutants: Some(&matrix), ..Extras::default() });
+    let page =
+        page("m", &agg, &Extras { inputs: Some(&inputs), mutants: Some(&matrix), ..Extras::default() });
     assert_eq!(page.verdict, "FAIL", "a survived mutant fails the matrix");
     let view = page.mutants.expect("matrix shown");
     assert_eq!(view.columns, ["same_model"]);

@@ -331,3 +331,36 @@ pub struct Phase {
     /// End (unix ms).
     pub end_unix_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timeline fields are additive: a record written before them reads as "no events recorded"
+    /// and "start unknown", and one with them round-trips.
+    #[test]
+    fn timeline_fields_are_optional_and_round_trip() {
+        let old = serde_json::json!({
+            "schema_version": 2, "scenario": "s", "tier": "pr", "seed": 1, "mutant": null, "target": "t",
+            "processes": 1, "started_unix_ms": 5, "outcomes": {}, "invariants": [],
+            "figures": { "wall_ms": 1.0, "processes_per_sec": 1.0, "latency_p50_ms": 1.0, "latency_p95_ms": 1.0,
+                         "lock_wait_p50_ms": null, "bytes_served": 0, "complete_bodies_per_model": {},
+                         "cache_hit_ratio": null, "mb_per_sec": 0.0 },
+            "process_runs": [{ "index": 0, "role": "writer", "pid": 7, "exit_code": 0, "signal": null,
+                               "class": "ok", "wall_ms": 3.0, "peak_rss_kb": null }]
+        });
+        let mut record: ScenarioRecord = serde_json::from_value(old).expect("an older record reads");
+        assert!(record.events.is_empty());
+        assert_eq!(record.process_runs[0].started_unix_ms, None);
+        record.process_runs[0].started_unix_ms = Some(5);
+        record.events.push(TimelineEvent {
+            unix_ms: 6,
+            kind: EventKind::Sigkill,
+            pid: Some(7),
+            detail: "x".into(),
+        });
+        let text = serde_json::to_string(&record).expect("serialises");
+        assert!(text.contains("\"kind\":\"sigkill\""), "{text}");
+        assert_eq!(serde_json::from_str::<ScenarioRecord>(&text).expect("reads back"), record);
+    }
+}

@@ -883,6 +883,40 @@ mod tests {
         }
     }
 
+    /// The timeline of the report: a stop is recorded once when first seen (however often it is polled),
+    /// then the SIGCONT and SIGKILL sent, each on its process, in order; every outcome carries the release.
+    #[test]
+    fn stops_seen_and_signals_sent_are_recorded_once_each_on_their_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fleet = Fleet::start(
+            dir.path(),
+            vec![sh("kill -STOP $$; exec sleep 1000"), sh("exec sleep 1000")],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let pids = fleet.pids();
+        assert!(fleet.wait_until(|f| f.is_stopped(pids[0]), Duration::from_secs(10)), "never stopped");
+        assert!(fleet.is_stopped(pids[0]), "polled again while stopped");
+        fleet.resume(pids[0]).unwrap();
+        fleet.kill(pids[0]);
+        fleet.kill(pids[1]);
+        let outcomes = fleet.wait();
+        let events: Vec<(EventKind, Option<u32>)> = fleet.events().iter().map(|e| (e.kind, e.pid)).collect();
+        assert_eq!(
+            events,
+            vec![
+                (EventKind::Sigstop, Some(pids[0])),
+                (EventKind::Sigcont, Some(pids[0])),
+                (EventKind::Sigkill, Some(pids[0])),
+                (EventKind::Sigkill, Some(pids[1])),
+            ]
+        );
+        assert!(fleet.events().windows(2).all(|w| w[0].unix_ms <= w[1].unix_ms));
+        assert!(
+            outcomes.iter().all(|o| o.started_unix_ms == fleet.released_unix_ms() && o.started_unix_ms > 0)
+        );
+    }
+
     #[test]
     fn drop_during_a_panic_reaps_everything() {
         let dir = tempfile::tempdir().unwrap();

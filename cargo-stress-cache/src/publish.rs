@@ -24,14 +24,11 @@ pub fn after_run(run_dir: &Path, agg: &Aggregate, global: &GlobalOpts) -> Result
 /// current directory, as the merged report belongs to none of them); the job summary.
 pub fn after_report(dirs: &[PathBuf], agg: &Aggregate, global: &GlobalOpts, html: bool) -> Result<()> {
     if html {
+        let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
         let path = match dirs {
-            [dir] => {
-                let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
-                html_report::write_for_run(dir, agg, baseline.as_ref())?
-            }
+            [dir] => html_report::write_for_run(dir, agg, baseline.as_ref())?,
             _ => {
                 let inputs = inputs::collect(dirs)?;
-                let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
                 let extras = html_report::Extras {
                     inputs: Some(&inputs),
                     baseline: baseline.as_ref(),

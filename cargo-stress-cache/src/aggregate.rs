@@ -315,6 +315,7 @@ mod tests {
             mutant_active: None,
             findings: Vec::new(),
             crash_states: None,
+            events: Vec::new(),
         }
     }
 

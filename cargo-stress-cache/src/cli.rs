@@ -49,6 +49,9 @@ pub enum Command {
         /// Run directories (`target/stress-cache/<run-id>`), or any directory holding records and JUnit files.
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<PathBuf>,
+        /// Also write `report.html` (into DIR; with several DIRs, into the current directory).
+        #[arg(long)]
+        html: bool,
     },
     /// Check a target declaration against a clean run of the target: list every file its cache held and
     /// the role each pattern gave it; exit 2 when a file has two roles or none, or no final was seen.
@@ -105,6 +108,9 @@ pub struct GlobalOpts {
     /// Exit 1 when a benchmark regressed against `--baseline` (default: only flag it).
     #[arg(long, global = true)]
     pub fail_on_regression: bool,
+    /// Append the markdown tables to the GitHub Actions job summary (`$GITHUB_STEP_SUMMARY`).
+    #[arg(long, global = true)]
+    pub github_summary: bool,
 }
 
 /// Which program to stress.

@@ -158,6 +158,14 @@ pub enum Error {
         /// The stage.
         during: &'static str,
     },
+    /// A report for people (`report.html`, `stress-cache.junit.xml`) could not be produced.
+    #[error("cannot render {what}: {message}")]
+    Render {
+        /// Which report.
+        what: &'static str,
+        /// The cause, on one line.
+        message: String,
+    },
     /// `report` found nothing to aggregate.
     #[error("no scenario records or JUnit reports found under {dirs}")]
     NoResults {

@@ -12,14 +12,18 @@ pub mod checkspec;
 pub mod cli;
 pub mod errors;
 pub mod flakes;
+pub mod github_summary;
+pub mod html_report;
 pub mod inputs;
 pub mod interrupt;
 pub mod junit;
+pub mod junit_invariants;
 pub mod kills;
 pub mod knobs;
 pub mod mutants;
 pub mod nextest;
 pub mod outcomes;
+pub mod publish;
 pub mod report;
 pub mod run;
 pub mod rundir;
@@ -132,6 +136,9 @@ fn dispatch(args: StressCache) -> Result<()> {
             global.threshold
         )));
     }
+    if global.github_summary {
+        github_summary::target()?;
+    }
     let cargo = Cargo::from_env(
         global.manifest_path.clone(),
         global.target_dir.clone(),
@@ -153,7 +160,7 @@ fn dispatch(args: StressCache) -> Result<()> {
             run_tier(cargo, &request, args.run.repeat)
         }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
-        Some(Command::Report { dirs }) => report(&global, &dirs),
+        Some(Command::Report { dirs, html }) => report(&global, &dirs, html),
         Some(Command::CheckSpec { file }) => {
             let interrupt = install_interrupt()?;
             check_spec(cargo, &global, &file, &interrupt)
@@ -308,6 +315,7 @@ fn check_declared(setup: &Setup, name: &str, origin: &'static str) -> Result<()>
 /// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
 fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<()> {
     report::write_all(run_dir, agg)?;
+    publish::after_run(run_dir, agg, global)?;
     emit(&report::render_with(agg, global.format, stdout_color(global.color)));
     log_findings(agg);
     if !agg.kept_dirs.is_empty() {
@@ -407,7 +415,7 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<()> 
     Ok(())
 }
 
-fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<()> {
+fn report(global: &GlobalOpts, dirs: &[PathBuf], html: bool) -> Result<()> {
     let inputs = inputs::collect(dirs)?;
     if inputs.is_empty() {
         let dirs = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
@@ -418,6 +426,7 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf]) -> Result<()> {
         agg.compare_with(&Aggregate::read(path)?, global.threshold, global.fail_on_regression);
     }
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
+    publish::after_report(dirs, &agg, global, html)?;
     log_findings(&agg);
     print_notes(&agg);
     let outcome = agg.outcome();
@@ -461,6 +470,7 @@ fn mutants(
     let killed_by = setup.target.spec.mutants.as_ref().map(|m| m.killed_by.clone()).unwrap_or_default();
     let matrix = mutants::run(&tier_run, run_dir, &chosen, &killed_by, keep_mutant_dirs)?;
     emit(&matrix.render(global.format));
+    publish::after_mutants(run_dir, &matrix, global)?;
     for row in matrix.mutants.iter().filter(|m| m.class != MutantClass::KilledWhereExpected) {
         let expected =
             if row.expected.is_empty() { "none declared".to_string() } else { row.expected.join(", ") };

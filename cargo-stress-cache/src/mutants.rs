@@ -45,25 +45,27 @@ impl Matrix {
     /// The matrix as the invocation's result: interrupted; a pass when the clean build passed and
     /// every mutant was killed where expected; else not killed.
     pub fn outcome(&self) -> Result<()> {
-        if self.interrupted.is_some() {
-            Err(Error::RunInterrupted { summary: self.summary_line() })
-        } else if self.clean_passed()
-            && self.mutants.iter().all(|m| m.class == MutantClass::KilledWhereExpected)
-        {
-            Ok(())
-        } else {
-            Err(Error::MutantsNotKilled { summary: self.summary_line() })
+        match self.verdict_word() {
+            "PASS" => Ok(()),
+            "INTERRUPTED" => Err(Error::RunInterrupted { summary: self.summary_line() }),
+            _ => Err(Error::MutantsNotKilled { summary: self.summary_line() }),
+        }
+    }
+
+    /// `INTERRUPTED`; `PASS` when the clean build passed and every mutant was killed where expected;
+    /// else `FAIL`.
+    pub fn verdict_word(&self) -> &'static str {
+        let all_killed = self.mutants.iter().all(|m| m.class == MutantClass::KilledWhereExpected);
+        match (&self.interrupted, self.clean_passed() && all_killed) {
+            (Some(_), _) => "INTERRUPTED",
+            (None, true) => "PASS",
+            (None, false) => "FAIL",
         }
     }
 
     /// The first line: the verdict and the count of each class.
     pub fn summary_line(&self) -> String {
-        let all_killed = self.mutants.iter().all(|m| m.class == MutantClass::KilledWhereExpected);
-        let verdict = match (&self.interrupted, self.clean_passed() && all_killed) {
-            (Some(_), _) => "INTERRUPTED",
-            (None, true) => "PASS",
-            (None, false) => "FAIL",
-        };
+        let verdict = self.verdict_word();
         let count = |class: MutantClass| self.mutants.iter().filter(|m| m.class == class).count();
         format!(
             "{verdict}: {}/{} mutants killed where expected ({} killed elsewhere only, {} flaky-kill, {} survived, \
@@ -137,7 +139,8 @@ impl Matrix {
         out
     }
 
-    fn clean_cell(&self, scenario: &str) -> String {
+    /// The text of the clean build's cell of `scenario`.
+    pub fn clean_cell(&self, scenario: &str) -> String {
         let violated: Vec<&str> = self
             .clean_violations
             .iter()
@@ -155,7 +158,8 @@ impl Matrix {
     }
 }
 
-fn cell_text(row: &MutantRow, scenario: &str) -> String {
+/// The text of one mutant × scenario cell.
+pub fn cell_text(row: &MutantRow, scenario: &str) -> String {
     let Some(cell) = row.cells.get(scenario) else {
         return if row.expected.iter().any(|e| e == scenario) { "no record".into() } else { "-".into() };
     };

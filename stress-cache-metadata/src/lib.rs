@@ -16,8 +16,8 @@ mod tier;
 pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
-    CrashStateCounts, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,
-    ScenarioOutcome, ScenarioRecord, Status,
+    CrashStateCounts, EventKind, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,
+    ScenarioOutcome, ScenarioRecord, Status, TimelineEvent,
 };
 pub use spec_check::{Moment, SeenFile, SpecCheckReport};
 pub use suite_env::SuiteEnv;

@@ -58,6 +58,12 @@ pub struct ScenarioRecord {
     /// reported, never a violation and never a kill.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
+    /// What the harness did to the processes and what the server did to their requests, with wall-clock
+    /// times, for the report's timelines: gate releases, SIGSTOP seen / SIGCONT / SIGKILL sent, faults
+    /// served. Additive (records without it read as no events); an empty list means none was recorded,
+    /// never "none happened" for a scenario that does not record them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<TimelineEvent>,
     /// Power-loss scenarios only: how many crash states were explored and how many broke the cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_states: Option<CrashStateCounts>,
@@ -282,6 +288,55 @@ pub struct ProcessRun {
     /// Last lines of stderr.
     #[serde(default)]
     pub stderr_tail: String,
+    /// When its fleet was released (unix ms): the start of its bar on a timeline. `wall_ms` counts from
+    /// here. Absent in records written before it was added; readers then use the record's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_ms: Option<u64>,
+}
+
+/// Something that happened to the processes of a scenario at a known instant (see
+/// [`ScenarioRecord::events`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimelineEvent {
+    /// Wall-clock time (unix ms).
+    pub unix_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The process it happened to, if one (a gate release or a fault concerns the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Details: the gate's name, the fault served and on which route, why a process was killed.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// [`TimelineEvent::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A server gate released the responses parked at it.
+    GateRelease,
+    /// The harness saw the process stopped (SIGSTOP, e.g. raised by a `pause` failpoint).
+    Sigstop,
+    /// The harness resumed a stopped process.
+    Sigcont,
+    /// The harness killed the process (a crash it injected, or the watchdog).
+    Sigkill,
+    /// The server answered a request with a fault (anything but a clean response).
+    Fault,
+}
+
+impl EventKind {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::GateRelease => "gate-release",
+            EventKind::Sigstop => "sigstop",
+            EventKind::Sigcont => "sigcont",
+            EventKind::Sigkill => "sigkill",
+            EventKind::Fault => "fault",
+        }
+    }
 }
 
 /// A named phase of a process.
@@ -293,4 +348,37 @@ pub struct Phase {
     pub start_unix_ms: u64,
     /// End (unix ms).
     pub end_unix_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timeline fields are additive: a record written before them reads as "no events recorded"
+    /// and "start unknown", and one with them round-trips.
+    #[test]
+    fn timeline_fields_are_optional_and_round_trip() {
+        let old = serde_json::json!({
+            "schema_version": 2, "scenario": "s", "tier": "pr", "seed": 1, "mutant": null, "target": "t",
+            "processes": 1, "started_unix_ms": 5, "outcomes": {}, "invariants": [],
+            "figures": { "wall_ms": 1.0, "processes_per_sec": 1.0, "latency_p50_ms": 1.0, "latency_p95_ms": 1.0,
+                         "lock_wait_p50_ms": null, "bytes_served": 0, "complete_bodies_per_model": {},
+                         "cache_hit_ratio": null, "mb_per_sec": 0.0 },
+            "process_runs": [{ "index": 0, "role": "writer", "pid": 7, "exit_code": 0, "signal": null,
+                               "class": "ok", "wall_ms": 3.0, "peak_rss_kb": null }]
+        });
+        let mut record: ScenarioRecord = serde_json::from_value(old).expect("an older record reads");
+        assert!(record.events.is_empty());
+        assert_eq!(record.process_runs[0].started_unix_ms, None);
+        record.process_runs[0].started_unix_ms = Some(5);
+        record.events.push(TimelineEvent {
+            unix_ms: 6,
+            kind: EventKind::Sigkill,
+            pid: Some(7),
+            detail: "x".into(),
+        });
+        let text = serde_json::to_string(&record).expect("serialises");
+        assert!(text.contains("\"kind\":\"sigkill\""), "{text}");
+        assert_eq!(serde_json::from_str::<ScenarioRecord>(&text).expect("reads back"), record);
+    }
 }

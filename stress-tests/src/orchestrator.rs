@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::printed_path::PrintedPath;
 use crate::proc_locks::{self, FileId};
-use stress_cache_metadata::FilePattern;
+use stress_cache_metadata::{EventKind, FilePattern, TimelineEvent};
 
 /// Error starting a fleet.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,8 @@ pub struct ProcessOutcome {
     pub hung: bool,
     /// From the common release to exit.
     pub wall: Duration,
+    /// The common release (unix ms), where `wall` starts: a process's bar on the report's timeline.
+    pub started_unix_ms: u64,
     /// Peak RSS in kB (`ru_maxrss`).
     pub peak_rss_kb: Option<u64>,
     /// File holding its stdout.
@@ -146,6 +148,19 @@ struct State {
     hung: BTreeSet<usize>,
     released_at: Option<Instant>,
     stop_watchdog: bool,
+    /// What the harness did to the processes, and the stops it saw, for the report's timeline.
+    events: Vec<TimelineEvent>,
+}
+
+impl State {
+    fn event(&mut self, kind: EventKind, pid: u32, detail: &str) {
+        self.events.push(TimelineEvent {
+            unix_ms: unix_ms_now(),
+            kind,
+            pid: Some(pid),
+            detail: detail.into(),
+        });
+    }
 }
 
 struct Shared {
@@ -282,6 +297,7 @@ impl Fleet {
                 hung: BTreeSet::new(),
                 released_at: None,
                 stop_watchdog: false,
+                events: Vec::new(),
             }),
             changed: Condvar::new(),
         });
@@ -447,8 +463,25 @@ impl Fleet {
     }
 
     /// Whether `pid` is stopped (state `T` in `/proc/<pid>/stat`), e.g. parked by a `pause` failpoint.
+    /// The first time a stop is seen (since the last resume) it goes on the timeline.
     pub fn is_stopped(&self, pid: u32) -> bool {
-        is_job_stopped(pid)
+        let stopped = is_job_stopped(pid);
+        if stopped {
+            let mut state = self.shared.lock();
+            let last =
+                state.events.iter().rev().find(|e| {
+                    e.pid == Some(pid) && matches!(e.kind, EventKind::Sigstop | EventKind::Sigcont)
+                });
+            if last.is_none_or(|e| e.kind != EventKind::Sigstop) {
+                state.event(EventKind::Sigstop, pid, "seen stopped");
+            }
+        }
+        stopped
+    }
+
+    /// What happened to the processes so far (stops seen, SIGCONT and SIGKILL sent), in order.
+    pub fn events(&self) -> Vec<TimelineEvent> {
+        self.shared.lock().events.clone()
     }
 
     /// Resumes a stopped process (SIGCONT).
@@ -463,6 +496,7 @@ impl Fleet {
         if unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        self.shared.lock().event(EventKind::Sigcont, pid, "resumed");
         Ok(())
     }
 
@@ -470,7 +504,7 @@ impl Fleet {
     /// the process: its tracer, in the same group, must live to write the trace's last lines (the rest
     /// of the group goes when the fleet is dropped).
     pub fn kill(&self, pid: u32) {
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
         if let Some(i) = state.pids.iter().position(|p| *p == pid)
             && state.outcomes[i].is_none()
         {
@@ -478,6 +512,7 @@ impl Fleet {
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
             }
+            state.event(EventKind::Sigkill, pid, "injected crash");
         }
     }
 
@@ -550,7 +585,14 @@ impl Fleet {
         }
         self.shutdown();
         let state = self.shared.lock();
-        state.outcomes.iter().flatten().cloned().collect()
+        let released = self.released_unix_ms;
+        state
+            .outcomes
+            .iter()
+            .flatten()
+            .cloned()
+            .map(|o| ProcessOutcome { started_unix_ms: released, ..o })
+            .collect()
     }
 
     /// Kills whatever still runs and joins every thread (each reaps its child).
@@ -599,6 +641,7 @@ fn run_one(
         signal: None,
         hung: false,
         wall: Duration::ZERO,
+        started_unix_ms: 0,
         peak_rss_kb: None,
         stdout_path,
         stderr_path,
@@ -659,6 +702,7 @@ fn watchdog(shared: Arc<Shared>, deadline: Duration) {
         .collect();
     for (index, pid) in unfinished {
         state.hung.insert(index);
+        state.event(EventKind::Sigkill, pid, "watchdog: still running at the deadline");
         log::warn!(
             "watchdog: pid {pid} (#{index}) still running after {deadline:?}; killing its process group"
         );
@@ -837,6 +881,40 @@ mod tests {
         for pid in pids {
             assert!(!exists(pid), "pid {pid} survived (or is an unreaped zombie) after drop");
         }
+    }
+
+    /// The timeline of the report: a stop is recorded once when first seen (however often it is polled),
+    /// then the SIGCONT and SIGKILL sent, each on its process, in order; every outcome carries the release.
+    #[test]
+    fn stops_seen_and_signals_sent_are_recorded_once_each_on_their_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fleet = Fleet::start(
+            dir.path(),
+            vec![sh("kill -STOP $$; exec sleep 1000"), sh("exec sleep 1000")],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let pids = fleet.pids();
+        assert!(fleet.wait_until(|f| f.is_stopped(pids[0]), Duration::from_secs(10)), "never stopped");
+        assert!(fleet.is_stopped(pids[0]), "polled again while stopped");
+        fleet.resume(pids[0]).unwrap();
+        fleet.kill(pids[0]);
+        fleet.kill(pids[1]);
+        let outcomes = fleet.wait();
+        let events: Vec<(EventKind, Option<u32>)> = fleet.events().iter().map(|e| (e.kind, e.pid)).collect();
+        assert_eq!(
+            events,
+            vec![
+                (EventKind::Sigstop, Some(pids[0])),
+                (EventKind::Sigcont, Some(pids[0])),
+                (EventKind::Sigkill, Some(pids[0])),
+                (EventKind::Sigkill, Some(pids[1])),
+            ]
+        );
+        assert!(fleet.events().windows(2).all(|w| w[0].unix_ms <= w[1].unix_ms));
+        assert!(
+            outcomes.iter().all(|o| o.started_unix_ms == fleet.released_unix_ms() && o.started_unix_ms > 0)
+        );
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
             peak_rss_kb: o.peak_rss_kb,
             phases: meta.map(|m| m.phases).unwrap_or_default(),
             stderr_tail: o.stderr_tail(2000),
+            started_unix_ms: (o.started_unix_ms > 0).then_some(o.started_unix_ms),
         });
     }
     let latencies: Vec<f64> = runs.iter().map(|r| r.wall_ms).collect();
@@ -132,6 +133,7 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         mutant_active: None,
         findings: Vec::new(),
         crash_states: None,
+        events: Vec::new(),
     }
 }
 
@@ -201,6 +203,7 @@ mod tests {
             mutant_active: None,
             findings: Vec::new(),
             crash_states: None,
+            events: Vec::new(),
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -136,10 +136,11 @@ fn nightly(root: &Path, repeat: u32, mutants_tier: &str, skip_mutants: bool) -> 
     let tier_dir_s = tier_dir.to_string_lossy().into_owned();
     let repeat_s = repeat.to_string();
     // Both halves run even when the first fails: the night's report should say everything it can.
-    let tier_status = cargo_status(
-        root,
-        &["stress-cache", "--tier", "nightly", "--repeat", &repeat_s, "--run-dir", &tier_dir_s],
-    )?;
+    // In GitHub Actions the CLI writes its own tables to the job summary.
+    let summary_flag: &[&str] =
+        if std::env::var_os("GITHUB_STEP_SUMMARY").is_some() { &["--github-summary"] } else { &[] };
+    let tier_args = ["stress-cache", "--tier", "nightly", "--repeat", &repeat_s, "--run-dir", &tier_dir_s];
+    let tier_status = cargo_status(root, &[&tier_args[..], summary_flag].concat())?;
     let mut failures = Vec::new();
     if !tier_status.success() {
         failures.push(format!("nightly tier ({tier_status})"));
@@ -148,10 +149,8 @@ fn nightly(root: &Path, repeat: u32, mutants_tier: &str, skip_mutants: bool) -> 
     if !skip_mutants {
         let mutants_dir = dir.join("mutants");
         let mutants_dir_s = mutants_dir.to_string_lossy().into_owned();
-        let status = cargo_status(
-            root,
-            &["stress-cache", "mutants", "--tier", mutants_tier, "--run-dir", &mutants_dir_s],
-        )?;
+        let mutants_args = ["stress-cache", "mutants", "--tier", mutants_tier, "--run-dir", &mutants_dir_s];
+        let status = cargo_status(root, &[&mutants_args[..], summary_flag].concat())?;
         if !status.success() {
             failures.push(format!("mutants matrix ({status})"));
         }

@@ -152,6 +152,9 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         "report.json",
         "repeat-1/junit.xml",
         "repeat-2/junit.xml",
+        "report.html",
+        "repeat-1/stress-cache.junit.xml",
+        "repeat-2/stress-cache.junit.xml",
     ] {
         assert!(run_dir.join(file).is_file(), "missing {file}");
     }
@@ -232,6 +235,12 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(matrix_dir.join("run.json"))?)?;
     assert_eq!(info["state"], "finished");
+    let html = std::fs::read_to_string(matrix_dir.join("report.html"))?;
+    assert!(
+        html.contains("Mutants × scenarios") && html.contains("verdict-PASS"),
+        "the matrix decides the page"
+    );
+    assert!(matrix_dir.join("mutant-no-lock/repeat-1/stress-cache.junit.xml").is_file());
 
     // The same violation without the mutant's marker (a binary without the mutants feature): not run,
     // exit 1, whatever failed.

@@ -1,12 +1,15 @@
 //! End-to-end tests of the `cargo-stress-cache` binary, one module per concern: bad invocations
-//! (`usage`), `report` over hand-written run directories (`report`), tier runs and the mutants matrix
+//! (`usage`), `report` over hand-written run directories (`report`), `report.html` of real runs in
+//! headless Chromium (`browser`), the CI workflow under actionlint (`workflow`), tier runs and the mutants matrix
 //! against a fake suite (`fake_suite`), and interrupted runs (`interrupt`). This file holds what they
 //! share: running the binary, and throwaway workspaces.
 
+mod browser;
 mod fake_suite;
 mod interrupt;
 mod report;
 mod usage;
+mod workflow;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

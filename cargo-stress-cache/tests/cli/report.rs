@@ -48,6 +48,7 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
         mutant_active: None,
         findings: Vec::new(),
         crash_states: None,
+        events: Vec::new(),
     }
 }
 
@@ -302,5 +303,40 @@ fn report_leaves_the_suites_own_mutant_self_checks_out_of_the_verdict() -> Resul
     std::fs::remove_file(run_dir.join("run.json"))?;
     let (code, stdout, _) = run(stress_cache(&["report", dir]))?;
     assert_eq!(code, 1, "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn report_html_writes_the_page_into_the_run_dir_and_github_summary_appends_the_markdown() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let run_dir = tmp.path().join("pr-run");
+    write_repeat(
+        &run_dir,
+        1,
+        &[
+            record("first_download", &[], 40.0, 200.0),
+            record("crash_before_rename", &["no_partial_content"], 20.0, 400.0),
+        ],
+        &[("first_download", ""), ("crash_before_rename", "")],
+    )?;
+    let summary = tmp.path().join("step-summary.md");
+    std::fs::write(&summary, "earlier step\n")?;
+    let (code, _, stderr) = run(stress_cache(&["report", "--html", "--github-summary"])
+        .arg(&run_dir)
+        .env("GITHUB_STEP_SUMMARY", &summary))?;
+    assert_eq!(code, 1, "{stderr}");
+    let html = std::fs::read_to_string(run_dir.join("report.html")).context("report.html written")?;
+    assert!(
+        html.contains("verdict-FAIL") && html.contains("no_partial_content broke: evidence line"),
+        "{html}"
+    );
+    let markdown = std::fs::read_to_string(&summary)?;
+    assert!(markdown.starts_with("earlier step\n"), "appended, not overwritten: {markdown}");
+    assert!(markdown.contains("## cargo stress-cache") && markdown.contains("FAIL:"), "{markdown}");
+
+    // Without the variable, the flag is a usage error before anything runs.
+    let (code, _, stderr) =
+        run(stress_cache(&["report", "--github-summary"]).arg(&run_dir).env_remove("GITHUB_STEP_SUMMARY"))?;
+    assert_setup_error(code, &stderr, "GITHUB_STEP_SUMMARY");
     Ok(())
 }

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stress_cache_metadata::ScenarioRecord;
+use stress_cache_metadata::{ScenarioRecord, TimelineEvent};
 
 pub use run::{Phase, ScenarioRun, merge_all};
 
@@ -95,6 +95,9 @@ pub struct Scenario {
     /// Where this scenario's file systems are mounted: inside `STRESS_TMP_DIR` when the CLI set it, so
     /// its clean-up unmounts what a killed test could not.
     mount_parent: PathBuf,
+    /// What happened to the processes and their requests (stops, signals, gate releases, faults), for
+    /// the record's timeline.
+    events: Vec<TimelineEvent>,
 }
 
 impl Scenario {
@@ -126,6 +129,7 @@ impl Scenario {
         )?;
         Ok(Scenario {
             mount_parent: tmp_parent.join("mnt"),
+            events: Vec::new(),
             name: name.to_string(),
             target,
             tier,
@@ -325,6 +329,7 @@ impl Scenario {
     /// Waits for a traced fleet, then for its tracers to finish writing; remembers the trace files.
     pub fn reap(&mut self, fleet: &mut TracedFleet) -> Vec<ProcessOutcome> {
         let outcomes = fleet.fleet.wait();
+        self.events.extend(fleet.fleet.events());
         for (file, outcome) in fleet.traces.iter().zip(&outcomes) {
             // The tracer is a detached grandchild: it may still be writing the last lines. A hung
             // process's whole group (tracer included) was killed by the watchdog: nothing more comes.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stress_cache_metadata::{InvariantResult, ScenarioRecord};
+use stress_cache_metadata::{EventKind, InvariantResult, ScenarioRecord, TimelineEvent};
 
 use super::{Scenario, ScenarioError, TracedFleet, keep_dir};
 use crate::invariants::{
@@ -18,7 +18,7 @@ use crate::invariants::{
 use crate::orchestrator::{Fleet, ProcessOutcome};
 use crate::reader_probe::{ReaderProbe, ReaderReport};
 use crate::record::{self, RecordInput};
-use crate::server::RouteHandle;
+use crate::server::{Fault, Gate, RouteHandle};
 use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot};
 use crate::target::{ProcessPlan, Target};
 
@@ -252,6 +252,36 @@ impl ScenarioRun<'_> {
     /// summed per model).
     pub fn served_from_routes(&mut self, routes: &[&RouteHandle]) -> &mut Self {
         self.served = Some(super::served_counts(routes));
+        // Every fault served goes on the timeline (clean responses would only crowd it).
+        for route in routes {
+            for (at, fault) in route.served_faults_at().into_iter().filter(|(_, f)| *f != Fault::Ok) {
+                let unix_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64);
+                let what = match &fault {
+                    Fault::Gated { .. } => "gated".to_string(),
+                    other => format!("{other:?}"),
+                };
+                self.scenario.events.push(TimelineEvent {
+                    unix_ms: unix_ms.unwrap_or(0),
+                    kind: EventKind::Fault,
+                    pid: None,
+                    detail: format!("{}: {what}", route.path()),
+                });
+            }
+        }
+        self
+    }
+
+    /// Releases `gate` now and puts the release on the record's timeline.
+    pub fn release_gate(&mut self, gate: &Gate) -> &mut Self {
+        gate.release();
+        self.gate_released(gate, crate::orchestrator::unix_ms_now());
+        self
+    }
+
+    /// Puts a release of `gate` at `unix_ms` on the record's timeline.
+    pub fn gate_released(&mut self, gate: &Gate, unix_ms: u64) -> &mut Self {
+        let detail = format!("gate {} released ({} parked)", gate.name(), gate.parked());
+        self.scenario.events.push(TimelineEvent { unix_ms, kind: EventKind::GateRelease, pid: None, detail });
         self
     }
 
@@ -471,6 +501,9 @@ impl ScenarioRun<'_> {
         record.mutant_active = mutant_active;
         record.findings = findings;
         record.crash_states = self.crash_states;
+        let mut events = std::mem::take(&mut self.scenario.events);
+        events.sort_by_key(|e| e.unix_ms);
+        record.events = events;
         if let Err(e) = record::write_record(&record, &results_dir) {
             log::warn!("{e}");
         }

@@ -196,7 +196,7 @@ pub fn late_joiners_while_a_download_is_in_flight(
         let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
         forced.record_into(&mut run);
     } else {
-        gate.release();
+        run.release_gate(&gate);
         run.setup_error(format!(
             "the first download never parked with data on disk within {OVERLAP_TIMEOUT:?}"
         ));

@@ -149,7 +149,7 @@ fn killed_at(
             log::info!("{name}: SIGKILL to pid {pid} at {phase:?}: {what}");
         }
         Seen::NotApplicable(why) => {
-            gate.release();
+            run.release_gate(&gate);
             run.wait();
             return Ok(run.scenario().not_applicable(&why));
         }
@@ -159,7 +159,7 @@ fn killed_at(
         }
     }
     // The victim is dead: the parked response goes on into a closed socket.
-    gate.release();
+    run.release_gate(&gate);
     run.wait();
     route.set_schedule(restart);
     run.join(restarted)?;

@@ -49,6 +49,8 @@ pub struct Overlap {
     pub parked_scan: ReaderReport,
     /// Whether each process writing cache data while the download was parked held an exclusive lock.
     pub live_locks: LiveLockObservation,
+    /// The gate, and when it was released (unix ms), for the record's timeline.
+    pub released: (Gate, u64),
 }
 
 impl Overlap {
@@ -85,6 +87,7 @@ impl Overlap {
             ));
         }
         run.add_live_locks(self.live_locks);
+        run.gate_released(&self.released.0, self.released.1);
     }
 }
 
@@ -174,7 +177,9 @@ pub fn hold_until_overlap_then(
     }
     before_release();
     gate.release();
+    let released = (gate.clone(), orchestrator::unix_ms_now());
     Overlap {
+        released,
         by_deadline: !held,
         parked,
         lock_waiters,

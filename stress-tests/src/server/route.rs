@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -84,6 +84,8 @@ struct RouteState {
 struct Schedule {
     plan: FaultPlan,
     served: Vec<Fault>,
+    /// When each request of `served` took its fault (same order), for timelines.
+    served_at: Vec<SystemTime>,
 }
 
 impl RouteHandle {
@@ -96,7 +98,11 @@ impl RouteHandle {
                 sha256,
                 headers: route.headers,
                 model_id: route.model_id,
-                schedule: Mutex::new(Schedule { plan: route.plan, served: Vec::new() }),
+                schedule: Mutex::new(Schedule {
+                    plan: route.plan,
+                    served: Vec::new(),
+                    served_at: Vec::new(),
+                }),
                 changed: Condvar::new(),
                 requests: AtomicU64::new(0),
                 complete_bodies: AtomicU64::new(0),
@@ -210,12 +216,19 @@ impl RouteHandle {
         self.lock_schedule().served.clone()
     }
 
+    /// The fault each request got, with the time it took it, in request order.
+    pub fn served_faults_at(&self) -> Vec<(SystemTime, Fault)> {
+        let schedule = self.lock_schedule();
+        schedule.served_at.iter().copied().zip(schedule.served.iter().cloned()).collect()
+    }
+
     /// Count a request and take its fault.
     pub(crate) fn next_fault(&self) -> Fault {
         let mut schedule = self.lock_schedule();
         self.inner.requests.fetch_add(1, Ordering::SeqCst);
         let fault = schedule.plan.next_fault();
         schedule.served.push(fault.clone());
+        schedule.served_at.push(SystemTime::now());
         drop(schedule);
         self.inner.changed.notify_all();
         fault

@@ -211,17 +211,17 @@ impl Bench {
     }
 }
 
-/// The suite's loopback model server (`stress_tests::server`) with one route serving `body` at `MODEL_PATH`.
+/// The loopback model server (crate `fault-server`) with one route serving `body` at `MODEL_PATH`.
 struct Server {
-    _server: stress_tests::server::ModelServer,
-    route: stress_tests::server::RouteHandle,
+    _server: fault_server::ModelServer,
+    route: fault_server::RouteHandle,
     url: String,
 }
 
 impl Server {
     fn start(body: Vec<u8>) -> Result<Server> {
-        let server = stress_tests::server::ModelServer::start()?;
-        let route = server.add_route(stress_tests::server::Route::new(MODEL_PATH, body));
+        let server = fault_server::ModelServer::start()?;
+        let route = server.add_route(fault_server::Route::new(MODEL_PATH, body));
         let url = server.url(&route);
         Ok(Server { _server: server, route, url })
     }

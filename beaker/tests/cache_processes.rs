@@ -1,5 +1,5 @@
 //! The download cache under real processes and a fault-injecting loopback model server
-//! (`stress_tests::server`): one download for N concurrent processes, classified failures with
+//! (crate `fault-server`): one download for N concurrent processes, classified failures with
 //! nothing cached, crash at every failpoint then a clean run, gc racing readers.
 
 mod support;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use beaker::cache;
 use beaker::lock;
-use stress_tests::server::{Fault, FaultPlan, Gate, GatePoint, ModelServer, Route, RouteHandle};
+use fault_server::{Fault, FaultPlan, Gate, GatePoint, ModelServer, Route, RouteHandle};
 use support::{TestCache, assert_one_error_line, describe};
 
 const PATH: &str = "/models/small/small.onnx";

@@ -6,17 +6,17 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, Result, ensure};
 
-/// The suite's loopback model server (`stress_tests::server`) with one route serving `body` at `/models/large/large.onnx`.
+/// The loopback model server (crate `fault-server`) with one route serving `body` at `/models/large/large.onnx`.
 struct ModelServer {
-    _server: stress_tests::server::ModelServer,
-    route: stress_tests::server::RouteHandle,
+    _server: fault_server::ModelServer,
+    route: fault_server::RouteHandle,
     url: String,
 }
 
 impl ModelServer {
     fn start(body: Vec<u8>) -> Result<ModelServer> {
-        let server = stress_tests::server::ModelServer::start()?;
-        let route = server.add_route(stress_tests::server::Route::new("/models/large/large.onnx", body));
+        let server = fault_server::ModelServer::start()?;
+        let route = server.add_route(fault_server::Route::new("/models/large/large.onnx", body));
         let url = server.url(&route);
         Ok(ModelServer { _server: server, route, url })
     }

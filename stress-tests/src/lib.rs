@@ -9,8 +9,11 @@ pub mod record;
 pub mod run_metadata;
 pub mod scenario;
 pub mod scenarios;
-pub mod server;
 pub mod snapshot;
 pub mod spec_check;
 pub mod target;
 pub mod tier;
+
+/// The fault-injecting model server, its own crate; re-exported so `stress_tests::server::...` and
+/// `crate::server::...` paths keep working.
+pub use fault_server as server;

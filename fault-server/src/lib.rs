@@ -1,9 +1,9 @@
-//! The fault-injecting model server: serves fixture models over HTTP/1.1 on loopback, with a
+//! A fault-injecting model server: serves fixture models over HTTP/1.1 on loopback, with a
 //! deterministic per-route schedule of HTTP-level faults, TCP-level faults and gates.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use stress_tests::server::{Fault, FaultPlan, Gate, GatePoint, ModelServer, Route};
+//! use fault_server::{Fault, FaultPlan, Gate, GatePoint, ModelServer, Route};
 //!
 //! let server = ModelServer::start()?;
 //! let route = server.add_route(Route::new("/models/small.onnx", vec![0u8; 1024]).model_id("small"));
@@ -27,27 +27,40 @@
 //!   [`ModelServer::shutdown`] (also run on drop) stops accepting, drops every connection task —
 //!   which ends stalled and parked responses — and joins the thread.
 //! - **One server, one schedule, for every fault.** An HTTP mock (e.g. httpmock) covers statuses
-//!   and bodies but not resets, stalls, refused connections or mid-body gates; using it next to a
-//!   raw TCP server would split one route's attempts over two servers and two schedules. Here the
-//!   n-th request to a route gets the n-th fault whatever its kind, which is what a retry test
-//!   needs ("503, then a reset, then OK").
-//! - **The wire is written by hand.** Each connection is plain tokio I/O with a minimal HTTP/1.1
-//!   request parser; responses are written byte for byte. A conforming HTTP library such as hyper
-//!   works against fault injection: it truncates bodies longer than their `Content-Length`,
-//!   chooses framing itself, and buffers writes so "exactly n body bytes, then close/RST/stall"
-//!   cannot be guaranteed. Needing the raw socket for RST (`SO_LINGER` 0) anyway, the server owns
-//!   the connection end to end.
+//!   and bodies but not resets, stalls, short bodies or mid-body gates; using it next to a raw TCP
+//!   server would split one route's attempts over two servers and two schedules. Here the n-th GET
+//!   to a route gets the n-th fault whatever its kind, which is what a retry test needs ("503, then
+//!   a reset, then OK").
+//! - **hyper writes the responses** (`hyper::server::conn::http1`). Statuses, redirects, Range/416,
+//!   ETags, HTML error pages and gates before the head are ordinary responses. The framing is
+//!   chosen by the headers: a `Content-Length` header gives a fixed length (which may claim more
+//!   than is sent), none gives chunked; the body's size hint is never exact, so hyper does not
+//!   second-guess the header. The body (`body.rs`) yields the content up to the next gate or the
+//!   fault's byte limit, then ends, or has the connection closed, or stays pending (a stall).
+//!   hyper 1.x flushes whenever the body returns `Pending`, and the socket wrapper (`conn.rs`)
+//!   reports each completed flush, so "exactly n bytes on the wire, then park/stall/close" holds.
+//! - **Close, reset and "no response" are the connection task's.** A fault that ends the
+//!   connection asks the connection task to take it back from hyper (`into_parts`): it closes
+//!   with a FIN, or with an RST (`SO_LINGER` 0 on the socket), after what hyper flushed and nothing
+//!   else.
+//! - **A raw path only for what hyper cannot write.** hyper trims a body to its `Content-Length`,
+//!   so a body *longer* than its `Content-Length` ([`Fault::ShortContentLength`]) is written byte
+//!   for byte by the connection task after taking the connection back (`raw.rs`, whose
+//!   `needs_raw_path` is the one place that decides; hyper has parsed the request already).
 //! - **Loopback only.** The listener binds `127.0.0.1:0`, never a wildcard address.
-//! - **Bounded.** Keep-alive connections serve at most 10 000 requests and close after 60 s idle;
-//!   request heads are capped at 16 KiB; every gate wait takes a deadline.
+//! - **Bounded.** Keep-alive connections serve at most 10 000 requests and close after 60 s without
+//!   a request head; request heads are capped at 16 KiB; every gate wait takes a deadline.
 //!
-//! Every request to a route (GET or HEAD) consumes one fault of its plan; see [`Fault`] for the
-//! exact wire behaviour of each.
+//! Every GET to a route consumes one fault of its plan; a HEAD consumes none and gets the route's
+//! real headers. See [`Fault`] for the exact wire behaviour of each fault.
 
+mod body;
 mod conn;
 mod faults;
 mod gate;
-mod request;
+mod range;
+mod raw;
+mod respond;
 mod route;
 
 use std::collections::HashMap;

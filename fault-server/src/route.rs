@@ -151,19 +151,20 @@ impl RouteHandle {
         self.inner.requests.load(Ordering::SeqCst)
     }
 
-    /// Full-length `200` GET bodies whose last byte was written with correct framing
-    /// ([`Fault::Ok`], [`Fault::Corrupt`], [`Fault::Chunked`], [`Fault::Gated`]). Partial bodies,
-    /// range responses, HEAD and mis-framed responses never count: this is the download
-    /// amplification figure.
+    /// Full-length `200` GET bodies whose last byte was handed to the writer with correct framing
+    /// ([`Fault::Ok`], [`Fault::Corrupt`], [`Fault::Chunked`], [`Fault::Gated`], ...). Partial
+    /// bodies, range responses, HEAD and mis-framed responses never count: this is the download
+    /// amplification figure. Counted before the connection writes its last bytes.
     pub fn complete_bodies(&self) -> u64 {
         self.inner.complete_bodies.load(Ordering::SeqCst)
     }
 
-    /// Body bytes of this route written to sockets, over all responses.
+    /// Body bytes of this route sent, over all responses.
     ///
-    /// Counted just after each write returns, so a client can hold bytes a moment before they
-    /// are counted; wait with [`RouteHandle::wait_until`] rather than reading this once. (A
-    /// response's counts are always updated before its connection closes.)
+    /// Counted when a piece of body is handed to the connection's writer, just before it reaches
+    /// the socket, so a client never holds bytes that are not counted yet; a client that leaves
+    /// mid-body can leave the count up to one 64 KiB piece ahead of what reached its socket.
+    /// Parked and stalled responses are counted once their bytes are on the wire.
     pub fn bytes_served(&self) -> u64 {
         self.inner.bytes_served.load(Ordering::SeqCst)
     }

@@ -13,9 +13,10 @@ pub const CORRUPT_BYTES: usize = 16;
 
 /// What one request to a route gets.
 ///
-/// A fault is chosen per *request* (GET and HEAD alike) from the route's [`FaultPlan`]. HTTP-level
-/// faults produce a well-formed but wrong response; TCP-level faults break the connection in a
-/// specific way; [`Fault::Gated`] parks the response until the test releases a [`Gate`].
+/// A fault is chosen per GET from the route's [`FaultPlan`] (a HEAD takes none and is answered as
+/// [`Fault::Ok`]). HTTP-level faults produce a well-formed but wrong response; TCP-level faults break
+/// the connection in a specific way; [`Fault::Gated`] parks the response until the test releases a
+/// [`Gate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Serve the route normally (200, or 206 for a `Range` request).
@@ -71,12 +72,14 @@ pub enum Fault {
     /// Write the full response head (with the real `Content-Length`), then close: EOF before any
     /// body byte.
     HeadersThenClose,
-    /// Write the head and this many body bytes, then close (FIN).
+    /// Write the head and this many body bytes, then close (FIN). A count that covers the whole
+    /// body sends a complete response (the connection then follows the request's keep-alive).
     CloseAfter(u64),
     /// Read the request, then reset the connection (`SO_LINGER` 0 and close → RST): the client's
     /// read fails with ECONNRESET.
     Reset,
-    /// Write the head and `after` body bytes, then nothing until the server shuts down.
+    /// Write the head and `after` body bytes, then nothing until the client leaves or the server
+    /// shuts down. A count that covers the whole body sends a complete response.
     Stall {
         /// Body bytes written before the stall.
         after: u64,
@@ -130,7 +133,9 @@ impl std::fmt::Display for Fault {
 pub enum GatePoint {
     /// After the request was read, before any response byte.
     BeforeHeaders,
-    /// After the head and this many body bytes (clamped to the body length).
+    /// After the head and this many body bytes, clamped to one byte short of the body: a response
+    /// whose last byte is out is finished, so it could no longer be held. On an empty body the
+    /// response parks before its head.
     AfterBytes(u64),
 }
 

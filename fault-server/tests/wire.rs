@@ -7,10 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
+use fault_server::{CORRUPT_BYTES, Fault, FaultPlan, Gate, GatePoint, ModelServer, Route, RouteHandle};
 use sha2::{Digest, Sha256};
-use stress_tests::server::{
-    CORRUPT_BYTES, Fault, FaultPlan, Gate, GatePoint, ModelServer, Route, RouteHandle,
-};
 
 /// Watchdog for every client read: a test fails instead of hanging if the server misbehaves.
 const WATCHDOG: Duration = Duration::from_secs(10);
@@ -255,7 +253,7 @@ fn error_statuses_and_the_200_error_page_carry_html_bodies() {
     assert!(String::from_utf8_lossy(&gone.body).contains("<h1>410 Gone</h1>"));
     let page = get(&server, &route);
     assert_eq!(page.status, Some(200));
-    assert_eq!(page.body, stress_tests::server::ERROR_PAGE_HTML);
+    assert_eq!(page.body, fault_server::ERROR_PAGE_HTML);
 }
 
 #[test]
@@ -621,4 +619,49 @@ fn route_wait_until_returns_on_the_counter_event_and_errors_naming_the_route_on_
         .expect_err("a stalled body never completes");
     assert_eq!(err.path, "/stall.onnx");
     assert!(err.to_string().contains("/stall.onnx"), "{err}");
+}
+
+#[test]
+fn short_content_length_still_sends_the_surplus_bytes_then_closes() {
+    // hyper would trim the body to its Content-Length; the raw path must not.
+    let bytes = content(1000);
+    let (server, route) =
+        server_with("/m.onnx", bytes.clone(), FaultPlan::new([Fault::ShortContentLength(400)]));
+    let ex = get(&server, &route);
+    assert_eq!(ex.status, Some(200));
+    assert_eq!(ex.content_length(), Some(600));
+    assert_eq!(ex.body, bytes, "every byte of the body, past the claimed length");
+    assert_eq!(ex.ending, Ending::Eof);
+    assert_eq!(route.bytes_served(), 1000);
+    // The connection was taken back from hyper for one response only: the next GET is served by hyper.
+    assert_eq!(get(&server, &route).body, bytes);
+}
+
+#[test]
+fn oversized_request_head_is_refused_and_takes_no_fault() {
+    let (server, route) = server_with("/m.onnx", content(10), FaultPlan::default());
+    let mut stream = connect(server.addr());
+    let huge = "x".repeat(32 * 1024);
+    send(&mut stream, "GET", "/m.onnx", &[("X-Padding", huge.as_str())], true);
+    let (raw, ending) = read_to_end(&mut stream);
+    let ex = parse(raw, ending);
+    // hyper answers 431; closing with the rest of the head unread may reset the connection first.
+    assert!(matches!(ex.status, None | Some(431)), "refused, not served: {:?}", ex.status);
+    assert_eq!(route.requests(), 0);
+}
+
+#[test]
+fn gate_after_the_whole_body_parks_one_byte_short_so_the_response_is_still_held() {
+    let bytes = content(1000);
+    let gate = Gate::named("at-the-end");
+    let plan = FaultPlan::new([Fault::Gated { at: GatePoint::AfterBytes(5000), gate: gate.clone() }]);
+    let (server, route) = server_with("/m.onnx", bytes.clone(), plan);
+    let clients = spawn_clients(server.addr(), "/m.onnx", 1);
+    gate.wait_arrivals(1, WATCHDOG).expect("the response parks");
+    assert_eq!((route.bytes_served(), route.complete_bodies()), (999, 0));
+    gate.release();
+    for client in clients {
+        assert_eq!(client.join().unwrap().body, bytes);
+    }
+    assert_eq!(route.complete_bodies(), 1);
 }

@@ -37,6 +37,9 @@ pub struct Aggregate {
     pub outcomes: OutcomeCounts,
     /// JUnit reports read (one per nextest run: repeats × partitions).
     pub junit_reports: usize,
+    /// One line per scenario (× mutant): outcomes, invariant counts, slowest process.
+    #[serde(default)]
+    pub scenarios: Vec<crate::overview::ScenarioLine>,
     /// Scenario × invariant status counts, over the scenario runs that passed or failed.
     pub invariants: Vec<InvariantRow>,
     /// Scenario runs whose setup failed (outcome `error`).
@@ -115,6 +118,7 @@ impl Aggregate {
             records: records.len(),
             outcomes: OutcomeCounts::of(records.iter().map(|(_, r)| *r)),
             junit_reports: inputs.junit.len(),
+            scenarios: crate::overview::lines(records.iter().map(|(_, r)| *r)),
             invariants: invariant_rows(&evidence),
             setup_errors: outcomes::setup_error_rows(&records),
             not_applicable: outcomes::not_applicable_rows(&records),

@@ -20,10 +20,10 @@ use crate::nextest;
 pub const PROFILE: &str = "stress-spec-check";
 
 /// Runs the check with `env` (which names the report file) and returns the report.
-pub fn observe(cargo: &Cargo, env: &SuiteEnv, quiet: bool, interrupt: &Interrupt) -> Result<SpecCheckReport> {
+pub fn observe(cargo: &Cargo, env: &SuiteEnv, output: nextest::Output, interrupt: &Interrupt) -> Result<SpecCheckReport> {
     let out =
         env.spec_check_out.clone().ok_or_else(|| Error::Usage("check-spec needs a report path".into()))?;
-    let mut cmd = nextest::profile_command(cargo, PROFILE, env, quiet);
+    let mut cmd = nextest::profile_command(cargo, PROFILE, env, output);
     let (shown, waited) = nextest::run_interruptibly(&mut cmd, interrupt, "nextest (check-spec)")?;
     if let Some(signal) = waited.signal {
         return Err(Error::Interrupted {

@@ -53,6 +53,13 @@ pub enum Command {
         #[arg(long)]
         html: bool,
     },
+    /// Remove old run directories under `<target dir>/stress-cache/` and the stored target binaries no
+    /// remaining run names. A run directory another process is writing is never removed.
+    Clean {
+        /// Run directories to keep, newest first.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep: usize,
+    },
     /// Check a target declaration against a clean run of the target: list every file its cache held and
     /// the role each pattern gave it; exit 2 when a file has two roles or none, or no final was seen.
     CheckSpec {
@@ -140,6 +147,7 @@ impl StressCache {
             (t.run_dir.is_some(), "--run-dir"),
             (t.seed.is_some(), "--seed"),
             (t.processes.is_some(), "--processes"),
+            (t.keep != stress_cache_runner::retention::DEFAULT_KEEP, "--keep"),
             (self.run.repeat != 1, "--repeat"),
             (self.run.mutant.is_some(), "--mutant"),
         ];
@@ -168,6 +176,10 @@ pub struct TierOpts {
     /// Cap on processes per scenario, at least 1 [default: $STRESS_PROCESSES, else none].
     #[arg(long, value_name = "N", value_parser = parse_processes)]
     pub processes: Option<usize>,
+    /// Run directories to keep in `<target dir>/stress-cache/`, this one included; older ones (and
+    /// binaries no kept run names) are removed when a run starts.
+    #[arg(long, value_name = "N", default_value_t = stress_cache_runner::retention::DEFAULT_KEEP)]
+    pub keep: usize,
 }
 
 /// Options of a tier run.

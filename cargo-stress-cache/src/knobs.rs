@@ -189,6 +189,7 @@ mod tests {
             run_dir: None,
             seed: Some(1),
             processes: None,
+            keep: 20,
         };
         let k = Knobs::resolve(&opts, None, env.clone());
         assert_eq!((k.tier, k.processes, k.seed), (Tier::Nightly, Some(4), Some(1)));

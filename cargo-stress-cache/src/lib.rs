@@ -23,15 +23,18 @@ pub mod knobs;
 pub mod mutants;
 pub mod nextest;
 pub mod outcomes;
+pub mod progress;
+pub mod overview;
 pub mod publish;
 pub mod report;
 pub mod run;
 pub mod rundir;
 pub mod selfcheck;
+pub mod terminal;
 pub mod tmpdir;
 pub mod verdict;
 
-pub use stress_cache_runner::{build, cargo, workspace};
+pub use stress_cache_runner::{build, cargo, retention, workspace};
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -111,7 +114,7 @@ fn init_logging(global: &GlobalOpts) {
     // Logs and progress go to stderr (like nextest's own output); stdout carries only the tables.
     let _ = env_logger::Builder::new()
         .filter_level(level)
-        .target(env_logger::Target::Stderr)
+        .target(env_logger::Target::Pipe(Box::new(progress::LogWriter)))
         .format(|buf, record| {
             let prefix = match record.level() {
                 log::Level::Error => "error: ",
@@ -160,6 +163,7 @@ fn dispatch(args: StressCache) -> Result<()> {
             run_tier(cargo, &request, args.run.repeat)
         }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
+        Some(Command::Clean { keep }) => clean(cargo, &global, keep),
         Some(Command::Report { dirs, html }) => report(&global, &dirs, html),
         Some(Command::CheckSpec { file }) => {
             let interrupt = install_interrupt()?;
@@ -226,7 +230,11 @@ fn setup(mut cargo: Cargo, global: &GlobalOpts, target: &TargetOpts) -> Result<S
 }
 
 fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
-    Selection { filtersets: tier.filtersets.clone(), partition: tier.partition.clone(), quiet: global.quiet }
+    Selection {
+        filtersets: tier.filtersets.clone(),
+        partition: tier.partition.clone(),
+        output: nextest::Output::of(global.quiet, global.verbose),
+    }
 }
 
 fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<()> {
@@ -291,7 +299,7 @@ fn check_spec(
         tmp_dir: Some(tmp_dir.clone()),
         spec_check_out: Some(dir.join("spec-check.json")),
     };
-    let report = checkspec::observe(&setup.cargo, &env, global.quiet, interrupt);
+    let report = checkspec::observe(&setup.cargo, &env, nextest::Output::of(global.quiet, global.verbose), interrupt);
     let _ = tmpdir::clean(&tmp_dir);
     let report = report?;
     emit(&checkspec::render(&report));
@@ -316,7 +324,7 @@ fn check_declared(setup: &Setup, name: &str, origin: &'static str) -> Result<()>
 fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<()> {
     report::write_all(run_dir, agg)?;
     publish::after_run(run_dir, agg, global)?;
-    emit(&report::render_with(agg, global.format, stdout_color(global.color)));
+    emit(&render_stdout(agg, global));
     log_findings(agg);
     if !agg.kept_dirs.is_empty() {
         log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
@@ -330,6 +338,17 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
         log::info!("{}", report::summary_line(agg));
     }
     outcome
+}
+
+/// What stdout shows of a run: the compact overview on a terminal format, the full tables with
+/// `--verbose` (and always in `report.txt`), or the requested machine format.
+fn render_stdout(agg: &Aggregate, global: &GlobalOpts) -> String {
+    let color = stdout_color(global.color);
+    if global.format == cli::Format::Table && global.verbose == 0 {
+        terminal::render_compact(agg, color)
+    } else {
+        report::render_with(agg, global.format, color)
+    }
 }
 
 /// On stderr even with -q: a failed self-check (first: it voids every verdict), then the runs that did
@@ -390,7 +409,11 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<()> 
     nextest::check_available(&cargo)?;
     let workspace = Workspace::load(&cargo)?;
     workspace.require_suite()?;
-    let selection = Selection { filtersets: filtersets.to_vec(), partition: None, quiet: global.quiet };
+    let selection = Selection {
+        filtersets: filtersets.to_vec(),
+        partition: None,
+        output: nextest::Output::of(global.quiet, global.verbose),
+    };
     let scenarios = match nextest::list(&cargo, Tier::Pr.nextest_profile(), &selection, None)? {
         nextest::Listed::Scenarios(scenarios) => scenarios,
         // Without an interrupt nothing can stop the listing but the listing's own exit.
@@ -425,6 +448,7 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf], html: bool) -> Result<()> {
     if let Some(path) = &global.baseline {
         agg.compare_with(&Aggregate::read(path)?, global.threshold, global.fail_on_regression);
     }
+    // `report` exists to read the tables: always the full ones.
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
     publish::after_report(dirs, &agg, global, html)?;
     log_findings(&agg);
@@ -486,26 +510,30 @@ fn mutants(
     matrix.outcome()
 }
 
-/// The run directory of one invocation, with its own copy of the target, the spec and the fixtures
-/// the suite reads.
+/// The run directory of one invocation, claimed by this process, with the stored target, the spec
+/// and the fixtures the suite reads.
 struct PreparedRun {
     dir: PathBuf,
     target_bin: PathBuf,
     spec: PathBuf,
     fixtures: PathBuf,
+    /// Held until the run ends: a `clean` or another run's pruning must not remove this directory.
+    _claim: retention::RunDirClaim,
 }
 
 impl PreparedRun {
     fn create(setup: &Setup, tier: &TierOpts, knobs: &Knobs, label: &str, built: PathBuf) -> Result<Self> {
-        let parent = knobs.results_dir.clone().unwrap_or_else(|| setup.target_dir.join("stress-cache"));
-        let dir = rundir::create(&parent, label, tier.run_dir.as_deref())?;
-        let target_bin = pin_if_built(&setup.target, &dir, built)?;
+        let root = knobs.results_dir.clone().unwrap_or_else(|| setup.target_dir.join("stress-cache"));
+        let dir = rundir::create(&root, label, tier.run_dir.as_deref())?;
+        let claim = retention::claim(&dir)?;
+        let target_bin = store_if_built(&setup.target, &root, &dir, built)?;
         let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
         // Once here, so that no test process produces fixtures (or runs cargo) again.
         let fixtures_root = setup.target_dir.join("stress-cache").join("fixtures");
         let (fixtures, _) =
             stress_cache_runner::fixtures::prepare(&target_bin, &setup.target.spec, &fixtures_root)?;
-        Ok(PreparedRun { dir, target_bin, spec, fixtures })
+        report_pruned(&retention::prune(&root, tier.keep.max(1))?, tier.keep.max(1));
+        Ok(PreparedRun { dir, target_bin, spec, fixtures, _claim: claim })
     }
 
     fn tier_run<'a>(
@@ -536,11 +564,57 @@ impl PreparedRun {
     }
 }
 
-/// A binary cargo built is copied into the run dir (see [`rundir::pin_executable`]); a `--spec`
-/// program is run where it is installed, next to whatever it needs.
-fn pin_if_built(target: &Target, run_dir: &std::path::Path, executable: PathBuf) -> Result<PathBuf> {
+/// A binary cargo built is stored by content and named by the run (see
+/// [`retention::store_executable`]); a `--spec` program is run where it is installed, next to whatever
+/// it needs.
+fn store_if_built(
+    target: &Target,
+    root: &std::path::Path,
+    run_dir: &std::path::Path,
+    executable: PathBuf,
+) -> Result<PathBuf> {
     match target.source {
-        TargetSource::Package { .. } => Ok(rundir::pin_executable(run_dir, &executable)?),
+        TargetSource::Package { .. } => Ok(retention::store_executable(root, run_dir, &executable)?),
         TargetSource::SpecFile { .. } => Ok(executable),
     }
+}
+
+/// One log line per kind of thing pruning did or could not do.
+fn report_pruned(pruned: &retention::Pruned, keep: usize) {
+    if !pruned.removed.is_empty() {
+        log::info!(
+            "removed {} old run dirs and {} unused target binaries (keeping the newest {keep}; `--keep N`)",
+            pruned.removed.len(),
+            pruned.binaries_removed.len()
+        );
+    }
+    for dir in &pruned.in_use {
+        log::info!("kept old run dir {}: another process is writing it", dir.display());
+    }
+    for dir in &pruned.mounted {
+        log::warn!("kept old run dir {}: something is mounted beneath it", dir.display());
+    }
+    for (dir, cause) in &pruned.failed {
+        log::warn!("cannot remove old run dir {}: {cause}", dir.display());
+    }
+}
+
+/// `clean [--keep N]`: prunes the store root and says what it did on one line.
+fn clean(cargo: Cargo, global: &GlobalOpts, keep: usize) -> Result<()> {
+    let workspace = Workspace::load(&cargo)?;
+    let target_dir = match &global.target_dir {
+        Some(dir) => std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source))?,
+        None => workspace.target_dir().to_path_buf(),
+    };
+    let root = EnvKnobs::from_env()?.results_dir.unwrap_or_else(|| target_dir.join("stress-cache"));
+    let pruned = retention::prune(&root, keep)?;
+    report_pruned(&pruned, keep);
+    let left = pruned.kept.len() + pruned.in_use.len() + pruned.mounted.len() + pruned.failed.len();
+    stderr_line(&format!(
+        "stress-cache: removed {} run dirs and {} target binaries from {}; {left} run dirs left",
+        pruned.removed.len(),
+        pruned.binaries_removed.len(),
+        root.display()
+    ));
+    Ok(())
 }

@@ -238,10 +238,13 @@ fn run_all(
     if !matrix.clean_passed() && matrix.interrupted.is_none() {
         log::warn!("clean build: {} — kills are attributed only where it held", matrix.clean.as_str());
     }
+    let progress = crate::progress::Progress::start("mutants", mutants.len() as u64);
     for (i, name) in mutants.iter().enumerate() {
         if matrix.interrupted.is_some() {
             break;
         }
+        let killed = matrix.mutants.iter().filter(|m| !m.kills().is_empty()).count();
+        progress.item(i, format!("`{name}` · {killed}/{i} killed so far"));
         let dir = rundir::subdir(run_dir, &format!("mutant-{name}"))?;
         let label = format!("mutant {}/{} `{name}`", i + 1, mutants.len());
         let outcome = tier_run.run(&dir, 1, Some(name), &label, false)?;

@@ -33,7 +33,7 @@ pub fn check_available(cargo: &Cargo) -> Result<()> {
 /// `cargo nextest run -p stress-tests --profile <profile> --no-tests fail` with the suite environment
 /// `env`: the command of the runs whose tests the profile's `default-filter` selects (self-check,
 /// check-spec).
-pub fn profile_command(cargo: &Cargo, profile: &str, env: &SuiteEnv, quiet: bool) -> Command {
+pub fn profile_command(cargo: &Cargo, profile: &str, env: &SuiteEnv, output: Output) -> Command {
     let mut cmd = cargo.command(&[
         "nextest",
         "run",
@@ -44,11 +44,45 @@ pub fn profile_command(cargo: &Cargo, profile: &str, env: &SuiteEnv, quiet: bool
         "--no-tests",
         "fail",
     ]);
-    if quiet {
-        cmd.arg("--cargo-quiet");
-    }
+    output.apply(&mut cmd);
     env.apply(&mut cmd);
     cmd
+}
+
+/// How much of nextest's own output a run shows on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    /// nextest's progress bar (on a terminal) and its summary line, no line per test: the CLI prints
+    /// one line per scenario and every violation's evidence from the records, which say more.
+    #[default]
+    Compact,
+    /// As compact, and cargo's build output of the suite hidden too (`-q`).
+    Quiet,
+    /// The profile's own status levels and test output (`-v`).
+    Verbose,
+}
+
+impl Output {
+    /// From `-q` / `-v`.
+    pub fn of(quiet: bool, verbose: u8) -> Self {
+        match (quiet, verbose) {
+            (true, _) => Output::Quiet,
+            (false, 0) => Output::Compact,
+            (false, _) => Output::Verbose,
+        }
+    }
+
+    fn apply(self, cmd: &mut Command) {
+        if self != Output::Verbose {
+            // Failure output stays in the JUnit report (`store-failure-output`); the records hold the
+            // evidence the CLI prints.
+            cmd.args(["--status-level", "none", "--final-status-level", "none"]);
+            cmd.args(["--failure-output", "never", "--success-output", "never"]);
+        }
+        if self == Output::Quiet {
+            cmd.arg("--cargo-quiet");
+        }
+    }
 }
 
 /// Selection and display options of a nextest run.
@@ -58,8 +92,8 @@ pub struct Selection {
     pub filtersets: Vec<String>,
     /// `--partition`.
     pub partition: Option<String>,
-    /// Quieter nextest output (only failures).
-    pub quiet: bool,
+    /// How much nextest shows.
+    pub output: Output,
 }
 
 /// How one nextest run ended.
@@ -108,9 +142,7 @@ pub fn run_tier(
     if let Some(partition) = &selection.partition {
         cmd.arg("--partition").arg(partition);
     }
-    if selection.quiet {
-        cmd.args(["--status-level", "fail", "--final-status-level", "fail", "--cargo-quiet"]);
-    }
+    selection.output.apply(&mut cmd);
     env.apply(&mut cmd);
     let (shown, waited) = run_interruptibly(&mut cmd, interrupt, "nextest")?;
     let junit = junit_paths.into_iter().find(|p| p.is_file());
@@ -161,12 +193,30 @@ pub fn remove_stale(paths: &[PathBuf]) -> Result<()> {
 /// Spawns `cmd` (stdin closed, output to the terminal) and waits for it through `interrupt`; `what`
 /// names it in log lines. Returns the command line shown in messages, and how it ended.
 pub fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt, what: &str) -> Result<(String, Waited)> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    // Under an overall progress bar, nextest draws none of its own and its lines go above ours.
+    let under_bar = crate::progress::active();
+    if under_bar {
+        cmd.args(["--show-progress", "none"]);
+    }
+    let stderr = if under_bar { Stdio::piped() } else { Stdio::inherit() };
+    cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(stderr);
     let shown = display_command(cmd);
     log::debug!("running {shown}");
     let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    let waited =
-        interrupt.wait(&mut child, what).map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let forward = child.stderr.take().map(|err| {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines().map_while(std::io::Result::ok) {
+                crate::progress::println(&line);
+            }
+        })
+    });
+    let waited = interrupt.wait(&mut child, what);
+    // The pipe ends with nextest (and whatever it left holding stderr): bounded by the child's life.
+    if let Some(forward) = forward {
+        let _ = forward.join();
+    }
+    let waited = waited.map_err(|source| Error::Spawn { command: shown.clone(), source })?;
     Ok((shown, waited))
 }
 
@@ -219,7 +269,7 @@ pub fn list(
     if let Some(partition) = &selection.partition {
         cmd.arg("--partition").arg(partition);
     }
-    if selection.quiet {
+    if selection.output == Output::Quiet {
         cmd.arg("--cargo-quiet");
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());

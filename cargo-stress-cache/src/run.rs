@@ -165,7 +165,9 @@ impl TierRun<'_> {
                 }
             }
         };
+        let progress = crate::progress::Progress::start("repeat", u64::from(repeat));
         for n in 1..=repeat {
+            progress.item((n - 1) as usize, format!("repeat {n} of {repeat}"));
             if let Some(signal) = self.interrupt.requested() {
                 let cause = Cause::Signal { signal: signal_name(signal) };
                 let during = format!("repeat {n}/{repeat} (not started)");
@@ -262,7 +264,7 @@ impl TierRun<'_> {
             self.target_dir,
             &env,
             &dir,
-            self.selection.quiet,
+            self.selection.output,
             self.interrupt,
         );
         clean_tmp(&tmp_dir, &format!("{label}: self-check"));

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! <run-id>/
+//!   .in-use.lock             held by the CLI writing the run (retention leaves the dir alone)
+//!   target.sha256            the stored binary the run stressed (`../bin/<sha256>/<name>`)
 //!   run.json                 what the run was started with, and its state (RunInfo)
 //!   self-check/              the checker's self-check: junit.xml (and its own results/tmp dirs)
 //!   repeat-<n>/tmp/          scenario temp dirs (STRESS_TMP_DIR), removed after each nextest run
@@ -16,7 +18,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-pub use stress_cache_runner::rundir::{create, pin_executable, subdir, utc_timestamp, write, write_spec};
+pub use stress_cache_runner::rundir::{create, subdir, utc_timestamp, write, write_spec};
 
 use crate::errors::{Error, Result, one_line};
 use crate::interrupt::Interruption;

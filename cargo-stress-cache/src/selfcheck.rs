@@ -81,12 +81,12 @@ pub fn run(
     target_dir: &Path,
     env: &SuiteEnv,
     dir: &Path,
-    quiet: bool,
+    output: nextest::Output,
     interrupt: &Interrupt,
 ) -> Result<Ran> {
     let junit_paths = nextest::junit_candidates(workspace_root, target_dir, PROFILE);
     nextest::remove_stale(&junit_paths)?;
-    let mut cmd = nextest::profile_command(cargo, PROFILE, env, quiet);
+    let mut cmd = nextest::profile_command(cargo, PROFILE, env, output);
     let (shown, waited) = nextest::run_interruptibly(&mut cmd, interrupt, "nextest (self-check)")?;
     if let Some(signal) = waited.signal {
         return Ok(Ran::Stopped(Cause::Signal { signal: signal_name(signal) }));

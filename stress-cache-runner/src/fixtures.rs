@@ -3,7 +3,7 @@
 //! two deterministic blobs), and described by a [`FixtureSet`] that the suite reads.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 use stress_cache_metadata::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, TargetSpec};
 
+use crate::lock::DirLock;
 use crate::{Result, RunnerError};
 
 /// File name of the [`FixtureSet`] in a fixtures directory.
@@ -145,28 +146,6 @@ fn tail(bytes: &[u8], max: usize) -> String {
     let start = text.len().saturating_sub(max);
     let start = (start..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
     text[start..].trim().to_string()
-}
-
-/// Holds an exclusive flock on a lock file for its lifetime (processes preparing the same directory
-/// take turns).
-pub(crate) struct DirLock {
-    _file: File,
-}
-
-impl DirLock {
-    pub(crate) fn acquire(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| RunnerError::io("cannot create", dir, e))?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| RunnerError::io("cannot open lock", path, e))?;
-        file.lock().map_err(|e| RunnerError::io("cannot lock", path, e))?;
-        Ok(DirLock { _file: file })
-    }
 }
 
 #[cfg(test)]

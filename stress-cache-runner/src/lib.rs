@@ -7,13 +7,17 @@
 //!   `[workspace.metadata.stress-cache] target`, or the one member that declares itself).
 //! - [`build`]: `cargo build` with the declared failpoints (and mutants) features.
 //! - [`fixtures`]: the model files and input the target's declaration asks for, once per build.
-//! - [`rundir`]: the run directory and its pinned copy of the target.
+//! - [`rundir`]: the run directory and the declaration handed to the suite.
+//! - [`retention`]: the pinned target executables (once per content) and pruning of old run dirs.
+//! - [`lock`]: the flock-based locks that keep concurrent runs off each other's files.
 //! - [`suite`]: the whole preparation for a suite process started without the CLI.
 
 pub mod build;
 pub mod cargo;
 mod error;
 pub mod fixtures;
+pub mod lock;
+pub mod retention;
 pub mod rundir;
 pub mod suite;
 pub mod workspace;

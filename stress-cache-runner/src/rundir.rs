@@ -1,5 +1,6 @@
-//! Run directories: a fresh one per run (`<target dir>/stress-cache/<label>-<UTC timestamp>/`), its
-//! own copy of the target executable, and the resolved declaration the suite reads (`target-spec.toml`).
+//! Run directories: a fresh one per run (`<target dir>/stress-cache/<label>-<UTC timestamp>/`) and the
+//! resolved declaration the suite reads (`target-spec.toml`); the pinned target executable is kept by
+//! content in the store (`retention`).
 //! What the CLI keeps inside a run directory (run.json, reports) is the CLI's business.
 
 use std::path::{Path, PathBuf};
@@ -42,22 +43,6 @@ pub fn subdir(parent: &Path, name: &str) -> Result<PathBuf> {
     let path = parent.join(name);
     std::fs::create_dir_all(&path).map_err(|source| Error::io("cannot create", &path, source))?;
     Ok(path)
-}
-
-/// Copies the built executable into `<run dir>/bin/` and returns the copy.
-///
-/// Why: cargo's uplifted binary (`target/debug/<bin>`) is replaced by the next `cargo build` or
-/// `cargo test` of that package in the same target dir, with whatever features that build had — a tier
-/// running meanwhile would silently stress a binary without failpoints. The run owns its copy.
-pub fn pin_executable(run_dir: &Path, executable: &Path) -> Result<PathBuf> {
-    let bin_dir = subdir(run_dir, "bin")?;
-    let name = executable.file_name().unwrap_or(std::ffi::OsStr::new("target"));
-    let pinned = bin_dir.join(name);
-    let staging = bin_dir.join(format!(".{}.copying", name.to_string_lossy()));
-    // Staged in the same directory, then renamed: the suite never sees a half-copied binary.
-    std::fs::copy(executable, &staging).map_err(|e| Error::io("copy the target executable", &staging, e))?;
-    std::fs::rename(&staging, &pinned).map_err(|e| Error::io("rename the target executable", &pinned, e))?;
-    Ok(pinned)
 }
 
 /// Writes the resolved target declaration as TOML (the file `STRESS_TARGET_SPEC` names), with

@@ -9,7 +9,8 @@ use stress_cache_metadata::{FixtureSet, SuiteEnv, TargetSpec};
 
 use crate::build::{self, Flavor, PlainWait};
 use crate::cargo::{Cargo, CargoColor};
-use crate::fixtures::{self, DirLock};
+use crate::fixtures;
+use crate::lock::DirLock;
 use crate::workspace::{TargetSource, Workspace};
 use crate::{Result, RunnerError};
 
@@ -45,7 +46,7 @@ pub fn prepare(env: &SuiteEnv, manifest: &Path) -> Result<PreparedTarget> {
         (None, TargetSource::Package { name, .. }) => {
             let flavor =
                 if target.spec.features.mutants.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
-            build_once_per_run(&cargo, &target, name, flavor, &stress_dir.join("bin"))?
+            build_once_per_run(&cargo, &target, name, flavor, &stress_dir.join("suite-bin"))?
         }
     };
     let (_, fixtures) = fixtures::prepare(&bin, &target.spec, &stress_dir.join("fixtures"))?;

@@ -103,7 +103,7 @@ pub fn fake_suite_workspace() -> Result<tempfile::TempDir> {
     std::fs::create_dir_all(&tests)?;
     std::fs::write(tests.join("fake.rs"), FAKE_SCENARIO)?;
     // The real suite's self-checks, which a tier leaves out (and which must exist for its filterset).
-    for self_check in ["server", "mutants_are_killed", "core_smoke", "tiny_cache_faults", "spec_check"] {
+    for self_check in ["mutants_are_killed", "core_smoke", "tiny_cache_faults", "spec_check"] {
         std::fs::write(tests.join(format!("{self_check}.rs")), SELF_CHECK)?;
     }
     std::fs::write(tests.join("self_check.rs"), CHECKER_SELF_CHECK)?;
@@ -141,7 +141,7 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("PASS: 2 scenario runs (2 passed"), "{stdout}");
     assert!(stdout.contains("2 nextest runs"), "{stdout}");
-    assert!(stdout.contains("stress-tests::fake fake_scenario"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains('✓') && l.contains("fake_scenario")), "{stdout}");
     assert!(stdout.contains("\nself-check: 2 checker tests passed\n"), "{stdout}");
     assert!(!stdout.contains("self_check"), "a tier ran the checker's tests as scenarios: {stdout}");
     for file in [
@@ -261,5 +261,54 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         run(stress_cache(&["--manifest-path", manifest, "--spec", spec.to_str().context("utf8")?, "-q"]))?;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("PASS: 1 scenario runs"), "{stdout}");
+
+    // Retention: five runs into the default store; each stores the one binary once.
+    let store = ws.path().join("target").join("stress-cache");
+    for _ in 0..2 {
+        let (code, stdout, stderr) = run(stress_cache(&["--manifest-path", manifest, "-q"]))?;
+        assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    }
+    assert_retention(&store, &ws.path().join("runs"), 5)?;
+    // A run keeps the newest N (itself included); `clean --keep N` the same, and their binaries.
+    let (code, stdout, stderr) = run(stress_cache(&["--manifest-path", manifest, "-q", "--keep", "4"]))?;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_retention(&store, &ws.path().join("runs"), 4)?;
+    let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest, "clean", "--keep", "3"]))?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("removed 1 run dirs and "), "{stderr}");
+    assert_retention(&store, &ws.path().join("runs"), 3)?;
+    let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest, "clean"]))?;
+    assert_eq!(code, 0, "{stderr}");
+    assert_retention(&store, &ws.path().join("runs"), 0)?;
+    Ok(())
+}
+
+/// `store` holds `runs` run dirs (named `<label>-<timestamp>`) and exactly the stored binaries they
+/// and the `--run-dir`s under `elsewhere` name in `target.sha256` (a `--spec` run names none: its
+/// program is run where it is installed).
+fn assert_retention(store: &Path, elsewhere: &Path, runs: usize) -> Result<()> {
+    let run_dirs: Vec<_> = std::fs::read_dir(store)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("Z") && e.path().join("run.json").is_file())
+        .collect();
+    assert_eq!(run_dirs.len(), runs, "run dirs in {}", store.display());
+    let mut named = std::collections::BTreeSet::new();
+    for dir in run_dirs {
+        let Ok(sha) = std::fs::read_to_string(dir.path().join("target.sha256")) else { continue };
+        assert!(store.join("bin").join(sha.trim()).join("victim").is_file(), "{}", dir.path().display());
+        named.insert(sha.trim().to_string());
+    }
+    for dir in std::fs::read_dir(elsewhere)?.flatten() {
+        if let Ok(sha) = std::fs::read_to_string(dir.path().join("target.sha256")) {
+            named.insert(sha.trim().to_string());
+        }
+    }
+    let stored: std::collections::BTreeSet<String> = std::fs::read_dir(store.join("bin"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(stored, named, "stored binaries in {}", store.display());
     Ok(())
 }

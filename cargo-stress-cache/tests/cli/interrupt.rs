@@ -137,7 +137,9 @@ fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl F
 
     let (code, stdout, stderr) = stop_and_wait(started, stop)?;
     assert_eq!(code, Some(130), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.starts_with("INTERRUPTED: "), "{stdout}");
+    // What did not complete comes first; the verdict is the last line.
+    assert!(stdout.starts_with("INTERRUPTED by "), "{stdout}");
+    assert!(stdout.trim_end().lines().last().is_some_and(|l| l.starts_with("INTERRUPTED: ")), "{stdout}");
     assert!(stdout.contains("\nself-check: 2 checker tests passed\n"), "{stdout}");
     assert!(stderr.contains("stress-cache: INTERRUPTED by "), "{stderr}");
     assert!(

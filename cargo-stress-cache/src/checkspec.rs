@@ -20,7 +20,12 @@ use crate::nextest;
 pub const PROFILE: &str = "stress-spec-check";
 
 /// Runs the check with `env` (which names the report file) and returns the report.
-pub fn observe(cargo: &Cargo, env: &SuiteEnv, output: nextest::Output, interrupt: &Interrupt) -> Result<SpecCheckReport> {
+pub fn observe(
+    cargo: &Cargo,
+    env: &SuiteEnv,
+    output: nextest::Output,
+    interrupt: &Interrupt,
+) -> Result<SpecCheckReport> {
     let out =
         env.spec_check_out.clone().ok_or_else(|| Error::Usage("check-spec needs a report path".into()))?;
     let mut cmd = nextest::profile_command(cargo, PROFILE, env, output);

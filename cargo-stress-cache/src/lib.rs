@@ -23,8 +23,8 @@ pub mod knobs;
 pub mod mutants;
 pub mod nextest;
 pub mod outcomes;
-pub mod progress;
 pub mod overview;
+pub mod progress;
 pub mod publish;
 pub mod report;
 pub mod run;
@@ -299,7 +299,8 @@ fn check_spec(
         tmp_dir: Some(tmp_dir.clone()),
         spec_check_out: Some(dir.join("spec-check.json")),
     };
-    let report = checkspec::observe(&setup.cargo, &env, nextest::Output::of(global.quiet, global.verbose), interrupt);
+    let report =
+        checkspec::observe(&setup.cargo, &env, nextest::Output::of(global.quiet, global.verbose), interrupt);
     let _ = tmpdir::clean(&tmp_dir);
     let report = report?;
     emit(&checkspec::render(&report));

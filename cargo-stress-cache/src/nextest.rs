@@ -6,6 +6,7 @@ use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nextest_metadata::{NextestExitCode, TestListSummary};
 use stress_cache_metadata::SuiteEnv;
@@ -73,15 +74,26 @@ impl Output {
     }
 
     fn apply(self, cmd: &mut Command) {
+        // Once the suite is built, cargo's "Finished" line of every later nextest call says nothing.
+        if self == Output::Quiet || (self == Output::Compact && SUITE_BUILT.load(Ordering::Relaxed)) {
+            cmd.arg("--cargo-quiet");
+        }
         if self != Output::Verbose {
             // Failure output stays in the JUnit report (`store-failure-output`); the records hold the
             // evidence the CLI prints.
             cmd.args(["--status-level", "none", "--final-status-level", "none"]);
             cmd.args(["--failure-output", "never", "--success-output", "never"]);
         }
-        if self == Output::Quiet {
-            cmd.arg("--cargo-quiet");
-        }
+    }
+}
+
+/// Set once a nextest call of this process got past building the suite.
+static SUITE_BUILT: AtomicBool = AtomicBool::new(false);
+
+/// Records that nextest exited with `code`: any code but a build failure means the suite was built.
+fn note_built(code: Option<i32>) {
+    if code.is_some_and(|c| c != NextestExitCode::BUILD_FAILED) {
+        SUITE_BUILT.store(true, Ordering::Relaxed);
     }
 }
 
@@ -217,6 +229,7 @@ pub fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt, what: &str) -
         let _ = forward.join();
     }
     let waited = waited.map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    note_built(waited.status.code());
     Ok((shown, waited))
 }
 
@@ -269,7 +282,9 @@ pub fn list(
     if let Some(partition) = &selection.partition {
         cmd.arg("--partition").arg(partition);
     }
-    if selection.output == Output::Quiet {
+    if selection.output == Output::Quiet
+        || (selection.output == Output::Compact && SUITE_BUILT.load(Ordering::Relaxed))
+    {
         cmd.arg("--cargo-quiet");
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());

@@ -50,17 +50,18 @@ impl ScenarioLine {
 pub fn lines<'a>(records: impl IntoIterator<Item = &'a ScenarioRecord>) -> Vec<ScenarioLine> {
     let mut lines: Vec<ScenarioLine> = Vec::new();
     for record in records {
-        let index = match lines.iter().position(|l| l.scenario == record.scenario && l.mutant == record.mutant) {
-            Some(i) => i,
-            None => {
-                lines.push(ScenarioLine {
-                    scenario: record.scenario.clone(),
-                    mutant: record.mutant.clone(),
-                    ..ScenarioLine::default()
-                });
-                lines.len() - 1
-            }
-        };
+        let index =
+            match lines.iter().position(|l| l.scenario == record.scenario && l.mutant == record.mutant) {
+                Some(i) => i,
+                None => {
+                    lines.push(ScenarioLine {
+                        scenario: record.scenario.clone(),
+                        mutant: record.mutant.clone(),
+                        ..ScenarioLine::default()
+                    });
+                    lines.len() - 1
+                }
+            };
         let line = &mut lines[index];
         line.runs += 1;
         let outcome = record.outcome();

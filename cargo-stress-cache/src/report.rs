@@ -81,6 +81,47 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
     }
     out.push('\n');
 
+    heading(&mut out, markdown, "Scenarios");
+    let mut table = new_table(
+        markdown,
+        color,
+        vec![
+            "",
+            "scenario",
+            "mutant",
+            "runs",
+            "passed",
+            "failed",
+            "setup errors",
+            "n/a",
+            "held",
+            "violated",
+            "skipped",
+            "slowest process",
+        ],
+    );
+    for line in &agg.scenarios {
+        let slowest = match &line.slowest {
+            Some((ms, role)) => format!("{:.1} s {role}", ms / 1000.0),
+            None => "-".to_string(),
+        };
+        table.add_row(vec![
+            alarm(Cell::new(line.mark()), line.mark() == "✗", Color::Red),
+            Cell::new(&line.scenario),
+            Cell::new(line.mutant.as_deref().unwrap_or("-")),
+            Cell::new(line.runs),
+            Cell::new(line.passed),
+            alarm(Cell::new(line.failed), line.failed > 0, Color::Red),
+            alarm(Cell::new(line.errors), line.errors > 0, Color::Red),
+            Cell::new(line.not_applicable),
+            Cell::new(line.held),
+            alarm(Cell::new(line.violated), line.violated > 0, Color::Red),
+            Cell::new(line.skipped),
+            Cell::new(slowest),
+        ]);
+    }
+    push_table(&mut out, table, agg.scenarios.is_empty(), "no scenario records");
+
     heading(&mut out, markdown, "Invariants");
     let with_mutant = agg.invariants.iter().any(|r| r.mutant.is_some());
     let mut header = vec!["scenario"];

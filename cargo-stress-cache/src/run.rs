@@ -156,7 +156,7 @@ impl TierRun<'_> {
                     Some(self.interrupt),
                 )? {
                     Listed::Scenarios(scenarios) => {
-                        log::info!("{label}: {} scenario tests selected", scenarios.len());
+                        log::debug!("{label}: {} scenario tests selected", scenarios.len());
                         *self.selected.get_or_init(|| scenarios.len())
                     }
                     Listed::Stopped(cause) => {

@@ -1,16 +1,15 @@
 //! The compact terminal output of a run, in the manner of nextest and cargo-deny: what went wrong
-//! first (every violation with its evidence, setup errors, unstable tests, regressions), then one line
-//! per scenario, then the summary. The full tables are `report.txt` and `--verbose`.
+//! first (every violation with its evidence, setup errors, unstable tests, regressions), then a line
+//! per scenario that did not pass and one for all that did, then the summary. The full tables, with a
+//! line for every scenario, are `report.txt` and `--verbose`.
 //!
 //! Invariant: a red run's evidence is printed before anything that went right.
 
-use comfy_table::presets::NOTHING;
-use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
-
 use crate::aggregate::Aggregate;
 use crate::flakes::Verdict;
+use crate::overview::ScenarioLine;
 
-/// Columns the layout is made for when stdout is not a terminal (comfy-table measures a terminal).
+/// Columns the layout is made for.
 const WIDTH: u16 = 80;
 
 /// Renders the compact output of `agg`.
@@ -33,13 +32,13 @@ pub fn render_compact(agg: &Aggregate, color: bool) -> String {
     if !evidence.is_empty() || !agg.interrupted.is_empty() || !agg.aborted.is_empty() {
         out.push('\n');
     }
-    out.push_str(&scenario_table(agg, color));
+    out.push_str(&scenario_lines(agg, color));
     out.push('\n');
     if let Some(check) = agg.self_check.as_ref().filter(|_| !agg.self_check_failed()) {
         out.push_str(&format!("{}\n", check.line()));
     }
     // One line, never wrapped: scripts and people grep for it.
-    out.push_str(&paint(&crate::report::summary_line(agg), color && !agg.outcome().is_ok()));
+    out.push_str(&paint(&crate::report::summary_line(agg), color && agg.outcome().is_err()));
     out.push('\n');
     out
 }
@@ -56,7 +55,9 @@ fn evidence_lines(agg: &Aggregate) -> Vec<String> {
             row.invariant, row.scenario, row.violated
         ));
         if let Some(evidence) = &row.evidence {
-            lines.extend(wrap(evidence, usize::from(WIDTH) - 4).into_iter().take(6).map(|l| format!("    {l}")));
+            lines.extend(
+                wrap(evidence, usize::from(WIDTH) - 4).into_iter().take(6).map(|l| format!("    {l}")),
+            );
         }
     }
     for row in &agg.setup_errors {
@@ -81,64 +82,76 @@ fn evidence_lines(agg: &Aggregate) -> Vec<String> {
     lines
 }
 
-fn scenario_table(agg: &Aggregate, color: bool) -> String {
+/// Scenarios that did not pass get a line each (✗ failed or could not set up, - not applicable);
+/// those that passed share one line of totals, as cargo-deny prints only what is wrong: a suite of 50
+/// scenarios would otherwise fill the screen with green. Every scenario's own line is in `report.txt`
+/// (and `-v`).
+fn scenario_lines(agg: &Aggregate, color: bool) -> String {
     if agg.scenarios.is_empty() {
         return "(no scenario records)\n".to_string();
     }
-    let mut table = Table::new();
-    if color {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
+    let mut out = String::new();
+    let passed: Vec<&ScenarioLine> = agg.scenarios.iter().filter(|l| l.mark() == "✓").collect();
+    if !passed.is_empty() {
+        let sum = |f: fn(&ScenarioLine) -> usize| passed.iter().map(|l| f(l)).sum::<usize>();
+        let slowest = passed
+            .iter()
+            .filter_map(|l| l.slowest.as_ref().map(|(ms, role)| (*ms, role, &l.scenario)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(ms, role, scenario)| {
+                format!("; slowest process {:.1} s ({role}, {scenario})", ms / 1000.0)
+            })
+            .unwrap_or_default();
+        let mark = if color { "\x1b[32m✓\x1b[0m" } else { "✓" };
+        out.push_str(&format!(
+            "{mark} {} scenarios passed in {} runs: {} invariant checks held, {} skipped (not observed){slowest}\n",
+            passed.len(),
+            sum(|l| l.runs),
+            sum(|l| l.held),
+            sum(|l| l.skipped),
+        ));
     }
-    table.load_preset(NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
-    if table.width().is_none() {
-        table.set_width(WIDTH);
-    }
-    let with_mutant = agg.scenarios.iter().any(|l| l.mutant.is_some());
-    let mut header = vec!["", "scenario"];
-    if with_mutant {
-        header.push("mutant");
-    }
-    header.extend(["runs", "held", "violated", "skipped", "slowest process"]);
-    table.set_header(header.into_iter().map(|h| Cell::new(h).add_attribute(Attribute::Dim)));
-    for line in &agg.scenarios {
-        let mark = Cell::new(line.mark());
-        let mark = match line.mark() {
-            "✗" if color => mark.fg(Color::Red).add_attribute(Attribute::Bold),
-            "✓" if color => mark.fg(Color::Green),
-            _ => mark,
-        };
-        let mut runs = line.runs.to_string();
-        if line.errors > 0 {
-            runs.push_str(&format!(" ({} setup err)", line.errors));
+    for line in agg.scenarios.iter().filter(|l| l.mark() != "✓") {
+        let mut text = describe(line);
+        let reason = agg.not_applicable.iter().find(|n| n.scenario == line.scenario && n.mutant == line.mutant);
+        if let Some(reason) = reason.filter(|_| line.passed + line.failed + line.errors == 0) {
+            // Nothing was checked: the reason is all there is to say.
+            text = format!("- {}: not applicable: {}", line.scenario, reason.reason);
         }
-        if line.not_applicable > 0 {
-            runs.push_str(&format!(" ({} n/a)", line.not_applicable));
-        }
-        let mut cells = vec![mark, Cell::new(&line.scenario)];
-        if with_mutant {
-            cells.push(Cell::new(line.mutant.as_deref().unwrap_or("-")));
-        }
-        let violated = Cell::new(line.violated).set_alignment(CellAlignment::Right);
-        let violated =
-            if color && line.violated > 0 { violated.fg(Color::Red).add_attribute(Attribute::Bold) } else { violated };
-        let slowest = match &line.slowest {
-            Some((ms, role)) => format!("{:.1} s {role}", ms / 1000.0),
-            None => "-".to_string(),
-        };
-        cells.extend([
-            Cell::new(runs).set_alignment(CellAlignment::Right),
-            Cell::new(line.held).set_alignment(CellAlignment::Right),
-            violated,
-            Cell::new(line.skipped).set_alignment(CellAlignment::Right),
-            Cell::new(slowest),
-        ]);
-        table.add_row(cells);
+        out.push_str(&paint(&text, color && line.mark() == "✗"));
+        out.push('\n');
     }
-    let mut text = table.to_string();
-    text.push('\n');
-    text
+    out
+}
+
+/// One scenario's line: mark, name (and mutant), runs by outcome, invariant counts, slowest process.
+pub fn describe(line: &ScenarioLine) -> String {
+    let mutant = line.mutant.as_deref().map(|m| format!(" [mutant {m}]")).unwrap_or_default();
+    let mut runs = Vec::new();
+    for (n, word) in [
+        (line.passed, "passed"),
+        (line.failed, "failed"),
+        (line.errors, "setup error"),
+        (line.not_applicable, "not applicable"),
+    ] {
+        if n > 0 {
+            runs.push(format!("{n} {word}"));
+        }
+    }
+    let slowest = match &line.slowest {
+        Some((ms, role)) => format!("; slowest {:.1} s {role}", ms / 1000.0),
+        None => String::new(),
+    };
+    format!(
+        "{} {}{mutant}: {} runs ({}); {} held, {} violated, {} skipped{slowest}",
+        line.mark(),
+        line.scenario,
+        line.runs,
+        runs.join(", "),
+        line.held,
+        line.violated,
+        line.skipped
+    )
 }
 
 /// Red and bold on a colour terminal.

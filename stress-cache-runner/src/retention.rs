@@ -67,8 +67,10 @@ pub fn store_executable(root: &Path, run_dir: &Path, executable: &Path) -> Resul
         fs::create_dir_all(&dir).map_err(|e| RunnerError::io("cannot create", &dir, e))?;
         let staging = dir.join(format!(".{}.copying", name.to_string_lossy()));
         // Staged in the same directory, then renamed: no run ever sees a half-copied binary.
-        fs::copy(executable, &staging).map_err(|e| RunnerError::io("copy the target executable", &staging, e))?;
-        fs::rename(&staging, &stored).map_err(|e| RunnerError::io("rename the target executable", &stored, e))?;
+        fs::copy(executable, &staging)
+            .map_err(|e| RunnerError::io("copy the target executable", &staging, e))?;
+        fs::rename(&staging, &stored)
+            .map_err(|e| RunnerError::io("rename the target executable", &stored, e))?;
     }
     let reference = run_dir.join(BIN_REF);
     fs::write(&reference, format!("{sha}\n")).map_err(|e| RunnerError::io("cannot write", &reference, e))?;
@@ -212,7 +214,9 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match octal {
             Some(d) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));

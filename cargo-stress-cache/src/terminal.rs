@@ -113,7 +113,8 @@ fn scenario_lines(agg: &Aggregate, color: bool) -> String {
     }
     for line in agg.scenarios.iter().filter(|l| l.mark() != "✓") {
         let mut text = describe(line);
-        let reason = agg.not_applicable.iter().find(|n| n.scenario == line.scenario && n.mutant == line.mutant);
+        let reason =
+            agg.not_applicable.iter().find(|n| n.scenario == line.scenario && n.mutant == line.mutant);
         if let Some(reason) = reason.filter(|_| line.passed + line.failed + line.errors == 0) {
             // Nothing was checked: the reason is all there is to say.
             text = format!("- {}: not applicable: {}", line.scenario, reason.reason);

@@ -141,7 +141,10 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("PASS: 2 scenario runs (2 passed"), "{stdout}");
     assert!(stdout.contains("2 nextest runs"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.contains('✓') && l.contains("fake_scenario")), "{stdout}");
+    // Green: one line for what passed, the summary last; the per-scenario table is in report.txt.
+    assert!(stdout.starts_with("✓ 1 scenarios passed in 2 runs: 4 invariant checks held"), "{stdout}");
+    assert!(stdout.trim_end().lines().last().is_some_and(|l| l.starts_with("PASS: ")), "{stdout}");
+    assert!(std::fs::read_to_string(run_dir.join("report.txt"))?.contains("fake_scenario"));
     assert!(stdout.contains("\nself-check: 2 checker tests passed\n"), "{stdout}");
     assert!(!stdout.contains("self_check"), "a tier ran the checker's tests as scenarios: {stdout}");
     for file in [
@@ -180,6 +183,13 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         .env("STRESS_RESULTS_DIR", &results))?;
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("violated invariants: fake_scenario: single_download"), "{stderr}");
+    // Red: the evidence comes first.
+    assert!(
+        stdout.starts_with(
+            "VIOLATED single_download in fake_scenario (2 of 2 runs, mutant no-lock)\n    two bodies served\n"
+        ),
+        "{stdout}"
+    );
     assert!(stderr.contains(&format!("artifacts in {}/pr-mutant-no-lock-", results.display())), "{stderr}");
 
     // The checker fails its own test: the scenarios still run and pass, but the verdict is ERROR,

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use stress_cache_metadata::suite_env;
 
 use crate::{GOOD_METADATA, MUTANTS, assert_setup_error, run, scratch_workspace, stress_cache};
 
@@ -12,6 +13,8 @@ use crate::{GOOD_METADATA, MUTANTS, assert_setup_error, run, scratch_workspace, 
 /// With FAKE_BLOCK it leaves what a scenario stopped mid-way leaves (its temp dir under
 /// STRESS_TMP_DIR with a tmpfs mounted in it where mounting is allowed, a running child process),
 /// writes its record and then blocks until it is stopped.
+/// `@NAME@` stands for the `suite_env` constant `NAME` (filled in by [`fake_scenario_source`]): the
+/// fake suite reads the contract's names from the one place they are defined, like the real suite.
 const FAKE_SCENARIO: &str = r##"
 use std::path::Path;
 
@@ -21,14 +24,14 @@ fn env(name: &str) -> String {
 
 #[test]
 fn fake_scenario() {
-    let results = env("STRESS_RESULTS_DIR");
-    let bin = env("STRESS_TARGET_BIN");
-    assert!(Path::new(&bin).is_file(), "STRESS_TARGET_BIN {bin} is not a file");
-    let spec = std::fs::read_to_string(env("STRESS_TARGET_SPEC")).expect("spec file");
+    let results = env("@RESULTS_DIR@");
+    let bin = env("@TARGET_BIN@");
+    assert!(Path::new(&bin).is_file(), "@TARGET_BIN@ {bin} is not a file");
+    let spec = std::fs::read_to_string(env("@TARGET_SPEC@")).expect("spec file");
     assert!(spec.contains(&format!("command = \"{bin}\"")), "spec names the binary: {spec}");
-    let tier = env("STRESS_TIER");
-    assert!(std::env::var("STRESS_KEEP_DIR").is_ok());
-    let mutant = std::env::var("STRESS_MUTANT").ok();
+    let tier = env("@TIER@");
+    assert!(std::env::var("@KEEP_DIR@").is_ok());
+    let mutant = std::env::var("@MUTANT@").ok();
     let held = mutant.is_none();
     let mutant_json = mutant.as_ref().map(|m| format!("\"{m}\"")).unwrap_or_else(|| "null".into());
     // The fake target "prints" its active marker whenever a mutant is asked for.
@@ -39,8 +42,8 @@ fn fake_scenario() {
         (true, true) => "false",
     };
     let (status, evidence) = if held { ("held", "") } else { ("violated", "\"two bodies served\"") };
-    let seed: u64 = std::env::var("STRESS_SEED").map(|s| s.parse().expect("decimal seed")).unwrap_or(1);
-    let processes: usize = std::env::var("STRESS_PROCESSES").map(|s| s.parse().expect("count")).unwrap_or(4);
+    let seed: u64 = std::env::var("@SEED@").map(|s| s.parse().expect("decimal seed")).unwrap_or(1);
+    let processes: usize = std::env::var("@PROCESSES@").map(|s| s.parse().expect("count")).unwrap_or(4);
     let record = format!(
         r#"{{"schema_version":2,"scenario":"fake_scenario","tier":"{tier}","seed":{seed},"mutant":{mutant_json},
         "target":"victim","processes":{processes},"started_unix_ms":0,"outcomes":{{"ok":4}},"mutant_active":{active},
@@ -51,8 +54,8 @@ fn fake_scenario() {
         "lock_wait_p50_ms":null,"bytes_served":0,"complete_bodies_per_model":{{"small":1}},"cache_hit_ratio":0.75,"mb_per_sec":0.0}},
         "process_runs":[]}}"#
     );
-    let tmp = env("STRESS_TMP_DIR");
-    assert!(Path::new(&tmp).is_dir(), "STRESS_TMP_DIR {tmp} is not a directory");
+    let tmp = env("@TMP_DIR@");
+    assert!(Path::new(&tmp).is_dir(), "@TMP_DIR@ {tmp} is not a directory");
     let blocker = std::env::var("FAKE_BLOCK").is_ok().then(|| {
         let dir = Path::new(&tmp).join(format!("fake_scenario-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("cache")).expect("scenario dir");
@@ -92,6 +95,27 @@ const CHECKER_SELF_CHECK: &str = "#[test]\nfn checker_catches_a_planted_violatio
 const SELF_CHECK: &str =
     "#[test]\nfn self_check_is_not_a_scenario() {\n    panic!(\"a tier ran a self-check\");\n}\n";
 
+/// [`FAKE_SCENARIO`] with every `@NAME@` replaced by the variable name `suite_env` defines.
+fn fake_scenario_source() -> String {
+    let names = [
+        ("TARGET_BIN", suite_env::TARGET_BIN),
+        ("TARGET_SPEC", suite_env::TARGET_SPEC),
+        ("TIER", suite_env::TIER),
+        ("PROCESSES", suite_env::PROCESSES),
+        ("SEED", suite_env::SEED),
+        ("MUTANT", suite_env::MUTANT),
+        ("RESULTS_DIR", suite_env::RESULTS_DIR),
+        ("KEEP_DIR", suite_env::KEEP_DIR),
+        ("TMP_DIR", suite_env::TMP_DIR),
+    ];
+    let mut source = FAKE_SCENARIO.to_string();
+    for (token, name) in names {
+        source = source.replace(&format!("@{token}@"), name);
+    }
+    assert!(!source.contains('@'), "an unfilled token in the fake scenario");
+    source
+}
+
 /// A workspace with a `victim` binary (features failpoints, mutants), a fake `stress-tests` suite and
 /// this repository's `.config/nextest.toml` (so the real stress profiles are exercised).
 pub fn fake_suite_workspace() -> Result<tempfile::TempDir> {
@@ -101,7 +125,7 @@ pub fn fake_suite_workspace() -> Result<tempfile::TempDir> {
     )?;
     let tests = ws.path().join("stress-tests").join("tests");
     std::fs::create_dir_all(&tests)?;
-    std::fs::write(tests.join("fake.rs"), FAKE_SCENARIO)?;
+    std::fs::write(tests.join("fake.rs"), fake_scenario_source())?;
     // The real suite's self-checks, which a tier leaves out (and which must exist for its filterset).
     for self_check in ["mutants_are_killed", "core_smoke", "tiny_cache_faults", "spec_check"] {
         std::fs::write(tests.join(format!("{self_check}.rs")), SELF_CHECK)?;
@@ -135,9 +159,9 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
         run_dir.to_str().context("utf8")?,
         "-q",
     ])
-    .env("STRESS_TIER", "nightly")
-    .env("STRESS_SEED", "0x10")
-    .env("STRESS_PROCESSES", "3"))?;
+    .env(suite_env::TIER, "nightly")
+    .env(suite_env::SEED, "0x10")
+    .env(suite_env::PROCESSES, "3"))?;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("PASS: 2 scenario runs (2 passed"), "{stdout}");
     assert!(stdout.contains("2 nextest runs"), "{stdout}");
@@ -179,8 +203,8 @@ fn tier_run_repeats_mutant_and_mutants_matrix_against_a_fake_suite() -> Result<(
     // violated invariant.
     let results = ws.path().join("results");
     let (code, stdout, stderr) = run(stress_cache(&["--manifest-path", manifest, "-q"])
-        .env("STRESS_MUTANT", "no-lock")
-        .env("STRESS_RESULTS_DIR", &results))?;
+        .env(suite_env::MUTANT, "no-lock")
+        .env(suite_env::RESULTS_DIR, &results))?;
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("violated invariants: fake_scenario: single_download"), "{stderr}");
     // Red: the evidence comes first.

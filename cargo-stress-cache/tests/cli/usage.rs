@@ -133,20 +133,21 @@ fn bad_stress_knobs_exit_2_before_anything_is_built() -> Result<()> {
     let manifest = manifest.to_str().context("utf8")?;
     let a_file = ws.path().join("Cargo.toml");
     let a_file = a_file.to_str().context("utf8")?;
+    use stress_cache_metadata::suite_env::{KEEP_DIR, MUTANT, PROCESSES, RESULTS_DIR, SEED, TIER};
     for (var, value, needle) in [
-        ("STRESS_PROCESSES", "abc", "STRESS_PROCESSES=\"abc\" is not a positive integer"),
-        ("STRESS_PROCESSES", "0", "STRESS_PROCESSES=\"0\" is not a positive integer"),
-        ("STRESS_TIER", "weekly", "STRESS_TIER=\"weekly\" is not `pr` or `nightly`"),
-        ("STRESS_SEED", "0x5eedz", "STRESS_SEED=\"0x5eedz\" is not a u64"),
-        ("STRESS_MUTANT", "bogus", "unknown mutant `bogus` from STRESS_MUTANT (declared: no-lock)"),
-        ("STRESS_RESULTS_DIR", a_file, "is not a directory"),
-        ("STRESS_KEEP_DIR", a_file, "is not a directory"),
+        (PROCESSES, "abc", format!("{PROCESSES}=\"abc\" is not a positive integer")),
+        (PROCESSES, "0", format!("{PROCESSES}=\"0\" is not a positive integer")),
+        (TIER, "weekly", format!("{TIER}=\"weekly\" is not `pr` or `nightly`")),
+        (SEED, "0x5eedz", format!("{SEED}=\"0x5eedz\" is not a u64")),
+        (MUTANT, "bogus", format!("unknown mutant `bogus` from {MUTANT} (declared: no-lock)")),
+        (RESULTS_DIR, a_file, "is not a directory".to_string()),
+        (KEEP_DIR, a_file, "is not a directory".to_string()),
     ] {
         let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest]).env(var, value))?;
-        assert_setup_error(code, &stderr, needle);
+        assert_setup_error(code, &stderr, &needle);
         // The mutants matrix reads the same knobs (STRESS_MUTANT as its --only).
         let (code, _, stderr) = run(stress_cache(&["mutants", "--manifest-path", manifest]).env(var, value))?;
-        assert_setup_error(code, &stderr, needle);
+        assert_setup_error(code, &stderr, &needle);
     }
     let (code, _, stderr) = run(stress_cache(&["--manifest-path", manifest, "--processes", "0"]))?;
     assert_setup_error(code, &stderr, "invalid value '0' for '--processes <N>': expected a positive integer");

@@ -110,55 +110,88 @@ impl Interrupt {
     /// Waits for `child`, just started, forwarding and escalating signals as the module documentation
     /// says. `what` names the child in log lines.
     pub fn wait(&self, child: &mut Child, what: &str) -> std::io::Result<Waited> {
-        let pid = child.id();
+        let mut waited = self.wait_all(&mut [(child, what)])?;
+        Ok(waited.remove(0))
+    }
+
+    /// Waits for every one of `children`, all just started and running at once, forwarding and
+    /// escalating signals to each still running as [`Interrupt::wait`] does for one.
+    pub fn wait_all(&self, children: &mut [(&mut Child, &str)]) -> std::io::Result<Vec<Waited>> {
         // A signal already received could not have reached a child started after it (callers check
         // before starting one, so this is the narrow window in between).
         let mut came_before_start = self.requested().is_some();
-        let exited = self.sender.clone();
-        std::thread::Builder::new().name("child-exit".into()).spawn(move || {
-            wait_exited(pid);
-            let _ = exited.send(Event::Exited(pid));
-        })?;
+        let pids: Vec<u32> = children.iter().map(|(child, _)| child.id()).collect();
+        for &pid in &pids {
+            let exited = self.sender.clone();
+            std::thread::Builder::new().name("child-exit".into()).spawn(move || {
+                wait_exited(pid);
+                let _ = exited.send(Event::Exited(pid));
+            })?;
+        }
+        let mut running: Vec<bool> = vec![true; pids.len()];
+        // The signal received by the time each child exited: a child that ended before a signal came
+        // finished its work, whatever stopped its sibling later.
+        let mut signal_at_exit: Vec<Option<i32>> = vec![None; pids.len()];
         let events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The next step if the child is still running at that instant.
+        // The next step if a child is still running at that instant.
         let mut deadline: Option<(Instant, Escalation)> = None;
-        loop {
+        // Bounded by the children's lives: every iteration consumes an event or escalates towards SIGKILL.
+        while running.iter().any(|r| *r) {
             let event = match deadline {
                 Some((at, _)) => events.recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
+            let still: Vec<(u32, &str)> = pids
+                .iter()
+                .zip(children.iter())
+                .zip(&running)
+                .filter(|(_, r)| **r)
+                .map(|((pid, (_, what)), _)| (*pid, *what))
+                .collect();
             match event {
-                Ok(Event::Exited(p)) if p == pid => break,
-                Ok(Event::Exited(_)) => {}
+                Ok(Event::Exited(p)) => {
+                    if let Some(i) = pids.iter().position(|&pid| pid == p) {
+                        running[i] = false;
+                        signal_at_exit[i] = self.requested();
+                    }
+                }
                 Ok(Event::Signal(signal)) => {
-                    // A SIGINT that came after the child started went to the whole process group, the
-                    // child included; anything else reached this process alone.
+                    // A SIGINT that came after the children started went to the whole process group,
+                    // the children included; anything else reached this process alone.
                     if signal == SIGINT && !std::mem::take(&mut came_before_start) {
-                        log::warn!("{}: waiting for {what} to stop", signal_name(signal));
+                        for (_, what) in &still {
+                            log::warn!("{}: waiting for {what} to stop", signal_name(signal));
+                        }
                         deadline =
                             deadline.or(Some((Instant::now() + self.grace.group_signal, Escalation::Term)));
                     } else {
-                        log::warn!("{}: forwarding SIGTERM to {what} (pid {pid})", signal_name(signal));
-                        send(pid, SIGTERM);
+                        for (pid, what) in &still {
+                            log::warn!("{}: forwarding SIGTERM to {what} (pid {pid})", signal_name(signal));
+                            send(*pid, SIGTERM);
+                        }
                         deadline = Some((Instant::now() + self.grace.terminate, Escalation::Kill));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => match deadline.map(|(_, step)| step) {
                     Some(Escalation::Term) => {
-                        log::warn!(
-                            "{what} still running {:?} after SIGINT: sending it SIGTERM",
-                            self.grace.group_signal
-                        );
-                        send(pid, SIGTERM);
+                        for (pid, what) in &still {
+                            log::warn!(
+                                "{what} still running {:?} after SIGINT: sending it SIGTERM",
+                                self.grace.group_signal
+                            );
+                            send(*pid, SIGTERM);
+                        }
                         deadline = Some((Instant::now() + self.grace.terminate, Escalation::Kill));
                     }
                     Some(Escalation::Kill) | None => {
-                        log::warn!(
-                            "{what} still running {:?} after SIGTERM: killing it (its own children may \
-                             outlive it)",
-                            self.grace.terminate
-                        );
-                        send(pid, libc::SIGKILL);
+                        for (pid, what) in &still {
+                            log::warn!(
+                                "{what} still running {:?} after SIGTERM: killing it (its own children may \
+                                 outlive it)",
+                                self.grace.terminate
+                            );
+                            send(*pid, libc::SIGKILL);
+                        }
                         deadline = None;
                     }
                 },
@@ -167,8 +200,16 @@ impl Interrupt {
             }
         }
         drop(events);
-        let status = child.wait()?;
-        Ok(Waited { status, signal: self.requested() })
+        let mut waited = Vec::with_capacity(children.len());
+        for ((child, _), (still_running, signal)) in
+            children.iter_mut().zip(running.iter().zip(signal_at_exit))
+        {
+            let status = child.wait()?;
+            // Left the loop without its exit event (unreachable, see above): the signal as of now.
+            let signal = if *still_running { self.requested() } else { signal };
+            waited.push(Waited { status, signal });
+        }
+        Ok(waited)
     }
 }
 

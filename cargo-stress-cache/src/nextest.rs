@@ -131,19 +131,15 @@ pub fn junit_candidates(workspace_root: &Path, target_dir: &Path, profile: &str)
     candidates
 }
 
-/// Runs `cargo nextest run -p stress-tests --profile <tier profile>` once with the suite environment.
-/// Nextest's output (progress bar, failures) goes straight to stderr. `selected` is the number of
-/// scenario tests the run should execute, when known: fewer in the JUnit report means nextest cancelled
-/// the run.
-pub fn run_tier(
+/// `cargo nextest run -p stress-tests --profile <tier profile>` with the suite environment, and the
+/// JUnit paths it may write (stale ones removed).
+pub fn tier_command(
     cargo: &Cargo,
     workspace_root: &Path,
     target_dir: &Path,
     env: &SuiteEnv,
     selection: &Selection,
-    interrupt: &Interrupt,
-    selected: Option<usize>,
-) -> Result<RunOutcome> {
+) -> Result<(Command, Vec<PathBuf>)> {
     let profile = env.tier_or_default().nextest_profile();
     let junit_paths = junit_candidates(workspace_root, target_dir, profile);
     remove_stale(&junit_paths)?;
@@ -156,7 +152,17 @@ pub fn run_tier(
     }
     selection.output.apply(&mut cmd);
     env.apply(&mut cmd);
-    let (shown, waited) = run_interruptibly(&mut cmd, interrupt, "nextest")?;
+    Ok((cmd, junit_paths))
+}
+
+/// How a tier's nextest run ended. `selected` is the number of scenario tests the run should execute,
+/// when known: fewer in the JUnit report means nextest cancelled the run.
+pub fn tier_outcome(
+    shown: String,
+    waited: &Waited,
+    junit_paths: Vec<PathBuf>,
+    selected: Option<usize>,
+) -> Result<RunOutcome> {
     let junit = junit_paths.into_iter().find(|p| p.is_file());
     let exit_code = waited.status.code();
     if let Some(signal) = waited.signal {
@@ -202,10 +208,19 @@ pub fn remove_stale(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Spawns `cmd` (stdin closed, output to the terminal) and waits for it through `interrupt`; `what`
-/// names it in log lines. Returns the command line shown in messages, and how it ended.
-pub fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt, what: &str) -> Result<(String, Waited)> {
-    // Under an overall progress bar, nextest draws none of its own and its lines go above ours.
+/// A nextest (or cargo) child started by [`spawn`], to be waited for through the invocation's
+/// [`Interrupt`] and then [`Started::finish`]ed.
+pub struct Started {
+    /// The command line, for messages.
+    pub shown: String,
+    /// The child.
+    pub child: std::process::Child,
+    forward: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `cmd` with stdin closed. Under an overall progress bar nextest draws none of its own and its
+/// lines are forwarded above ours; otherwise its output goes straight to stderr.
+pub fn spawn(cmd: &mut Command) -> Result<Started> {
     let under_bar = crate::progress::active();
     if under_bar {
         cmd.args(["--show-progress", "none"]);
@@ -223,14 +238,27 @@ pub fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt, what: &str) -
             }
         })
     });
-    let waited = interrupt.wait(&mut child, what);
-    // The pipe ends with nextest (and whatever it left holding stderr): bounded by the child's life.
-    if let Some(forward) = forward {
-        let _ = forward.join();
+    Ok(Started { shown, child, forward })
+}
+
+impl Started {
+    /// After the child was waited for: the forwarded output is drained (the pipe ends with the child
+    /// and whatever it left holding stderr), and the exit noted.
+    pub fn finish(self, waited: std::io::Result<Waited>) -> Result<(String, Waited)> {
+        if let Some(forward) = self.forward {
+            let _ = forward.join();
+        }
+        let waited = waited.map_err(|source| Error::Spawn { command: self.shown.clone(), source })?;
+        note_built(waited.status.code());
+        Ok((self.shown, waited))
     }
-    let waited = waited.map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-    note_built(waited.status.code());
-    Ok((shown, waited))
+}
+
+/// Runs `cmd` to its end through `interrupt` (see [`spawn`]).
+pub fn run_interruptibly(cmd: &mut Command, interrupt: &Interrupt, what: &str) -> Result<(String, Waited)> {
+    let mut started = spawn(cmd)?;
+    let waited = interrupt.wait(&mut started.child, what);
+    started.finish(waited)
 }
 
 /// What nextest's exit `code` means, for error messages.

@@ -136,15 +136,7 @@ impl TierRun<'_> {
             repeats_complete,
             repeats: repeat,
         };
-        if self_check {
-            match self.self_check(run_dir, label)? {
-                selfcheck::Ran::Done(check) => *checked = Some(check),
-                selfcheck::Ran::Stopped(cause) => {
-                    return Ok(Some(stopped(cause, "the self-check", 0, None, 0)));
-                }
-            }
-        }
-        // Counted first: the interruption line says how much of the run completed, and a JUnit report
+        // Counted first (and the listing builds the suite, before two nextest runs would race to): the interruption line says how much of the run completed, and a JUnit report
         // with fewer tests shows that nextest cancelled the run.
         let selected = match self.selected.get() {
             Some(&n) => n,
@@ -165,6 +157,10 @@ impl TierRun<'_> {
                 }
             }
         };
+        // The checker's self-check runs beside the first repeat: it voids the verdict whenever it
+        // fails, so it needs to end before the verdict, not before the scenarios start.
+        let mut pending_check =
+            if self_check { Some(self.self_check_command(run_dir, label)?) } else { None };
         let progress = crate::progress::Progress::start("repeat", u64::from(repeat));
         for n in 1..=repeat {
             progress.item((n - 1) as usize, format!("repeat {n} of {repeat}"));
@@ -196,15 +192,25 @@ impl TierRun<'_> {
                 self.tier.nextest_profile()
             );
             let one = Instant::now();
-            let outcome = nextest::run_tier(
+            let (mut cmd, junit_paths) = nextest::tier_command(
                 self.cargo,
                 self.workspace_root,
                 self.target_dir,
                 &env,
                 &self.selection,
-                self.interrupt,
-                Some(selected),
-            );
+            )?;
+            let (outcome, check) = match pending_check.take() {
+                None => {
+                    let outcome = nextest::run_interruptibly(&mut cmd, self.interrupt, "nextest").and_then(
+                        |(shown, waited)| nextest::tier_outcome(shown, &waited, junit_paths, Some(selected)),
+                    );
+                    (outcome, None)
+                }
+                Some(check) => {
+                    let (outcome, ran) = self.beside_self_check(cmd, junit_paths, check, selected, label);
+                    (outcome, Some(ran))
+                }
+            };
             // Whatever happened (even an error), the scenarios' leftovers go.
             clean_tmp(&tmp_dir, &format!("{label}: repeat {n}/{repeat}"));
             let outcome = outcome?;
@@ -220,9 +226,23 @@ impl TierRun<'_> {
                 ),
             }
             let records = count_records(&records_dir);
+            // A self-check that ended counts even when the repeat was stopped; one that was stopped
+            // itself is reported after the repeat's own ending (a signal stops both, and the repeat
+            // says how far it got).
+            let check_stopped = match check.transpose()? {
+                Some(selfcheck::Ran::Done(check)) => {
+                    *checked = Some(check);
+                    None
+                }
+                Some(selfcheck::Ran::Stopped(cause)) => Some(cause),
+                None => None,
+            };
             if let Some(cause) = outcome.stopped {
                 let during = format!("repeat {n}/{repeat}");
                 return Ok(Some(stopped(cause, &during, records, Some(selected), n - 1)));
+            }
+            if let Some(cause) = check_stopped {
+                return Ok(Some(stopped(cause, "the self-check", records, Some(selected), n - 1)));
             }
             log::info!(
                 "{label}: repeat {n}/{repeat} finished in {:.0?}: {records} scenario records, nextest {}",
@@ -236,8 +256,8 @@ impl TierRun<'_> {
         Ok(None)
     }
 
-    /// Runs the checker's self-check into `run_dir/self-check/` and says how it went.
-    fn self_check(&self, run_dir: &Path, label: &str) -> Result<selfcheck::Ran> {
+    /// The checker's self-check, to run into `run_dir/self-check/`.
+    fn self_check_command(&self, run_dir: &Path, label: &str) -> Result<PendingCheck> {
         let dir = rundir::subdir(run_dir, "self-check")?;
         let tmp_dir = tmpdir::create(&dir)?;
         let env = SuiteEnv {
@@ -257,26 +277,76 @@ impl TierRun<'_> {
             tmp_dir: Some(tmp_dir.clone()),
             spec_check_out: None,
         };
-        log::info!("{label}: self-check (nextest profile {}) ...", selfcheck::PROFILE);
-        let ran = selfcheck::run(
+        log::info!(
+            "{label}: self-check (nextest profile {}) beside the first repeat ...",
+            selfcheck::PROFILE
+        );
+        let (cmd, junit_paths) = selfcheck::command(
             self.cargo,
             self.workspace_root,
             self.target_dir,
             &env,
-            &dir,
             self.selection.output,
-            self.interrupt,
-        );
-        clean_tmp(&tmp_dir, &format!("{label}: self-check"));
-        let ran = ran?;
-        if let selfcheck::Ran::Done(check) = &ran {
+        )?;
+        Ok(PendingCheck { cmd, junit_paths, dir, tmp_dir })
+    }
+
+    /// Runs the tier's nextest `cmd` and the self-check at once, waits for both, and judges each.
+    fn beside_self_check(
+        &self,
+        mut cmd: std::process::Command,
+        junit_paths: Vec<PathBuf>,
+        mut check: PendingCheck,
+        selected: usize,
+        label: &str,
+    ) -> (Result<nextest::RunOutcome>, Result<selfcheck::Ran>) {
+        let ran = (|| {
+            let mut checker = nextest::spawn(&mut check.cmd)?;
+            let mut tier = match nextest::spawn(&mut cmd) {
+                Ok(tier) => tier,
+                Err(e) => {
+                    // No half-started pair: the checker is stopped and reaped before the error returns.
+                    let _ = checker.child.kill();
+                    let _ = checker.finish(Err(std::io::Error::other("not waited")));
+                    return Err(e);
+                }
+            };
+            let waited = self
+                .interrupt
+                .wait_all(&mut [(&mut checker.child, "nextest (self-check)"), (&mut tier.child, "nextest")]);
+            let (checker_waited, tier_waited) = match waited {
+                Ok(mut w) => {
+                    let tier_waited =
+                        w.pop().map(Ok).unwrap_or_else(|| Err(std::io::Error::other("no status")));
+                    let checker_waited =
+                        w.pop().map(Ok).unwrap_or_else(|| Err(std::io::Error::other("no status")));
+                    (checker_waited, tier_waited)
+                }
+                Err(e) => (Err(std::io::Error::new(e.kind(), e.to_string())), Err(e)),
+            };
+            Ok((checker.finish(checker_waited), tier.finish(tier_waited)))
+        })();
+        clean_tmp(&check.tmp_dir, &format!("{label}: self-check"));
+        let (checker, tier) = match ran {
+            Ok(pair) => pair,
+            // The run's error is reported; the self-check, never run, says so and passes nothing.
+            Err(e) => {
+                let not_run = SelfCheck { problem: Some(format!("not run: {e}")), ..SelfCheck::default() };
+                return (Err(e), Ok(selfcheck::Ran::Done(not_run)));
+            }
+        };
+        let outcome = tier
+            .and_then(|(shown, waited)| nextest::tier_outcome(shown, &waited, junit_paths, Some(selected)));
+        let judged = checker
+            .and_then(|(shown, waited)| selfcheck::judge(shown, &waited, check.junit_paths, &check.dir));
+        if let Ok(selfcheck::Ran::Done(check)) = &judged {
             if check.ok() {
                 log::info!("{label}: {}", check.line());
             } else {
                 log::error!("{label}: {}", check.line());
             }
         }
-        Ok(ran)
+        (outcome, judged)
     }
 
     /// Where repeat `n` of the run in `run_dir` keeps the temp dirs of failed scenarios.
@@ -287,6 +357,14 @@ impl TierRun<'_> {
         let sub = run_dir.strip_prefix(self.run_root).unwrap_or(Path::new(""));
         base.join(run_id).join(sub).join(repeat)
     }
+}
+
+/// The self-check's nextest command, not started yet, and where it writes.
+struct PendingCheck {
+    cmd: std::process::Command,
+    junit_paths: Vec<PathBuf>,
+    dir: PathBuf,
+    tmp_dir: PathBuf,
 }
 
 /// Empties a nextest run's `STRESS_TMP_DIR` and logs what it removed (a warning for what it could not).

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cargo::Cargo;
 use crate::errors::{Error, Result};
-use crate::interrupt::{Cause, Interrupt, signal_name};
+use crate::interrupt::{Cause, signal_name};
 use crate::junit::{self, Outcome};
 use stress_cache_metadata::SuiteEnv;
 
@@ -73,21 +73,30 @@ pub enum Ran {
     Stopped(Cause),
 }
 
-/// Runs `cargo nextest run -p stress-tests --profile stress-selfcheck` with the suite environment `env`
-/// (its own directories under `dir`), copying its JUnit report to `dir/junit.xml`.
-pub fn run(
+/// `cargo nextest run -p stress-tests --profile stress-selfcheck` with the suite environment `env`, and
+/// the JUnit paths it may write (stale ones removed). It draws no progress bar: it runs beside the
+/// tier's first nextest run, whose bar is the one shown.
+pub fn command(
     cargo: &Cargo,
     workspace_root: &Path,
     target_dir: &Path,
     env: &SuiteEnv,
-    dir: &Path,
     output: nextest::Output,
-    interrupt: &Interrupt,
-) -> Result<Ran> {
+) -> Result<(std::process::Command, Vec<std::path::PathBuf>)> {
     let junit_paths = nextest::junit_candidates(workspace_root, target_dir, PROFILE);
     nextest::remove_stale(&junit_paths)?;
     let mut cmd = nextest::profile_command(cargo, PROFILE, env, output);
-    let (shown, waited) = nextest::run_interruptibly(&mut cmd, interrupt, "nextest (self-check)")?;
+    cmd.args(["--show-progress", "none"]);
+    Ok((cmd, junit_paths))
+}
+
+/// What the self-check's nextest run says, its JUnit report copied to `dir/junit.xml`.
+pub fn judge(
+    shown: String,
+    waited: &crate::interrupt::Waited,
+    junit_paths: Vec<std::path::PathBuf>,
+    dir: &Path,
+) -> Result<Ran> {
     if let Some(signal) = waited.signal {
         return Ok(Ran::Stopped(Cause::Signal { signal: signal_name(signal) }));
     }

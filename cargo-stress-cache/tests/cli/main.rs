@@ -8,6 +8,7 @@ mod browser;
 mod fake_suite;
 mod interrupt;
 mod report;
+mod snapshots;
 mod usage;
 mod workflow;
 

@@ -340,6 +340,11 @@ pub struct Mutants {
     /// as such, not as "killed where expected".
     #[serde(default)]
     pub killed_by: BTreeMap<String, Vec<String>>,
+    /// For each mutant, the invariants it must violate in its first `killed-by` scenario (and which
+    /// must hold on the clean run of it): the suite's own proof that each seeded bug is caught for the
+    /// right reason, one generated test per declared mutant.
+    #[serde(default)]
+    pub trips: BTreeMap<String, Vec<String>>,
 }
 
 impl Mutants {

@@ -53,6 +53,17 @@ pub fn prepare(env: &SuiteEnv, manifest: &Path) -> Result<PreparedTarget> {
     Ok(PreparedTarget { spec: target.spec, bin, fixtures, stress_dir })
 }
 
+/// The target's declaration only, without building it (what a test harness needs to list one test per
+/// declared failpoint or seeded bug): the spec the CLI handed over, else the one the workspace at
+/// `manifest` declares.
+pub fn declared_spec(env: &SuiteEnv, manifest: &Path) -> Result<TargetSpec> {
+    if let Some(spec) = &env.target_spec {
+        return Ok(TargetSpec::from_spec_file(spec)?);
+    }
+    let cargo = Cargo::from_env(Some(manifest.to_path_buf()), None, CargoColor::Never, true);
+    Ok(Workspace::load(&cargo)?.resolve_target(None, None)?.spec)
+}
+
 /// What the CLI prepared: read, never rebuilt.
 fn handed_over(spec: &Path, bin: &Path, fixtures: &Path) -> Result<PreparedTarget> {
     let spec = TargetSpec::from_spec_file(spec)?;

@@ -359,6 +359,12 @@ impl Target {
     }
 }
 
+/// The target's declaration, without building or preparing it: for test harnesses that list one test
+/// per declared failpoint or seeded bug.
+pub fn declared_spec() -> Result<TargetSpec, TargetError> {
+    Ok(stress_cache_runner::suite::declared_spec(&SuiteEnv::from_env()?, &workspace_manifest())?)
+}
+
 fn workspace_manifest() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(|p| p.join("Cargo.toml")).unwrap_or_else(|| here.join("Cargo.toml"))

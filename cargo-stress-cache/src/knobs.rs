@@ -11,47 +11,20 @@ use stress_cache_metadata::{SuiteEnv, Tier};
 use crate::cli::TierOpts;
 use crate::errors::{Error, Result};
 
-/// The knobs found in the environment; an empty value counts as unset.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EnvKnobs {
-    /// `STRESS_TIER`.
-    pub tier: Option<Tier>,
-    /// `STRESS_PROCESSES`.
-    pub processes: Option<usize>,
-    /// `STRESS_SEED`.
-    pub seed: Option<u64>,
-    /// `STRESS_MUTANT` (checked against the target's declaration once it is read).
-    pub mutant: Option<String>,
-    /// `STRESS_RESULTS_DIR`: where run directories are created.
-    pub results_dir: Option<PathBuf>,
-    /// `STRESS_KEEP_DIR`: where the temp dirs of failed scenarios are kept.
-    pub keep_dir: Option<PathBuf>,
-    /// `STRESS_TRACE`: record the target's file-system operations (`None`: the suite's default, on).
-    pub trace: Option<bool>,
+/// The suite environment this process was started with, read as the suite itself would read it
+/// ([`SuiteEnv::from_lookup`]), its directories checked: the `STRESS_*` knobs, the defaults of their
+/// flags. An empty value counts as unset.
+pub fn env_knobs() -> Result<SuiteEnv> {
+    env_knobs_from(|name| std::env::var_os(name))
 }
 
-impl EnvKnobs {
-    /// Reads and validates the knobs of this process's environment.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var_os(name))
-    }
-
-    /// Same as [`EnvKnobs::from_env`] with an injectable lookup (for tests): the suite environment
-    /// as the suite itself would read it ([`SuiteEnv::from_lookup`]), and the directories checked.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self> {
-        let env = SuiteEnv::from_lookup(lookup)?;
-        let dir =
-            |name: &str, value: &Option<PathBuf>| value.as_deref().map(|v| usable_dir(name, v)).transpose();
-        Ok(EnvKnobs {
-            tier: env.tier,
-            processes: env.processes,
-            seed: env.seed,
-            results_dir: dir(suite_env::RESULTS_DIR, &env.results_dir)?,
-            keep_dir: dir(suite_env::KEEP_DIR, &env.keep_dir)?,
-            mutant: env.mutant,
-            trace: env.trace,
-        })
-    }
+/// [`env_knobs`] with an injectable lookup (for tests).
+pub fn env_knobs_from(lookup: impl Fn(&str) -> Option<OsString>) -> Result<SuiteEnv> {
+    let mut env = SuiteEnv::from_lookup(lookup)?;
+    let dir = |name: &str, value: &Option<PathBuf>| value.as_deref().map(|v| usable_dir(name, v)).transpose();
+    env.results_dir = dir(suite_env::RESULTS_DIR, &env.results_dir)?;
+    env.keep_dir = dir(suite_env::KEEP_DIR, &env.keep_dir)?;
+    Ok(env)
 }
 
 /// A directory a knob names: absolute, and a directory or creatable as one (its nearest existing
@@ -93,7 +66,7 @@ pub struct Knobs {
 impl Knobs {
     /// Merges the flags of a run with the environment; `mutant_flag` is `--mutant` (tier runs) or the
     /// one `--only` of `mutants`, `None` where the command has none.
-    pub fn resolve(tier: &TierOpts, mutant_flag: Option<(&str, &'static str)>, env: EnvKnobs) -> Self {
+    pub fn resolve(tier: &TierOpts, mutant_flag: Option<(&str, &'static str)>, env: SuiteEnv) -> Self {
         let mutant = match mutant_flag {
             Some((name, flag)) => Some((name.to_string(), flag)),
             None => env.mutant.map(|m| (m, suite_env::MUTANT)),
@@ -114,18 +87,18 @@ impl Knobs {
 mod tests {
     use super::*;
 
-    fn knobs(vars: &[(&str, &str)]) -> Result<EnvKnobs> {
+    fn knobs(vars: &[(&str, &str)]) -> Result<SuiteEnv> {
         let vars: Vec<(String, OsString)> =
             vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
-        EnvKnobs::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        env_knobs_from(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
     }
 
     #[test]
     fn unset_and_empty_knobs_are_absent() {
-        assert_eq!(knobs(&[]).unwrap(), EnvKnobs::default());
+        assert_eq!(knobs(&[]).unwrap(), SuiteEnv::default());
         assert_eq!(
             knobs(&[(suite_env::TIER, ""), (suite_env::PROCESSES, " ")]).unwrap(),
-            EnvKnobs::default()
+            SuiteEnv::default()
         );
     }
 
@@ -175,12 +148,12 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_environment_which_wins_over_defaults() {
-        let env = EnvKnobs {
+        let env = SuiteEnv {
             tier: Some(Tier::Nightly),
             processes: Some(4),
             seed: Some(9),
             mutant: Some("no-lock".into()),
-            ..EnvKnobs::default()
+            ..SuiteEnv::default()
         };
         let mut opts = TierOpts {
             tier: None,
@@ -198,6 +171,6 @@ mod tests {
         let k = Knobs::resolve(&opts, Some(("direct-write", "--mutant")), env);
         assert_eq!(k.tier, Tier::Pr);
         assert_eq!(k.mutant, Some(("direct-write".to_string(), "--mutant")));
-        assert_eq!(Knobs::resolve(&opts, None, EnvKnobs::default()).tier, Tier::Pr);
+        assert_eq!(Knobs::resolve(&opts, None, SuiteEnv::default()).tier, Tier::Pr);
     }
 }

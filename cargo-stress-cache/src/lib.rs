@@ -49,7 +49,7 @@ use crate::cli::{CargoCli, Command, GlobalOpts, StressCache, TargetOpts, Tier, T
 use crate::errors::{EXIT_OK, EXIT_SETUP, Error, Result};
 use crate::interrupt::{Grace, Interrupt};
 use crate::kills::MutantClass;
-use crate::knobs::{EnvKnobs, Knobs};
+use crate::knobs::{Knobs, env_knobs};
 use crate::nextest::Selection;
 use crate::run::TierRun;
 use crate::workspace::{Target, TargetSource, Workspace};
@@ -151,7 +151,7 @@ fn dispatch(args: StressCache) -> Result<()> {
     match args.command {
         None => {
             let mutant = args.run.mutant.as_deref().map(|m| (m, "--mutant"));
-            let knobs = Knobs::resolve(&args.run.tier, mutant, EnvKnobs::from_env()?);
+            let knobs = Knobs::resolve(&args.run.tier, mutant, env_knobs()?);
             let interrupt = install_interrupt()?;
             let request = Request {
                 global: &global,
@@ -171,7 +171,7 @@ fn dispatch(args: StressCache) -> Result<()> {
         }
         Some(Command::Mutants { target, tier, only, keep_mutant_dirs }) => {
             // STRESS_MUTANT is the default of --only here: a one-mutant matrix.
-            let knobs = Knobs::resolve(&tier, None, EnvKnobs::from_env()?);
+            let knobs = Knobs::resolve(&tier, None, env_knobs()?);
             let only: Vec<(String, &'static str)> = if only.is_empty() {
                 knobs.mutant.iter().cloned().collect()
             } else {
@@ -607,7 +607,7 @@ fn clean(cargo: Cargo, global: &GlobalOpts, keep: usize) -> Result<()> {
         Some(dir) => std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source))?,
         None => workspace.target_dir().to_path_buf(),
     };
-    let root = EnvKnobs::from_env()?.results_dir.unwrap_or_else(|| target_dir.join("stress-cache"));
+    let root = env_knobs()?.results_dir.unwrap_or_else(|| target_dir.join("stress-cache"));
     let pruned = retention::prune(&root, keep)?;
     report_pruned(&pruned, keep);
     let left = pruned.kept.len() + pruned.in_use.len() + pruned.mounted.len() + pruned.failed.len();

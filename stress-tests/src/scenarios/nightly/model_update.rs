@@ -24,12 +24,12 @@ use stress_cache_metadata::{FileRoles, InvariantResult, ScenarioRecord};
 use crate::invariants::{Expectations, Invariant, OutcomeClass, ProcessExpectation};
 use crate::orchestrator::blocked_waiting_for_input;
 use crate::run_metadata::RunMetadata;
-use crate::scenario::{ScenarioError, ScenarioRun};
+use crate::scenario::{Scenario, ScenarioError, ScenarioRun};
 use crate::scenarios::phases::{self, PhaseInput};
 use crate::scenarios::{ScenarioFn, ScenarioOptions, overlap, setup};
-use crate::server::{FaultPlan, Gate};
+use crate::server::{FaultPlan, Gate, ModelServer, RouteHandle};
 use crate::snapshot::CacheSnapshot;
-use crate::target::ProcessPlan;
+use crate::target::{ProcessPlan, Target};
 
 /// Record name.
 pub const NAME: &str = "model_updated_while_readers_run_loads_one_whole_version";
@@ -71,20 +71,8 @@ pub fn model_updated_while_readers_run_loads_one_whole_version(
         );
     };
     let with_checksum = s.uses_checksum();
-    let target = s.target().clone();
-    let server = setup::server()?;
-    let gate = Gate::named("old-version-mid-body");
-    let path = target.server_path(&old);
-    let old_route = server.add_route(setup::route(
-        &target,
-        &path,
-        &old,
-        &target.model(&old).bytes,
-        overlap::gated_plan(&gate, target.model(&old).bytes.len()),
-    ));
-    let url = server.url(&old_route);
-    let cache = s.cache_dir("shared");
-    let n = s.tier().capped(PER_VERSION).max(2);
+    let OldVersion { target, server, gate, path, old_route, url, cache, n } =
+        OldVersion::serve(&mut s, &old, "old-version-mid-body")?;
     let first = vec![s.writer(0, &old, &url, &cache).role("old version")];
     let old_joiners: Vec<_> = (1..n).map(|i| s.writer(i, &old, &url, &cache).role("old version")).collect();
     // A new-version process is given the new checksum; without checksums it asks for the same URL.
@@ -174,20 +162,8 @@ pub fn model_updated_after_a_reader_died_mid_download_never_mixes_versions(
             s.not_applicable("the target declares one model only: there is no second version to serve")
         );
     };
-    let target = s.target().clone();
-    let server = setup::server()?;
-    let gate = Gate::named("dying-old-version-mid-body");
-    let path = target.server_path(&old);
-    let old_route = server.add_route(setup::route(
-        &target,
-        &path,
-        &old,
-        &target.model(&old).bytes,
-        overlap::gated_plan(&gate, target.model(&old).bytes.len()),
-    ));
-    let url = server.url(&old_route);
-    let cache = s.cache_dir("shared");
-    let n = s.tier().capped(PER_VERSION).max(2);
+    let OldVersion { target, server, gate, path, old_route, url, cache, n } =
+        OldVersion::serve(&mut s, &old, "dying-old-version-mid-body")?;
     let victim = s.writer(0, &old, &url, &cache).role("victim (old version)");
     let new_wave: Vec<_> = (1..=n).map(|i| s.writer(i, &new, &url, &cache).role("new version")).collect();
     let recovery = s.writer(n + 1, &new, &url, &cache).role("recovery (new version)");
@@ -385,6 +361,40 @@ fn judge(
         }
     }
     Some(evidence)
+}
+
+/// The old version of a model served from one route, gated mid-body, and the shared cache both
+/// versions' processes use.
+struct OldVersion {
+    target: Target,
+    server: ModelServer,
+    gate: Gate,
+    path: String,
+    old_route: RouteHandle,
+    url: String,
+    cache: PathBuf,
+    /// Processes per version.
+    n: usize,
+}
+
+impl OldVersion {
+    fn serve(s: &mut Scenario, old: &str, gate_name: &str) -> Result<Self, ScenarioError> {
+        let target = s.target().clone();
+        let server = setup::server()?;
+        let gate = Gate::named(gate_name);
+        let path = target.server_path(old);
+        let old_route = server.add_route(setup::route(
+            &target,
+            &path,
+            old,
+            &target.model(old).bytes,
+            overlap::gated_plan(&gate, target.model(old).bytes.len()),
+        ));
+        let url = server.url(&old_route);
+        let cache = s.cache_dir("shared");
+        let n = s.tier().capped(PER_VERSION).max(2);
+        Ok(OldVersion { target, server, gate, path, old_route, url, cache, n })
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,11 @@ pub struct Features {
     /// and the directory after it. `false` reports `published_durably` as skipped, not violated.
     #[serde(default = "yes")]
     pub durable: bool,
+    /// Build the target with its default Cargo features. `false` builds it with
+    /// `--no-default-features` (plus the failpoints and mutants features), for a target whose defaults
+    /// (TLS, say) no loopback scenario uses and a cold first run would otherwise compile.
+    #[serde(default = "yes")]
+    pub default_features: bool,
 }
 
 fn yes() -> bool {
@@ -244,6 +249,7 @@ impl Default for Features {
             loads_model: false,
             durable: true,
             retries: true,
+            default_features: true,
         }
     }
 }

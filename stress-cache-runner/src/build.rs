@@ -66,7 +66,7 @@ pub fn target_executable(
                 problem: "declares no `binary` in `[package.metadata.stress-cache]`".into(),
             })?;
             let wanted = required_features(name, features, target, flavor)?;
-            build(cargo, name, &binary, &wanted, waiter)
+            build(cargo, name, &binary, &wanted, target.spec.features.default_features, waiter)
         }
     }
 }
@@ -112,6 +112,7 @@ fn build(
     package: &str,
     binary: &str,
     features: &[String],
+    default_features: bool,
     waiter: &dyn WaitChild,
 ) -> Result<PathBuf> {
     let features = features.join(",");
@@ -125,6 +126,9 @@ fn build(
         &features,
         "--message-format=json-render-diagnostics",
     ]);
+    if !default_features {
+        cmd.arg("--no-default-features");
+    }
     if cargo.quiet() {
         cmd.arg("--quiet");
     }

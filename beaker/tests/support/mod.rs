@@ -14,7 +14,7 @@ use beaker::lock::LockGuard;
 ///
 /// With `cargo test -p beaker --features failpoints,mutants` this is `CARGO_BIN_EXE_beaker`. Under a
 /// plain `cargo test -p beaker` the crash tests must still run, so the feature build is made here with
-/// a nested `cargo build -p beaker --features failpoints,mutants` (the outer cargo has released the
+/// a nested `cargo build -p beaker --no-default-features --features failpoints,mutants` (the outer cargo has released the
 /// target-dir lock while tests run) and copied to a private path, so that a concurrent build of plain
 /// beaker in the shared target dir cannot swap the binary under the tests.
 pub fn bin() -> &'static Path {
@@ -34,7 +34,7 @@ pub fn bin() -> &'static Path {
             .expect("beaker's stress-cache declaration");
         let feature_build =
             build::target_executable(&cargo, &target, build::Flavor::WithMutants, &build::PlainWait)
-                .expect("cargo build -p beaker --features failpoints,mutants");
+                .expect("cargo build -p beaker --no-default-features --features failpoints,mutants");
         let dir = built.parent().unwrap().join("beaker-test-bins");
         std::fs::create_dir_all(&dir).unwrap();
         let dest = dir.join("beaker-failpoints-mutants");

@@ -255,7 +255,7 @@ fn invariant_rows(records: &[&ScenarioRecord]) -> Vec<InvariantRow> {
                     rows.push(InvariantRow {
                         scenario: record.scenario.clone(),
                         mutant: record.mutant.clone(),
-                        invariant: inv.name.clone(),
+                        invariant: inv.name.to_string(),
                         held: 0,
                         violated: 0,
                         skipped: 0,

@@ -150,7 +150,7 @@ pub fn classify(
                 }
                 r.invariants
                     .iter()
-                    .filter(|i| i.status == Status::Violated && held.contains(&i.name))
+                    .filter(|i| i.status == Status::Violated && held.contains(i.name.as_str()))
                     .map(|i| i.name.as_str())
                     .collect()
             })

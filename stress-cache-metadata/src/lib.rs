@@ -6,6 +6,7 @@
 
 pub mod exit_code;
 mod fixtures;
+mod invariant_name;
 pub mod patterns;
 mod record;
 mod spec_check;
@@ -14,6 +15,7 @@ mod target;
 mod tier;
 
 pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
+pub use invariant_name::InvariantName;
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
     CrashStateCounts, EventKind, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,

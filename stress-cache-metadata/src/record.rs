@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::InvariantName;
+
 /// Version of [`ScenarioRecord`] written by this crate. Version 2: every invariant is held, violated or
 /// skipped (with a reason), setup errors are their own outcome, and a mutant run records whether the
 /// seeded bug was confirmed active.
@@ -181,7 +183,7 @@ pub struct Finding {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InvariantResult {
     /// Stable snake_case name, e.g. `no_partial_content`.
-    pub name: String,
+    pub name: InvariantName,
     /// Held, violated or skipped.
     pub status: Status,
     /// Evidence: files, hashes, pids, stderr excerpts (what was observed; for a violation, where).
@@ -196,18 +198,23 @@ impl InvariantResult {
     /// A checked invariant: violated when `evidence` is non-empty.
     pub fn checked(name: &str, evidence: Vec<String>) -> Self {
         let status = if evidence.is_empty() { Status::Held } else { Status::Violated };
-        InvariantResult { name: name.to_string(), status, evidence, reason: None }
+        InvariantResult { name: InvariantName::new(name), status, evidence, reason: None }
     }
 
     /// A checked invariant that held, with what was observed (a positive check's witness).
     pub fn held_with(name: &str, observed: Vec<String>) -> Self {
-        InvariantResult { name: name.to_string(), status: Status::Held, evidence: observed, reason: None }
+        InvariantResult {
+            name: InvariantName::new(name),
+            status: Status::Held,
+            evidence: observed,
+            reason: None,
+        }
     }
 
     /// An invariant that was not checked, and why.
     pub fn skipped(name: &str, reason: impl Into<String>) -> Self {
         InvariantResult {
-            name: name.to_string(),
+            name: InvariantName::new(name),
             status: Status::Skipped,
             evidence: Vec::new(),
             reason: Some(reason.into()),

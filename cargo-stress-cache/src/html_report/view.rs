@@ -369,7 +369,7 @@ fn violations(records: &[(&Path, &ScenarioRecord)]) -> Vec<ViolationView> {
         .flat_map(|(path, r)| {
             r.invariants.iter().filter(|i| i.status == Status::Violated).map(move |i| ViolationView {
                 scenario: with_mutant(&r.scenario, &r.mutant),
-                invariant: i.name.clone(),
+                invariant: i.name.to_string(),
                 evidence: i.evidence.clone(),
                 record: path.display().to_string(),
             })

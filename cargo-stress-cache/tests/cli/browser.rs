@@ -225,7 +225,7 @@ fn report_html_of_a_real_run_shows_every_process_on_a_timeline_and_the_violation
             r.invariants
                 .iter()
                 .filter(|i| i.status == Status::Violated)
-                .map(|i| (r.scenario.clone(), i.name.clone()))
+                .map(|i| (r.scenario.clone(), i.name.to_string()))
         })
         .collect();
     assert!(!violated_in_records.is_empty(), "the no-lock fixture holds a violation");

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
 use std::path::PathBuf;
 
-use stress_cache_metadata::{ExitCodes, InvariantResult};
+use stress_cache_metadata::{ExitCodes, InvariantName, InvariantResult};
 
 use crate::orchestrator::ProcessOutcome;
 use crate::target::{ProcessPlan, Target};
@@ -94,26 +95,31 @@ impl Invariant {
 
     /// The stable snake_case name.
     pub fn name(self) -> &'static str {
+        self.id().as_static().unwrap_or_default()
+    }
+
+    /// The name as the record carries it (the contract's constant).
+    pub fn id(self) -> InvariantName {
         match self {
-            Invariant::OneFinalArtifactPerModel => "one_final_artifact_per_model",
-            Invariant::FinalArtifactsMatchChecksum => "final_artifacts_match_checksum",
-            Invariant::NoPartialContent => "no_partial_content",
-            Invariant::NoTempFilesLeft => "no_temp_files_left",
-            Invariant::NoLockHeld => "no_lock_held",
-            Invariant::ReadersSawOnlyCompleteContent => "readers_saw_only_complete_content",
-            Invariant::CompiledEntriesCompleteOrAbsent => "compiled_entries_complete_or_absent",
-            Invariant::SuccessesLoadedExpectedModel => "successes_loaded_expected_model",
-            Invariant::FailuresHaveExpectedClass => "failures_have_expected_class",
-            Invariant::NoPanicOrUnexpectedSignal => "no_panic_or_unexpected_signal",
-            Invariant::DownloadAmplificationBounded => "download_amplification_bounded",
-            Invariant::NoPoisoning => "no_poisoning",
-            Invariant::FinishedBeforeWatchdog => "finished_before_watchdog",
-            Invariant::FinalPublishedAtomically => "final_published_atomically",
-            Invariant::LiveTempFilesLeftAlone => "live_temp_files_left_alone",
-            Invariant::LockFilesStable => "lock_files_stable",
-            Invariant::WriterHoldsExclusiveLock => "writer_holds_exclusive_lock",
-            Invariant::PublishedDurably => "published_durably",
-            Invariant::PrintedPathIsACompleteFinal => "printed_path_is_a_complete_final",
+            Invariant::OneFinalArtifactPerModel => InvariantName::ONE_FINAL_ARTIFACT_PER_MODEL,
+            Invariant::FinalArtifactsMatchChecksum => InvariantName::FINAL_ARTIFACTS_MATCH_CHECKSUM,
+            Invariant::NoPartialContent => InvariantName::NO_PARTIAL_CONTENT,
+            Invariant::NoTempFilesLeft => InvariantName::NO_TEMP_FILES_LEFT,
+            Invariant::NoLockHeld => InvariantName::NO_LOCK_HELD,
+            Invariant::ReadersSawOnlyCompleteContent => InvariantName::READERS_SAW_ONLY_COMPLETE_CONTENT,
+            Invariant::CompiledEntriesCompleteOrAbsent => InvariantName::COMPILED_ENTRIES_COMPLETE_OR_ABSENT,
+            Invariant::SuccessesLoadedExpectedModel => InvariantName::SUCCESSES_LOADED_EXPECTED_MODEL,
+            Invariant::FailuresHaveExpectedClass => InvariantName::FAILURES_HAVE_EXPECTED_CLASS,
+            Invariant::NoPanicOrUnexpectedSignal => InvariantName::NO_PANIC_OR_UNEXPECTED_SIGNAL,
+            Invariant::DownloadAmplificationBounded => InvariantName::DOWNLOAD_AMPLIFICATION_BOUNDED,
+            Invariant::NoPoisoning => InvariantName::NO_POISONING,
+            Invariant::FinishedBeforeWatchdog => InvariantName::FINISHED_BEFORE_WATCHDOG,
+            Invariant::FinalPublishedAtomically => InvariantName::FINAL_PUBLISHED_ATOMICALLY,
+            Invariant::LiveTempFilesLeftAlone => InvariantName::LIVE_TEMP_FILES_LEFT_ALONE,
+            Invariant::LockFilesStable => InvariantName::LOCK_FILES_STABLE,
+            Invariant::WriterHoldsExclusiveLock => InvariantName::WRITER_HOLDS_EXCLUSIVE_LOCK,
+            Invariant::PublishedDurably => InvariantName::PUBLISHED_DURABLY,
+            Invariant::PrintedPathIsACompleteFinal => InvariantName::PRINTED_PATH_IS_A_COMPLETE_FINAL,
         }
     }
 

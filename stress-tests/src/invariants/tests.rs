@@ -523,3 +523,11 @@ fn names_are_stable_snake_case() {
 fn assert_all_held_lists_violations() {
     assert_all_held("s", &[InvariantResult::checked("no_lock_held", vec!["x.lock".into()])]);
 }
+
+/// The suite's invariants are exactly the contract's known names, in the same order: the CLI and the
+/// suite share one list.
+#[test]
+fn every_invariant_is_a_known_name_of_the_contract_and_in_its_order() {
+    let ours: Vec<stress_cache_metadata::InvariantName> = Invariant::ALL.iter().map(|i| i.id()).collect();
+    assert_eq!(ours, stress_cache_metadata::InvariantName::KNOWN);
+}

@@ -78,7 +78,7 @@ impl Overlap {
         }
         if self.parked_scan.reads > 0 {
             run.add_verdict(InvariantResult::checked(
-                "readers_saw_only_complete_content",
+                crate::invariants::Invariant::ReadersSawOnlyCompleteContent.name(),
                 self.parked_scan
                     .bad_reads
                     .iter()

@@ -1,6 +1,6 @@
 //! beaker's configuration, read from the environment once per process (see `docs/CONTRACTS.md`,
 //! "Environment"). Every variable name is a `pub const` here so that the stress declaration in
-//! `beaker/Cargo.toml` can be checked against the code (`tests/stress_declaration.rs`).
+//! `beaker/Cargo.toml` can be checked against the code (`tests/integration/stress_declaration.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

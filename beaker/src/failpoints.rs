@@ -34,7 +34,7 @@ pub const COMPILED_BEFORE_RENAME: &str = "compiled.before_rename";
 /// gc holds an entry's lock exclusively and is about to delete it.
 pub const GC_BEFORE_DELETE: &str = "gc.before_delete";
 
-/// Every failpoint beaker defines (checked against `beaker/Cargo.toml` by `tests/stress_declaration.rs`).
+/// Every failpoint beaker defines (checked against `beaker/Cargo.toml` by `tests/integration/stress_declaration.rs`).
 pub const FAILPOINT_NAMES: &[&str] = &[
     CACHE_AFTER_LOCK,
     CACHE_MID_DOWNLOAD,

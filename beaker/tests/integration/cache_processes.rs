@@ -2,16 +2,14 @@
 //! (crate `fault-server`): one download for N concurrent processes, classified failures with
 //! nothing cached, crash at every failpoint then a clean run, gc racing readers.
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::{self, TestCache, assert_one_error_line, describe};
 use beaker::cache;
 use beaker::lock;
 use fault_server::{Fault, FaultPlan, Gate, GatePoint, ModelServer, Route, RouteHandle};
-use support::{TestCache, assert_one_error_line, describe};
 
 const PATH: &str = "/models/small/small.onnx";
 const WAIT: Duration = Duration::from_secs(120);

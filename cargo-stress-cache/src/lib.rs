@@ -298,6 +298,7 @@ fn check_spec(
         trace: Some(false),
         tmp_dir: Some(tmp_dir.clone()),
         spec_check_out: Some(dir.join("spec-check.json")),
+        replay_plan: None,
     };
     let report =
         checkspec::observe(&setup.cargo, &env, nextest::Output::of(global.quiet, global.verbose), interrupt);

@@ -169,6 +169,16 @@ impl FaultPlan {
         self.faults.len()
     }
 
+    /// This plan with at most `n` queued faults (the first `n`, in order); the `then` fault is kept
+    /// unless `n` is 0, when it becomes [`Fault::Ok`] (a replayed plan shrunk to fewer faults).
+    pub fn capped(mut self, n: usize) -> Self {
+        self.faults.truncate(n);
+        if n == 0 {
+            self.then = Fault::Ok;
+        }
+        self
+    }
+
     /// Take the fault for the next request.
     pub(crate) fn next_fault(&mut self) -> Fault {
         self.faults.pop_front().unwrap_or_else(|| self.then.clone())
@@ -211,6 +221,15 @@ mod tests {
         assert_eq!(plan.next_fault(), Fault::Chunked);
         assert_eq!(plan.next_fault(), Fault::Reset);
         assert_eq!(plan.next_fault(), Fault::Reset);
+    }
+
+    #[test]
+    fn capped_plan_keeps_the_first_faults_and_zero_serves_clean() {
+        let mut plan = FaultPlan::new([Fault::Corrupt, Fault::Chunked]).then(Fault::Reset).capped(1);
+        assert_eq!(plan.next_fault(), Fault::Corrupt);
+        assert_eq!(plan.next_fault(), Fault::Reset);
+        let mut none = FaultPlan::always(Fault::Reset).capped(0);
+        assert_eq!(none.next_fault(), Fault::Ok);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod exit_code;
 mod fixtures;
 pub mod patterns;
+mod plan;
 mod record;
 mod spec_check;
 pub mod suite_env;
@@ -15,6 +16,9 @@ mod tier;
 
 pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
+pub use plan::{
+    GateRelease, PLAN_SCHEMA_VERSION, PlannedKill, PlannedProcess, PlannedRoute, RunPlan, failpoint_names,
+};
 pub use record::{
     CrashStateCounts, EventKind, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,
     ScenarioOutcome, ScenarioRecord, Status, TimelineEvent,

@@ -37,8 +37,12 @@ pub const WITHOUT_CHECKSUM: &str = "_without_checksum";
 impl ScenarioOptions {
     /// Options from the environment: `STRESS_MUTANT` (empty or unset → no mutant). A malformed suite
     /// environment is reported by the scenario's own setup, which reads it again.
+    /// A replayed plan (`STRESS_REPLAY_PLAN`) names the mutant instead.
     pub fn from_env() -> Self {
-        let mutant = crate::tier::suite_env().ok().and_then(|env| env.mutant.clone());
+        let mutant = match crate::replay::plan() {
+            Ok(Some(plan)) => plan.mutant.clone(),
+            _ => crate::tier::suite_env().ok().and_then(|env| env.mutant.clone()),
+        };
         ScenarioOptions { mutant, ..ScenarioOptions::default() }
     }
 

@@ -106,6 +106,8 @@ pub struct Selection {
     pub partition: Option<String>,
     /// How much nextest shows.
     pub output: Output,
+    /// `--retries N` instead of the profile's (a replay counts every attempt once).
+    pub retries: Option<u32>,
 }
 
 /// How one nextest run ended.
@@ -153,6 +155,9 @@ pub fn run_tier(
     }
     if let Some(partition) = &selection.partition {
         cmd.arg("--partition").arg(partition);
+    }
+    if let Some(retries) = selection.retries {
+        cmd.arg("--retries").arg(retries.to_string());
     }
     selection.output.apply(&mut cmd);
     env.apply(&mut cmd);

@@ -29,6 +29,8 @@ pub struct ScenarioOptions {
     pub target: Option<std::sync::Arc<crate::target::Target>>,
     /// Extra environment of every target process (e.g. a test target's own bug switch).
     pub env: std::collections::BTreeMap<String, String>,
+    /// Cap on processes instead of `STRESS_PROCESSES` (a shrunk plan's, in a regression test).
+    pub process_cap: Option<usize>,
 }
 
 /// Suffix of the record name of a scenario run without the target's checksum option.

@@ -30,6 +30,9 @@ pub fn scenario_on(name: &str, opts: &ScenarioOptions, target: Target) -> Result
     // The options decide (`ScenarioOptions::from_env` reads `STRESS_MUTANT`): a clean run stays clean
     // even when the environment names a mutant.
     tier.mutant = opts.mutant.clone();
+    if opts.process_cap.is_some() {
+        tier.process_cap = opts.process_cap;
+    }
     let mut s = if opts.without_checksum {
         let mut s = Scenario::with_target(&format!("{name}{}", super::WITHOUT_CHECKSUM), target, tier)?;
         s.without_checksum();

@@ -120,13 +120,14 @@ fn roles(plan: &RunPlan) -> String {
     plan.roles().iter().map(|(r, n)| format!("{n} {r}")).collect::<Vec<_>>().join(", ")
 }
 
+/// A minimal record for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use stress_cache_metadata::{GateRelease, InvariantResult};
+pub(crate) mod tests_support {
+    use stress_cache_metadata::ScenarioRecord;
 
-    fn record(violated: &[&str], parked: u64) -> ScenarioRecord {
-        let mut r: ScenarioRecord = serde_json::from_value(serde_json::json!({
+    /// A passing record of scenario `s` with 16 `ok` processes and no invariant.
+    pub fn record() -> ScenarioRecord {
+        serde_json::from_value(serde_json::json!({
             "schema_version": 2, "scenario": "s", "tier": "pr", "seed": 1, "mutant": null, "target": "t",
             "processes": 16, "started_unix_ms": 0, "outcomes": {"ok": 16}, "invariants": [],
             "figures": { "wall_ms": 1.0, "processes_per_sec": 1.0, "latency_p50_ms": 1.0, "latency_p95_ms": 1.0,
@@ -134,7 +135,17 @@ mod tests {
                          "cache_hit_ratio": null, "mb_per_sec": 0.0 },
             "process_runs": []
         }))
-        .expect("a record");
+        .expect("a record")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stress_cache_metadata::{GateRelease, InvariantResult};
+
+    fn record(violated: &[&str], parked: u64) -> ScenarioRecord {
+        let mut r = tests_support::record();
         r.invariants = ["a", "b"]
             .iter()
             .map(|n| {

@@ -194,10 +194,15 @@ pub fn replay(
     let replayer = Replayer::new(cargo, global, target, &plan, "replay", interrupt)?;
     stderr_line(&format!("stress-cache: replaying {} ({})", plan.scenario, plan.summary()));
     let mut comparisons: Vec<Comparison> = Vec::new();
+    let mut per_invariant: Vec<(&str, u32)> = record.violated().into_iter().map(|v| (v, 0)).collect();
     for n in 1..=times {
         let replayed = replayer.run(&plan)?;
         let c = compare::compare(&record, &replayed);
         stderr_line(&attempt_line(n, times, &c, &record));
+        let violated = replayed.violated();
+        for (name, count) in &mut per_invariant {
+            *count += u32::from(violated.contains(name));
+        }
         comparisons.push(c);
     }
     let inputs = crate::inputs::collect(&[replayer.dir().to_path_buf()])?;
@@ -210,8 +215,10 @@ pub fn replay(
     } else {
         format!("violated {}", record.violated().join(", "))
     };
+    let each: Vec<String> = per_invariant.iter().map(|(name, n)| format!("{name} {n}/{times}")).collect();
+    let each = if each.len() > 1 { format!(" (each: {})", each.join(", ")) } else { String::new() };
     let summary = format!(
-        "{}: recorded {target}; reproduced in {reproduced} of {times} replays ({:.0} %)",
+        "{}: recorded {target}; reproduced in {reproduced} of {times} replays ({:.0} %){each}",
         plan.scenario,
         100.0 * reproduced as f64 / f64::from(times)
     );

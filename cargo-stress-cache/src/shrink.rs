@@ -1,6 +1,6 @@
 //! `cargo stress-cache shrink RECORD.json [--invariant NAME]`: reduces a failing record's plan while the
-//! same invariant (by default the record's first violated one) is still violated, each candidate
-//! replayed 3 times (all 3 must violate it). Order: fewer
+//! same invariant is still violated (see [`Goal`]), each candidate replayed 3 times (all 3 must violate
+//! it). Order: fewer
 //! processes (the plan's process cap, smallest first), then fewer faults (the fault cap). Failpoints,
 //! models and fixture sizes are fixed by the scenario itself, which says so. The minimal plan is saved
 //! next to the record as `<record>.shrunk.json` and printed as a `replay` command and a scenario test.
@@ -11,7 +11,6 @@ use stress_cache_metadata::{RunPlan, ScenarioRecord};
 
 use crate::cargo::Cargo;
 use crate::cli::{GlobalOpts, TargetOpts};
-use crate::compare::violates_all;
 use crate::errors::{Error, Result};
 use crate::interrupt::Interrupt;
 use crate::replay::{Replayer, read};
@@ -51,31 +50,31 @@ pub fn shrink(
     interrupt: &Interrupt,
 ) -> Result<()> {
     let (record, plan) = read(record_path)?;
-    let goal =
-        goal(&record, invariants).map_err(|e| Error::Usage(format!("{}: {e}", record_path.display())))?;
+    let mut goal =
+        Goal::of(&record, invariants).map_err(|e| Error::Usage(format!("{}: {e}", record_path.display())))?;
     let replayer = Replayer::new(cargo, global, target, &plan, "shrink", interrupt)?;
-    stderr_line(&format!(
-        "stress-cache: shrinking {} while {} stay violated",
-        plan.scenario,
-        goal.join(", ")
-    ));
+    stderr_line(&format!("stress-cache: shrinking {} while {goal}", plan.scenario));
     stderr_line(&format!("stress-cache: from {}", plan.summary()));
     let mut best = (plan.clone(), record.clone());
     for cap in process_candidates(&best.0) {
         let candidate = RunPlan { process_cap: Some(cap), ..best.0.clone() };
-        if let Some(found) = attempt(&replayer, &candidate, &goal, &format!("process cap {cap}"))?
-            && found.0.process_count() < best.0.process_count()
+        if let Some((ran, replayed, kept)) =
+            attempt(&replayer, &candidate, &goal, &format!("process cap {cap}"))?
+            && ran.process_count() < best.0.process_count()
         {
-            best = found;
+            best = (ran, replayed);
+            goal = kept;
             break;
         }
     }
     for cap in fault_candidates(&best.0) {
         let candidate = RunPlan { fault_cap: Some(cap), ..best.0.clone() };
-        if let Some(found) = attempt(&replayer, &candidate, &goal, &format!("fault cap {cap}"))?
-            && found.0.fault_count() < best.0.fault_count()
+        if let Some((ran, replayed, kept)) =
+            attempt(&replayer, &candidate, &goal, &format!("fault cap {cap}"))?
+            && ran.fault_count() < best.0.fault_count()
         {
-            best = found;
+            best = (ran, replayed);
+            goal = kept;
             break;
         }
     }
@@ -83,40 +82,100 @@ pub fn shrink(
     let saved = saved_path(record_path);
     let text = serde_json::to_string_pretty(&best.1).map_err(|e| Error::Usage(e.to_string()))?;
     std::fs::write(&saved, text).map_err(|source| Error::io("cannot write", &saved, source))?;
-    emit(&report(&plan, &best.0, &saved, &goal));
+    let html = timelines_page(replayer.dir(), &record, &best.1)?;
+    emit(&report(&plan, &best.0, &saved, &goal.invariants));
+    stderr_line(&format!("stress-cache: the original and the minimal run's timelines: {}", html.display()));
     Ok(())
 }
 
-/// The invariants that must stay violated: `asked` (each violated in `record`), else the record's
-/// first violated invariant.
-pub fn goal(record: &ScenarioRecord, asked: &[String]) -> std::result::Result<Vec<String>, String> {
-    let violated = record.violated();
-    if violated.is_empty() {
-        return Err("the record violated no invariant: there is nothing to shrink".into());
+/// `<run dir>/compared/report.html`: the recorded run's timeline and the minimal run's, one above the
+/// other (their records under `compared/1-original/` and `compared/2-shrunk/`).
+fn timelines_page(run_dir: &Path, original: &ScenarioRecord, shrunk: &ScenarioRecord) -> Result<PathBuf> {
+    let dir = crate::rundir::subdir(run_dir, "compared")?;
+    for (name, record) in [("1-original", original), ("2-shrunk", shrunk)] {
+        let records = crate::rundir::subdir(&crate::rundir::subdir(&dir, name)?, "records")?;
+        let text = serde_json::to_string_pretty(record).map_err(|e| Error::Usage(e.to_string()))?;
+        crate::rundir::write(&records.join(format!("{}.json", record.scenario)), &text)?;
     }
-    if let Some(missing) = asked.iter().find(|a| !violated.contains(&a.as_str())) {
-        return Err(format!("`{missing}` was not violated in it (violated: {})", violated.join(", ")));
-    }
-    Ok(if asked.is_empty() { vec![violated[0].to_string()] } else { asked.to_vec() })
+    let inputs = crate::inputs::collect(std::slice::from_ref(&dir))?;
+    let agg = crate::aggregate::Aggregate::from_inputs(&inputs);
+    let extras =
+        crate::html_report::Extras { inputs: Some(&inputs), ..crate::html_report::Extras::default() };
+    let page = crate::html_report::render(&format!("shrink of {}", original.scenario), &agg, &extras)?;
+    let path = dir.join(crate::html_report::FILE_NAME);
+    crate::rundir::write(&path, &page)?;
+    Ok(path)
 }
 
-/// Replays `candidate` up to [`REPLAYS_PER_CANDIDATE`] times; the plan it ran and its last record when
-/// every replay violated `goal`.
+/// What must stay violated while shrinking: the `--invariant`s asked for (all of them, pinned), or by
+/// default any of the record's violated invariants — the same one(s) in every replay of a candidate,
+/// and from then on only those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goal {
+    /// The invariants.
+    pub invariants: Vec<String>,
+    /// Whether every one of them must stay violated (else at least one).
+    pub pinned: bool,
+}
+
+impl Goal {
+    /// The goal for `record`: `asked` (each must be violated in it), else all it violated.
+    pub fn of(record: &ScenarioRecord, asked: &[String]) -> std::result::Result<Self, String> {
+        let violated = record.violated();
+        if violated.is_empty() {
+            return Err("the record violated no invariant: there is nothing to shrink".into());
+        }
+        if let Some(missing) = asked.iter().find(|a| !violated.contains(&a.as_str())) {
+            return Err(format!("`{missing}` was not violated in it (violated: {})", violated.join(", ")));
+        }
+        Ok(match asked {
+            [] => Goal { invariants: violated.iter().map(|v| v.to_string()).collect(), pinned: false },
+            _ => Goal { invariants: asked.to_vec(), pinned: true },
+        })
+    }
+
+    /// The goal narrowed to what `replayed` still violates of it, or `None` when it misses the goal.
+    pub fn kept(&self, replayed: &ScenarioRecord) -> Option<Goal> {
+        if !replayed.setup_errors.is_empty() {
+            return None;
+        }
+        let violated = replayed.violated();
+        let kept: Vec<String> =
+            self.invariants.iter().filter(|i| violated.contains(&i.as_str())).cloned().collect();
+        let met = if self.pinned { kept.len() == self.invariants.len() } else { !kept.is_empty() };
+        met.then_some(Goal { invariants: kept, pinned: self.pinned })
+    }
+}
+
+impl std::fmt::Display for Goal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let which = if self.pinned || self.invariants.len() == 1 { "" } else { "one of " };
+        write!(f, "{which}{} stays violated", self.invariants.join(", "))
+    }
+}
+
+/// Replays `candidate` up to [`REPLAYS_PER_CANDIDATE`] times; when every replay met `goal`, the plan
+/// it ran, its last record and the goal narrowed to what all of them violated.
 fn attempt(
     replayer: &Replayer<'_>,
     candidate: &RunPlan,
-    goal: &[String],
+    goal: &Goal,
     label: &str,
-) -> Result<Option<(RunPlan, ScenarioRecord)>> {
+) -> Result<Option<(RunPlan, ScenarioRecord, Goal)>> {
+    let mut kept = goal.clone();
     let mut last = None;
     for n in 1..=REPLAYS_PER_CANDIDATE {
         let replayed = replayer.run(candidate)?;
-        if !violates_all(&replayed, goal) {
-            stderr_line(&format!(
-                "stress-cache: {label}: replay {n}/{REPLAYS_PER_CANDIDATE} did not violate them ({})",
-                replayed.outcome().as_str()
-            ));
-            return Ok(None);
+        match kept.kept(&replayed) {
+            Some(narrowed) => kept = narrowed,
+            None => {
+                stderr_line(&format!(
+                    "stress-cache: {label}: replay {n}/{REPLAYS_PER_CANDIDATE} missed it ({}: {})",
+                    replayed.outcome().as_str(),
+                    replayed.violated().join(", ")
+                ));
+                return Ok(None);
+            }
         }
         last = Some(replayed);
     }
@@ -124,10 +183,11 @@ fn attempt(
     let ran = record.plan.clone().unwrap_or_else(|| candidate.clone());
     let ran = RunPlan { process_cap: candidate.process_cap, fault_cap: candidate.fault_cap, ..ran };
     stderr_line(&format!(
-        "stress-cache: {label}: {REPLAYS_PER_CANDIDATE}/{REPLAYS_PER_CANDIDATE} still violate: {}",
+        "stress-cache: {label}: {REPLAYS_PER_CANDIDATE}/{REPLAYS_PER_CANDIDATE} still violate {}: {}",
+        kept.invariants.join(", "),
         ran.summary()
     ));
-    Ok(Some((ran, record)))
+    Ok(Some((ran, record, kept)))
 }
 
 /// `<dir>/<stem>.shrunk.json` next to the record.
@@ -223,6 +283,34 @@ mod tests {
         assert_eq!(fault_candidates(&plan(2, 16)), [0, 1, 2]);
         assert_eq!(fault_candidates(&plan(2, 1)), [0]);
         assert!(fault_candidates(&plan(2, 0)).is_empty());
+    }
+
+    fn violating(names: &[&str]) -> ScenarioRecord {
+        let mut r = crate::compare::tests_support::record();
+        r.invariants = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                let evidence = if names.contains(n) { vec!["x".to_string()] } else { Vec::new() };
+                stress_cache_metadata::InvariantResult::checked(n, evidence)
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn default_goal_keeps_any_recorded_violation_and_narrows_to_it() {
+        let goal = Goal::of(&violating(&["a", "b"]), &[]).unwrap();
+        let kept = goal.kept(&violating(&["b", "c"])).expect("b is still violated");
+        assert_eq!(kept.invariants, ["b"]);
+        assert_eq!(kept.kept(&violating(&["a"])), None);
+    }
+
+    #[test]
+    fn pinned_goal_needs_every_asked_invariant() {
+        let goal = Goal::of(&violating(&["a", "b"]), &["a".into(), "b".into()]).unwrap();
+        assert!(goal.kept(&violating(&["a", "b", "c"])).is_some());
+        assert_eq!(goal.kept(&violating(&["a"])), None);
+        assert!(Goal::of(&violating(&["a"]), &["c".into()]).is_err());
     }
 
     #[test]

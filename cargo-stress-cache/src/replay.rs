@@ -60,13 +60,17 @@ impl<'a> Replayer<'a> {
             run_dir: None,
             seed: Some(plan.seed),
             processes: plan.process_cap,
-            keep: stress_cache_runner::retention::DEFAULT_KEEP,
+            // Prune nothing: the record being replayed may live in any older run dir (`clean` prunes).
+            keep: usize::MAX,
         };
         let knobs = Knobs::resolve(&tier, None, EnvKnobs::from_env()?);
         let flavor = if plan.mutant.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
         let built = crate::build::target_executable(&setup.cargo, &setup.target, flavor, interrupt)?;
         crate::stop_if_interrupted(interrupt, "building the target")?;
         let prepared = PreparedRun::create(&setup, &tier, &knobs, label, built)?;
+        let plan_copy = prepared.dir.join("replayed-plan.json");
+        let text = serde_json::to_string_pretty(plan).map_err(|e| Error::Usage(e.to_string()))?;
+        std::fs::write(&plan_copy, text).map_err(|source| Error::io("cannot write", &plan_copy, source))?;
         let fixtures = stress_cache_metadata::FixtureSet::read(&prepared.fixtures)
             .map_err(|e| Error::Usage(format!("cannot read the prepared fixtures: {e}")))?;
         plan_check::check_fixtures(plan, &fixtures)?;

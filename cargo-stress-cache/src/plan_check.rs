@@ -96,6 +96,12 @@ pub fn test_name(scenario: &str) -> String {
     scenario.replace(['.', '-'], "_")
 }
 
+/// The nextest filterset selecting that test alone, whether it is a top-level test or in a module of
+/// a test binary (`contention::same_model_…`).
+pub fn test_filter(scenario: &str) -> String {
+    format!("test(/(^|::){}$/)", test_name(scenario))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +159,11 @@ mod tests {
     fn plan_with_other_fixture_bytes_does_not_fit() {
         let err = check(&plan(""), &tiny_cache(), &fixtures("cd")).unwrap_err();
         assert!(matches!(err, PlanMismatch::Fixture { .. }), "{err}");
+    }
+
+    #[test]
+    fn test_filter_matches_the_test_name_at_any_module_depth_only() {
+        assert_eq!(test_filter("recovers_from_reset"), "test(/(^|::)recovers_from_reset$/)");
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl<'a> Replayer<'a> {
 
     fn selection(&self, scenario: &str) -> Selection {
         Selection {
-            filtersets: vec![format!("test(={})", plan_check::test_name(scenario))],
+            filtersets: vec![plan_check::test_filter(scenario)],
             partition: None,
             output: nextest::Output::of(self.global.quiet, self.global.verbose),
             retries: Some(0),

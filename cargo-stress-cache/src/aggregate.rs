@@ -319,6 +319,7 @@ mod tests {
             mutant_active: None,
             findings: Vec::new(),
             crash_states: None,
+            plan: None,
             events: Vec::new(),
         }
     }

@@ -67,6 +67,26 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Run a record's plan again against the current build (same scenario, seed, processes, mutant,
+    /// faults) and say whether the same invariants were violated, and what differed.
+    Replay {
+        /// A scenario record (`<run dir>/repeat-<n>/records/<scenario>-….json`).
+        #[arg(value_name = "RECORD")]
+        record: PathBuf,
+        /// Replay N times and report the reproduction rate.
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        times: u32,
+    },
+    /// Reduce a failing record's plan (fewer processes, then fewer faults) while the same invariant is
+    /// still violated in 3 of 3 replays; print the minimal plan as a replay command and a scenario test.
+    Shrink {
+        /// A failing scenario record.
+        #[arg(value_name = "RECORD")]
+        record: PathBuf,
+        /// The invariant(s) that must stay violated [default: the record's first violated one].
+        #[arg(long = "invariant", value_name = "NAME")]
+        invariants: Vec<String>,
+    },
     /// Prove the suite catches bugs: run the tier clean and once per seeded mutant.
     Mutants {
         /// Which program to stress.

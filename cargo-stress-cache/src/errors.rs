@@ -166,6 +166,17 @@ pub enum Error {
         /// The cause, on one line.
         message: String,
     },
+    /// `replay`/`shrink`: the record's plan cannot be run against this target (exit 2, never a verdict).
+    #[error(transparent)]
+    Plan(#[from] crate::plan_check::PlanMismatch),
+    /// `replay`/`shrink`: the replayed scenario wrote no record (its test could not even set it up).
+    #[error("the replay of {scenario} wrote no record into {dir}")]
+    NoReplayRecord {
+        /// The scenario.
+        scenario: String,
+        /// The records directory.
+        dir: PathBuf,
+    },
     /// `report` found nothing to aggregate.
     #[error("no scenario records or JUnit reports found under {dirs}")]
     NoResults {

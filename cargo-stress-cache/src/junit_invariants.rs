@@ -147,6 +147,7 @@ mod tests {
             findings: vec![],
             events: vec![],
             crash_states: None,
+            plan: None,
         }
     }
 

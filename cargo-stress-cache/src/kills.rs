@@ -240,6 +240,7 @@ mod tests {
             mutant_active: mutant.map(|_| true),
             findings: Vec::new(),
             crash_states: None,
+            plan: None,
             events: Vec::new(),
         }
     }

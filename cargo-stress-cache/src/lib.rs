@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod benchmarks;
 pub mod checkspec;
 pub mod cli;
+pub mod compare;
 pub mod errors;
 pub mod flakes;
 pub mod github_summary;
@@ -24,12 +25,15 @@ pub mod mutants;
 pub mod nextest;
 pub mod outcomes;
 pub mod overview;
+pub mod plan_check;
 pub mod progress;
 pub mod publish;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod rundir;
 pub mod selfcheck;
+pub mod shrink;
 pub mod terminal;
 pub mod tmpdir;
 pub mod verdict;
@@ -165,6 +169,14 @@ fn dispatch(args: StressCache) -> Result<()> {
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
         Some(Command::Clean { keep }) => clean(cargo, &global, keep),
         Some(Command::Report { dirs, html }) => report(&global, &dirs, html),
+        Some(Command::Replay { record, times }) => {
+            let interrupt = install_interrupt()?;
+            replay::replay(cargo, &global, &args.target, &record, times, &interrupt)
+        }
+        Some(Command::Shrink { record, invariants }) => {
+            let interrupt = install_interrupt()?;
+            shrink::shrink(cargo, &global, &args.target, &record, &invariants, &interrupt)
+        }
         Some(Command::CheckSpec { file }) => {
             let interrupt = install_interrupt()?;
             check_spec(cargo, &global, &file, &interrupt)
@@ -234,6 +246,7 @@ fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
         filtersets: tier.filtersets.clone(),
         partition: tier.partition.clone(),
         output: nextest::Output::of(global.quiet, global.verbose),
+        retries: None,
     }
 }
 
@@ -298,6 +311,7 @@ fn check_spec(
         trace: Some(false),
         tmp_dir: Some(tmp_dir.clone()),
         spec_check_out: Some(dir.join("spec-check.json")),
+        replay_plan: None,
     };
     let report =
         checkspec::observe(&setup.cargo, &env, nextest::Output::of(global.quiet, global.verbose), interrupt);
@@ -414,6 +428,7 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<()> 
         filtersets: filtersets.to_vec(),
         partition: None,
         output: nextest::Output::of(global.quiet, global.verbose),
+        retries: None,
     };
     let scenarios = match nextest::list(&cargo, Tier::Pr.nextest_profile(), &selection, None)? {
         nextest::Listed::Scenarios(scenarios) => scenarios,

@@ -106,6 +106,8 @@ pub struct Selection {
     pub partition: Option<String>,
     /// How much nextest shows.
     pub output: Output,
+    /// `--retries N` instead of the profile's (a replay counts every attempt once).
+    pub retries: Option<u32>,
 }
 
 /// How one nextest run ended.
@@ -150,9 +152,27 @@ pub fn tier_command(
     if let Some(partition) = &selection.partition {
         cmd.arg("--partition").arg(partition);
     }
+    if let Some(retries) = selection.retries {
+        cmd.arg("--retries").arg(retries.to_string());
+    }
     selection.output.apply(&mut cmd);
     env.apply(&mut cmd);
     Ok((cmd, junit_paths))
+}
+
+/// Runs a tier's nextest once, to its end ([`tier_command`], then [`tier_outcome`]).
+pub fn run_tier(
+    cargo: &Cargo,
+    workspace_root: &Path,
+    target_dir: &Path,
+    env: &SuiteEnv,
+    selection: &Selection,
+    interrupt: &Interrupt,
+    selected: Option<usize>,
+) -> Result<RunOutcome> {
+    let (mut cmd, junit_paths) = tier_command(cargo, workspace_root, target_dir, env, selection)?;
+    let (shown, waited) = run_interruptibly(&mut cmd, interrupt, "nextest")?;
+    tier_outcome(shown, &waited, junit_paths, selected)
 }
 
 /// How a tier's nextest run ended. `selected` is the number of scenario tests the run should execute,

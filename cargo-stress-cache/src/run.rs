@@ -185,6 +185,7 @@ impl TierRun<'_> {
                 trace: self.trace,
                 tmp_dir: Some(tmp_dir.clone()),
                 spec_check_out: None,
+                replay_plan: None,
             };
             log::info!(
                 "{label}: repeat {n}/{repeat}: running tier {} (nextest profile {}) ...",
@@ -276,6 +277,7 @@ impl TierRun<'_> {
             trace: Some(true),
             tmp_dir: Some(tmp_dir.clone()),
             spec_check_out: None,
+            replay_plan: None,
         };
         log::info!(
             "{label}: self-check (nextest profile {}) beside the first repeat ...",

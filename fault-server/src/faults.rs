@@ -169,6 +169,25 @@ impl FaultPlan {
         self.faults.len()
     }
 
+    /// This plan cut after its first `n` faults (anything but [`Fault::Ok`], the repeating `then`
+    /// fault included), in order; every later request is served clean (a replayed plan shrunk to fewer
+    /// faults).
+    pub fn capped(self, n: usize) -> Self {
+        let repeat = if self.then == Fault::Ok { 0 } else { n };
+        let mut left = n;
+        let mut faults = VecDeque::new();
+        for fault in self.faults.into_iter().chain(std::iter::repeat_n(self.then, repeat)) {
+            if left == 0 {
+                break;
+            }
+            if fault != Fault::Ok {
+                left -= 1;
+            }
+            faults.push_back(fault);
+        }
+        Self { faults, then: Fault::Ok }
+    }
+
     /// Take the fault for the next request.
     pub(crate) fn next_fault(&mut self) -> Fault {
         self.faults.pop_front().unwrap_or_else(|| self.then.clone())
@@ -211,6 +230,22 @@ mod tests {
         assert_eq!(plan.next_fault(), Fault::Chunked);
         assert_eq!(plan.next_fault(), Fault::Reset);
         assert_eq!(plan.next_fault(), Fault::Reset);
+    }
+
+    #[test]
+    fn capped_plan_serves_its_first_n_faults_then_clean_responses() {
+        let mut plan =
+            FaultPlan::new([Fault::Ok, Fault::Corrupt, Fault::Chunked]).then(Fault::Reset).capped(1);
+        assert_eq!(plan.next_fault(), Fault::Ok);
+        assert_eq!(plan.next_fault(), Fault::Corrupt);
+        assert_eq!(plan.next_fault(), Fault::Ok);
+        let mut always = FaultPlan::always(Fault::Reset).capped(2);
+        assert_eq!(
+            [always.next_fault(), always.next_fault(), always.next_fault()],
+            [Fault::Reset, Fault::Reset, Fault::Ok]
+        );
+        let mut none = FaultPlan::always(Fault::Reset).capped(0);
+        assert_eq!(none.next_fault(), Fault::Ok);
     }
 
     #[test]

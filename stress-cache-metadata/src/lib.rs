@@ -8,6 +8,7 @@ pub mod exit_code;
 mod fixtures;
 mod invariant_name;
 pub mod patterns;
+mod plan;
 mod record;
 mod spec_check;
 pub mod suite_env;
@@ -17,6 +18,9 @@ mod tier;
 pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
 pub use invariant_name::InvariantName;
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
+pub use plan::{
+    GateRelease, PLAN_SCHEMA_VERSION, PlannedKill, PlannedProcess, PlannedRoute, RunPlan, failpoint_names,
+};
 pub use record::{
     CrashStateCounts, EventKind, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,
     ScenarioOutcome, ScenarioRecord, Status, TimelineEvent,

@@ -69,6 +69,10 @@ pub struct ScenarioRecord {
     /// Power-loss scenarios only: how many crash states were explored and how many broke the cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_states: Option<CrashStateCounts>,
+    /// The run's plan: enough to run it again (`cargo stress-cache replay`). Additive: records written
+    /// before plans were recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::RunPlan>,
 }
 
 /// The crash states a power-loss scenario explored (see `stress_tests::crash_states`).

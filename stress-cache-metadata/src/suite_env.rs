@@ -40,8 +40,12 @@ pub const SPEC_CHECK_OUT: &str = "STRESS_SPEC_CHECK_OUT";
 /// the fixtures instead of producing them again in every test process.
 pub const FIXTURES: &str = "STRESS_FIXTURES";
 
+/// Path of a [`crate::RunPlan`] to replay: the scenario runs with its seed, tier, mutant and caps instead
+/// of the other variables' (`cargo stress-cache replay` and `shrink` set it).
+pub const REPLAY_PLAN: &str = "STRESS_REPLAY_PLAN";
+
 /// Every name above.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     TARGET_BIN,
     TARGET_SPEC,
     TIER,
@@ -54,6 +58,7 @@ pub const ALL: [&str; 12] = [
     TRACE,
     SPEC_CHECK_OUT,
     FIXTURES,
+    REPLAY_PLAN,
 ];
 
 /// The whole environment the CLI hands to the suite, typed: the CLI builds one and [`SuiteEnv::apply`]s
@@ -85,6 +90,8 @@ pub struct SuiteEnv {
     pub trace: Option<bool>,
     /// [`SPEC_CHECK_OUT`].
     pub spec_check_out: Option<PathBuf>,
+    /// [`REPLAY_PLAN`].
+    pub replay_plan: Option<PathBuf>,
 }
 
 impl SuiteEnv {
@@ -119,6 +126,7 @@ impl SuiteEnv {
             tmp_dir: path(TMP_DIR),
             trace: text(TRACE)?.map(|v| parse_trace(TRACE, &v)).transpose()?,
             spec_check_out: path(SPEC_CHECK_OUT),
+            replay_plan: path(REPLAY_PLAN),
         })
     }
 
@@ -137,6 +145,7 @@ impl SuiteEnv {
             (KEEP_DIR, &self.keep_dir),
             (TMP_DIR, &self.tmp_dir),
             (SPEC_CHECK_OUT, &self.spec_check_out),
+            (REPLAY_PLAN, &self.replay_plan),
         ];
         for (name, value) in paths {
             if let Some(v) = value {
@@ -258,6 +267,7 @@ mod tests {
             tmp_dir: Some("/run/tmp".into()),
             trace: Some(false),
             spec_check_out: Some("/run/spec-check.json".into()),
+            replay_plan: Some("/run/plan.json".into()),
         };
         let mut cmd = Command::new("true");
         cmd.env(MUTANT, "inherited");

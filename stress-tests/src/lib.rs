@@ -6,6 +6,7 @@ pub mod printed_path;
 pub mod proc_locks;
 pub mod reader_probe;
 pub mod record;
+pub mod replay;
 pub mod run_metadata;
 pub mod scenario;
 pub mod scenarios;

@@ -38,8 +38,21 @@ pub struct TierConfig {
 
 impl TierConfig {
     /// The configuration of this process's suite environment.
+    /// A replayed plan (`STRESS_REPLAY_PLAN`) overrides the tier, seed, mutant and process cap.
     pub fn from_env() -> Result<Self, TierError> {
-        suite_env().map(TierConfig::from_suite_env)
+        let mut tier = suite_env().map(TierConfig::from_suite_env)?;
+        match crate::replay::plan() {
+            Ok(Some(plan)) => crate::replay::apply(plan, &mut tier),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(TierError {
+                    var: suite_env::REPLAY_PLAN.to_string(),
+                    value: e.path,
+                    expected: "a readable run plan (JSON, plan schema 1)",
+                });
+            }
+        }
+        Ok(tier)
     }
 
     /// The configuration `env` describes (defaults for what it leaves unset).

@@ -150,3 +150,35 @@ fn resuming_a_dead_download_across_a_model_update_mixes_versions() {
     assert_eq!(status(&assert_passes_clean(NAME_AFTER_KILL), ONE_WHOLE_VERSION), Status::Held);
     assert_caught(NAME_AFTER_KILL, "resume-append", ONE_WHOLE_VERSION);
 }
+
+/// The record's plan says what the run did: every process with its fleet and role, the kill with the
+/// process it hit and its trigger, the fixtures by SHA-256 and the knobs (seed, tier).
+#[test]
+fn a_record_plan_names_every_process_the_external_kill_and_the_fixtures() {
+    let record = assert_passes_clean("killed_once_the_lock_is_taken_then_recovers");
+    let plan = record.plan.as_ref().expect("a plan");
+    assert_eq!(plan.scenario, record.scenario);
+    assert_eq!((plan.seed, plan.tier.as_str()), (record.seed, record.tier.as_str()));
+    assert!(plan.roles().contains_key("recovery"), "{:?}", plan.roles());
+    assert!(plan.processes.iter().all(|p| p.pid.is_some()), "{:?}", plan.processes);
+    assert!(!plan.kills.is_empty(), "the observed kill is in the plan: {plan:#?}");
+    assert!(plan.kills.iter().all(|k| k.process.is_some() && !k.trigger.is_empty()), "{:?}", plan.kills);
+    let target = tiny();
+    let fixtures: std::collections::BTreeMap<String, String> =
+        target.models.iter().map(|(id, m)| (id.clone(), m.sha256.clone())).collect();
+    assert_eq!(plan.fixtures, fixtures);
+}
+
+/// A process cap in the options (a shrunk plan's) sizes the scenario, and the plan records it.
+#[test]
+fn a_process_cap_sizes_the_fleet_and_is_recorded_in_the_plan() {
+    let mut opts =
+        ScenarioOptions { target: Some(tiny()), process_cap: Some(2), ..ScenarioOptions::default() };
+    opts.env.insert("TINY_CACHE_BUG".into(), String::new());
+    let record = scenarios::run("same_model_from_n_processes_downloads_once", &opts);
+    let plan = record.plan.as_ref().expect("a plan");
+    assert_eq!(plan.process_cap, Some(2));
+    assert_eq!(plan.processes.iter().filter(|p| p.fleet == "fleet").count(), 2, "{:?}", plan.processes);
+    assert_eq!(plan.gate_releases.len(), 1, "{:?}", plan.gate_releases);
+    assert_eq!(plan.gate_releases[0].processes, 2);
+}

@@ -73,6 +73,7 @@ fn record(scenario: &str, invariants: Vec<InvariantResult>, processes: usize) ->
             },
         ],
         crash_states: None,
+        plan: None,
     }
 }
 

@@ -7,6 +7,7 @@
 mod browser;
 mod fake_suite;
 mod interrupt;
+mod replay;
 mod report;
 mod snapshots;
 mod usage;

@@ -21,6 +21,7 @@
 //! run.finish(); // checks, writes the record, panics on violations
 //! ```
 
+mod plan;
 mod run;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use stress_cache_metadata::{ScenarioRecord, TimelineEvent};
 
+pub use plan::PlanRecorder;
 pub use run::{Phase, ScenarioRun, merge_all};
 
 use crate::invariants::{Expectations, LiveLockObservation, ServedCounts, TraceObservation};
@@ -51,6 +53,8 @@ pub struct TracedFleet {
     pub fleet: Fleet,
     /// Trace file of each process (empty when tracing is off).
     pub traces: Vec<PathBuf>,
+    /// Index of its first process in the scenario's plan.
+    plan_offset: usize,
 }
 
 /// Error setting up a scenario.
@@ -98,6 +102,8 @@ pub struct Scenario {
     /// What happened to the processes and their requests (stops, signals, gate releases, faults), for
     /// the record's timeline.
     events: Vec<TimelineEvent>,
+    /// The run's plan as it happens, for the record.
+    recorder: PlanRecorder,
 }
 
 impl Scenario {
@@ -130,6 +136,7 @@ impl Scenario {
         Ok(Scenario {
             mount_parent: tmp_parent.join("mnt"),
             events: Vec::new(),
+            recorder: PlanRecorder::default(),
             name: name.to_string(),
             target,
             tier,
@@ -285,6 +292,7 @@ impl Scenario {
             source,
         })?;
         let strace = self.strace()?;
+        let plan_offset = self.recorder.fleet(label, plans);
         let mut traces = Vec::new();
         let processes = plans
             .iter()
@@ -315,7 +323,7 @@ impl Scenario {
             })
             .collect();
         let fleet = Fleet::start(&dir, processes, deadline)?;
-        Ok(TracedFleet { fleet, traces })
+        Ok(TracedFleet { fleet, traces, plan_offset })
     }
 
     /// The tracer, unless `STRESS_TRACE=off`. A missing tracer is a setup error, never a silent skip.
@@ -330,6 +338,7 @@ impl Scenario {
     pub fn reap(&mut self, fleet: &mut TracedFleet) -> Vec<ProcessOutcome> {
         let outcomes = fleet.fleet.wait();
         self.events.extend(fleet.fleet.events());
+        self.recorder.reaped(fleet.plan_offset, &outcomes);
         for (file, outcome) in fleet.traces.iter().zip(&outcomes) {
             // The tracer is a detached grandchild: it may still be writing the last lines. A hung
             // process's whole group (tracer included) was killed by the watchdog: nothing more comes.

@@ -252,6 +252,7 @@ impl ScenarioRun<'_> {
     /// summed per model).
     pub fn served_from_routes(&mut self, routes: &[&RouteHandle]) -> &mut Self {
         self.served = Some(super::served_counts(routes));
+        self.scenario.recorder.routes(routes);
         // Every fault served goes on the timeline (clean responses would only crowd it).
         for route in routes {
             for (at, fault) in route.served_faults_at().into_iter().filter(|(_, f)| *f != Fault::Ok) {
@@ -281,6 +282,7 @@ impl ScenarioRun<'_> {
     /// Puts a release of `gate` at `unix_ms` on the record's timeline.
     pub fn gate_released(&mut self, gate: &Gate, unix_ms: u64) -> &mut Self {
         let detail = format!("gate {} released ({} parked)", gate.name(), gate.parked());
+        self.scenario.recorder.gate_released(gate.name(), gate.parked(), self.plans.len());
         self.scenario.events.push(TimelineEvent { unix_ms, kind: EventKind::GateRelease, pid: None, detail });
         self
     }
@@ -503,6 +505,8 @@ impl ScenarioRun<'_> {
         record.crash_states = self.crash_states;
         let mut events = std::mem::take(&mut self.scenario.events);
         events.sort_by_key(|e| e.unix_ms);
+        record.plan =
+            Some(self.scenario.recorder.plan(&self.scenario.name, &self.scenario.tier, target, &events));
         record.events = events;
         if let Err(e) = record::write_record(&record, &results_dir) {
             log::warn!("{e}");

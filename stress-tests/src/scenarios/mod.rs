@@ -29,6 +29,8 @@ pub struct ScenarioOptions {
     pub target: Option<std::sync::Arc<crate::target::Target>>,
     /// Extra environment of every target process (e.g. a test target's own bug switch).
     pub env: std::collections::BTreeMap<String, String>,
+    /// Cap on processes instead of `STRESS_PROCESSES` (a shrunk plan's, in a regression test).
+    pub process_cap: Option<usize>,
 }
 
 /// Suffix of the record name of a scenario run without the target's checksum option.
@@ -37,8 +39,12 @@ pub const WITHOUT_CHECKSUM: &str = "_without_checksum";
 impl ScenarioOptions {
     /// Options from the environment: `STRESS_MUTANT` (empty or unset → no mutant). A malformed suite
     /// environment is reported by the scenario's own setup, which reads it again.
+    /// A replayed plan (`STRESS_REPLAY_PLAN`) names the mutant instead.
     pub fn from_env() -> Self {
-        let mutant = crate::tier::suite_env().ok().and_then(|env| env.mutant.clone());
+        let mutant = match crate::replay::plan() {
+            Ok(Some(plan)) => plan.mutant.clone(),
+            _ => crate::tier::suite_env().ok().and_then(|env| env.mutant.clone()),
+        };
         ScenarioOptions { mutant, ..ScenarioOptions::default() }
     }
 

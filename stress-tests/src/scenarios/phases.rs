@@ -61,13 +61,7 @@ pub fn shared_model(s: &Scenario, plan: FaultPlan) -> Result<SharedModel, Scenar
 /// Serves `model` under the target's path prefixed by `prefix` (`""` for the declared path), with the
 /// target's extra headers, a model id (so it counts as amplification) and a fault plan.
 pub fn serve(server: &ModelServer, target: &Target, model: &str, plan: FaultPlan) -> RouteHandle {
-    let fixture = target.model(model);
-    let mut route =
-        Route::new(target.server_path(model), fixture.bytes.clone()).model_id(model).schedule(plan);
-    for (k, v) in &target.spec.server.headers {
-        route = route.header(k.as_str(), v.as_str());
-    }
-    server.add_route(route)
+    server.add_route(super::setup::model_route(target, model, plan))
 }
 
 /// Serves `model` under `/<prefix><declared path>` without a model id (reference runs: not counted).

@@ -30,6 +30,9 @@ pub fn scenario_on(name: &str, opts: &ScenarioOptions, target: Target) -> Result
     // The options decide (`ScenarioOptions::from_env` reads `STRESS_MUTANT`): a clean run stays clean
     // even when the environment names a mutant.
     tier.mutant = opts.mutant.clone();
+    if opts.process_cap.is_some() {
+        tier.process_cap = opts.process_cap;
+    }
     let mut s = if opts.without_checksum {
         let mut s = Scenario::with_target(&format!("{name}{}", super::WITHOUT_CHECKSUM), target, tier)?;
         s.without_checksum();
@@ -67,7 +70,12 @@ pub fn small_and_large(target: &Target) -> (String, String) {
 
 /// A route serving `bytes` under `path` for model identity `model`, with every header the target's
 /// declaration asks for and the schedule `plan`.
+/// A replayed plan's fault cap ([`crate::replay::fault_cap`]) caps `plan`.
 pub fn route(target: &Target, path: &str, model: &str, bytes: &[u8], plan: FaultPlan) -> Route {
+    let plan = match crate::replay::fault_cap() {
+        Some(n) => plan.capped(n),
+        None => plan,
+    };
     let mut route = Route::new(path.to_string(), bytes.to_vec()).model_id(model).schedule(plan);
     for (k, v) in &target.spec.server.headers {
         route = route.header(k.as_str(), v.as_str());

@@ -319,6 +319,8 @@ mod tests {
             mutant_active: None,
             findings: Vec::new(),
             crash_states: None,
+            soak: None,
+            scale: None,
             events: Vec::new(),
         }
     }

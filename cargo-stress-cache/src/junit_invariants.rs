@@ -147,6 +147,8 @@ mod tests {
             findings: vec![],
             events: vec![],
             crash_states: None,
+            soak: None,
+            scale: None,
         }
     }
 

@@ -240,6 +240,8 @@ mod tests {
             mutant_active: mutant.map(|_| true),
             findings: Vec::new(),
             crash_states: None,
+            soak: None,
+            scale: None,
             events: Vec::new(),
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod exit_code;
 mod fixtures;
+mod nightly;
 pub mod patterns;
 mod record;
 mod spec_check;
@@ -14,6 +15,11 @@ mod target;
 mod tier;
 
 pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
+pub use nightly::{
+    CV_BOUND, CrashStatesSummary, LatencyStats, LeakCounts, NightlySummary, PartTime, RSS_GROWTH_BOUND_KB,
+    ResourceSample, SUMMARY_FILE, SUMMARY_SCHEMA_VERSION, ScaleFigures, ScaleSummary, SoakFigures,
+    SoakSummary, SoakWindow,
+};
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use record::{
     CrashStateCounts, EventKind, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,

@@ -133,6 +133,8 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         mutant_active: None,
         findings: Vec::new(),
         crash_states: None,
+        soak: None,
+        scale: None,
         events: Vec::new(),
     }
 }
@@ -203,6 +205,8 @@ mod tests {
             mutant_active: None,
             findings: Vec::new(),
             crash_states: None,
+            soak: None,
+            scale: None,
             events: Vec::new(),
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();

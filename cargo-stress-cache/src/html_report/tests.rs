@@ -73,6 +73,8 @@ fn record(scenario: &str, invariants: Vec<InvariantResult>, processes: usize) ->
             },
         ],
         crash_states: None,
+        soak: None,
+        scale: None,
     }
 }
 

@@ -48,6 +48,8 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
         mutant_active: None,
         findings: Vec::new(),
         crash_states: None,
+        soak: None,
+        scale: None,
         events: Vec::new(),
     }
 }

@@ -349,7 +349,7 @@ mod tests {
         outcomes
             .iter()
             .enumerate()
-            .map(|(i, &outcome)| Observation { test: format!("t{i}"), outcome })
+            .map(|(i, &outcome)| Observation { test: format!("t{i}"), outcome, time_s: None })
             .collect()
     }
 

@@ -68,6 +68,8 @@ pub struct TierOutcome {
     pub aggregate: Aggregate,
     /// Why it stopped early, if it did.
     pub interruption: Option<Interruption>,
+    /// What the temp-dir cleaner had to remove after each nextest run: leaked by the suite.
+    pub leaks: stress_cache_metadata::LeakCounts,
 }
 
 impl TierRun<'_> {
@@ -95,7 +97,9 @@ impl TierRun<'_> {
             self_check: None,
         };
         rundir::write_info(run_dir, &info)?;
-        let result = self.stages(run_dir, repeat, mutant, label, self_check, &mut info.self_check);
+        let mut leaks = stress_cache_metadata::LeakCounts::default();
+        let result =
+            self.stages(run_dir, repeat, mutant, label, self_check, &mut info.self_check, &mut leaks);
         match &result {
             Ok(None) => info.state = RunState::Finished,
             Ok(Some(interruption)) => {
@@ -114,11 +118,13 @@ impl TierRun<'_> {
         log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
         let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
         let aggregate = Aggregate::from_inputs(&inputs);
-        Ok(TierOutcome { inputs, aggregate, interruption })
+        Ok(TierOutcome { inputs, aggregate, interruption, leaks })
     }
 
     /// The self-check (with `self_check`, its result into `checked`), the scenario count and the
-    /// repeats; `Some` when they stopped early.
+    /// repeats (what the cleaner removed after each nextest run into `leaks`); `Some` when they stopped
+    /// early.
+    #[allow(clippy::too_many_arguments)]
     fn stages(
         &self,
         run_dir: &Path,
@@ -127,6 +133,7 @@ impl TierRun<'_> {
         label: &str,
         self_check: bool,
         checked: &mut Option<SelfCheck>,
+        leaks: &mut stress_cache_metadata::LeakCounts,
     ) -> Result<Option<Interruption>> {
         let stopped = |cause, during: &str, records, scenarios, repeats_complete| Interruption {
             cause,
@@ -137,7 +144,7 @@ impl TierRun<'_> {
             repeats: repeat,
         };
         if self_check {
-            match self.self_check(run_dir, label)? {
+            match self.self_check(run_dir, label, leaks)? {
                 selfcheck::Ran::Done(check) => *checked = Some(check),
                 selfcheck::Ran::Stopped(cause) => {
                     return Ok(Some(stopped(cause, "the self-check", 0, None, 0)));
@@ -206,7 +213,8 @@ impl TierRun<'_> {
                 Some(selected),
             );
             // Whatever happened (even an error), the scenarios' leftovers go.
-            clean_tmp(&tmp_dir, &format!("{label}: repeat {n}/{repeat}"));
+            let repeat_label = format!("{label}: repeat {n}/{repeat}");
+            leaks.add(crate::leaks::from_cleaned(&clean_tmp(&tmp_dir, &repeat_label), &repeat_label));
             let outcome = outcome?;
             match &outcome.junit {
                 Some(junit) => {
@@ -237,7 +245,12 @@ impl TierRun<'_> {
     }
 
     /// Runs the checker's self-check into `run_dir/self-check/` and says how it went.
-    fn self_check(&self, run_dir: &Path, label: &str) -> Result<selfcheck::Ran> {
+    fn self_check(
+        &self,
+        run_dir: &Path,
+        label: &str,
+        leaks: &mut stress_cache_metadata::LeakCounts,
+    ) -> Result<selfcheck::Ran> {
         let dir = rundir::subdir(run_dir, "self-check")?;
         let tmp_dir = tmpdir::create(&dir)?;
         let env = SuiteEnv {
@@ -267,7 +280,8 @@ impl TierRun<'_> {
             self.selection.output,
             self.interrupt,
         );
-        clean_tmp(&tmp_dir, &format!("{label}: self-check"));
+        let check_label = format!("{label}: self-check");
+        leaks.add(crate::leaks::from_cleaned(&clean_tmp(&tmp_dir, &check_label), &check_label));
         let ran = ran?;
         if let selfcheck::Ran::Done(check) = &ran {
             if check.ok() {
@@ -289,14 +303,16 @@ impl TierRun<'_> {
     }
 }
 
-/// Empties a nextest run's `STRESS_TMP_DIR` and logs what it removed (a warning for what it could not).
-pub fn clean_tmp(tmp: &Path, label: &str) {
+/// Empties a nextest run's `STRESS_TMP_DIR`, logs what it removed (a warning for what it could not)
+/// and returns it.
+pub fn clean_tmp(tmp: &Path, label: &str) -> tmpdir::Cleaned {
     let cleaned = tmpdir::clean(tmp);
     match cleaned.summary(tmp) {
         Some(line) if cleaned.left.is_empty() => log::info!("{label}: cleaned {line}"),
         Some(line) => log::warn!("{label}: cleaned {line}"),
         None => log::debug!("{label}: {} was empty", tmp.display()),
     }
+    cleaned
 }
 
 fn count_records(dir: &Path) -> usize {

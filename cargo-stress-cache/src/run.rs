@@ -172,6 +172,19 @@ impl TierRun<'_> {
                 }
             }
         };
+        // Later repeats of a nightly run leave out the tests that are their own repeats (soak, scale):
+        // counted too, or their shorter JUnit report would read as a cancelled run.
+        let later = self.selection.without_first_repeat_only();
+        let later_selected = if self.tier == Tier::Nightly && repeat > 1 {
+            match nextest::list(self.cargo, self.tier.nextest_profile(), &later, Some(self.interrupt))? {
+                Listed::Scenarios(scenarios) => scenarios.len(),
+                Listed::Stopped(cause) => {
+                    return Ok(Some(stopped(cause, "listing the scenarios", 0, None, 0)));
+                }
+            }
+        } else {
+            selected
+        };
         let progress = crate::progress::Progress::start("repeat", u64::from(repeat));
         for n in 1..=repeat {
             progress.item((n - 1) as usize, format!("repeat {n} of {repeat}"));
@@ -203,14 +216,17 @@ impl TierRun<'_> {
                 self.tier.nextest_profile()
             );
             let one = Instant::now();
+            let later_repeat = n > 1 && self.tier == Tier::Nightly;
+            let (selection, count) =
+                if later_repeat { (&later, later_selected) } else { (&self.selection, selected) };
             let outcome = nextest::run_tier(
                 self.cargo,
                 self.workspace_root,
                 self.target_dir,
                 &env,
-                &self.selection,
+                selection,
                 self.interrupt,
-                Some(selected),
+                Some(count),
             );
             // Whatever happened (even an error), the scenarios' leftovers go.
             let repeat_label = format!("{label}: repeat {n}/{repeat}");

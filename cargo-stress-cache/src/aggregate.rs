@@ -74,6 +74,10 @@ pub struct Aggregate {
     /// Runs that stopped on an error.
     #[serde(default)]
     pub aborted: Vec<String>,
+    /// What the harness left behind after a nightly tier run (processes, zombies, descriptors, temp
+    /// dirs, mounts, listening sockets), one line each; any makes the verdict `error`.
+    #[serde(default)]
+    pub harness_leaks: Vec<String>,
     /// The checker's self-check(s) of the runs read, merged; a failed one makes the verdict `error`.
     #[serde(default)]
     pub self_check: Option<SelfCheck>,
@@ -131,6 +135,7 @@ impl Aggregate {
             self_check_records: inputs.self_checks,
             self_check: merged_self_check(inputs),
             interrupted: incomplete_runs(inputs),
+            harness_leaks: Vec::new(),
             aborted: inputs
                 .runs
                 .iter()
@@ -173,7 +178,11 @@ impl Aggregate {
     pub fn verdict(&self) -> RunVerdict {
         if !self.interrupted.is_empty() {
             RunVerdict::Interrupted
-        } else if self.self_check_failed() || !self.setup_errors.is_empty() || !self.aborted.is_empty() {
+        } else if self.self_check_failed()
+            || !self.setup_errors.is_empty()
+            || !self.aborted.is_empty()
+            || !self.harness_leaks.is_empty()
+        {
             RunVerdict::Error
         } else if self.violations() > 0
             || !self.unstable_tests().is_empty()
@@ -320,6 +329,8 @@ mod tests {
             findings: Vec::new(),
             crash_states: None,
             plan: None,
+            soak: None,
+            scale: None,
             events: Vec::new(),
         }
     }

@@ -23,12 +23,14 @@ pub enum Outcome {
 }
 
 /// One test's outcome in one JUnit report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     /// `<binary id> <test name>`, as nextest displays it.
     pub test: String,
     /// Its outcome.
     pub outcome: Outcome,
+    /// Its time in seconds (all attempts), when the report gives one.
+    pub time_s: Option<f64>,
 }
 
 /// Parses a JUnit XML document; skipped tests are left out.
@@ -48,7 +50,7 @@ pub fn parse(xml: &str, origin: &Path) -> Result<Vec<Observation>> {
                 TestCaseStatus::Skipped { .. } => continue,
             };
             let test = format!("{} {}", suite.name.as_str(), case.name.as_str());
-            observations.push(Observation { test, outcome });
+            observations.push(Observation { test, outcome, time_s: case.time.map(|t| t.as_secs_f64()) });
         }
     }
     Ok(observations)

@@ -148,6 +148,8 @@ mod tests {
             events: vec![],
             crash_states: None,
             plan: None,
+            soak: None,
+            scale: None,
         }
     }
 

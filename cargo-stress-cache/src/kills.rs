@@ -241,6 +241,8 @@ mod tests {
             findings: Vec::new(),
             crash_states: None,
             plan: None,
+            soak: None,
+            scale: None,
             events: Vec::new(),
         }
     }

@@ -21,6 +21,7 @@ pub mod junit;
 pub mod junit_invariants;
 pub mod kills;
 pub mod knobs;
+pub mod leaks;
 pub mod mutants;
 pub mod nextest;
 pub mod outcomes;
@@ -34,6 +35,7 @@ pub mod run;
 pub mod rundir;
 pub mod selfcheck;
 pub mod shrink;
+pub mod summary;
 pub mod terminal;
 pub mod tmpdir;
 pub mod verdict;
@@ -261,7 +263,13 @@ fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<()> {
     let mutant = knobs.mutant.as_ref().map(|(m, _)| m.clone());
     rundir::check_usable(tier.run_dir.as_deref())?;
     let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
-    let flavor = if mutant.is_some() { Flavor::WithMutants } else { Flavor::Failpoints };
+    // The nightly tier's own tests run a few scenarios against seeded bugs (each part shows it catches
+    // one), so its binary has them compiled in; without `STRESS_MUTANT` none is active.
+    let flavor = if mutant.is_some() || knobs.tier == stress_cache_metadata::Tier::Nightly {
+        Flavor::WithMutants
+    } else {
+        Flavor::Failpoints
+    };
     let target_bin = build::target_executable(&setup.cargo, &setup.target, flavor, interrupt)?;
     stop_if_interrupted(interrupt, "building the target")?;
     log::info!("target {} at {}", setup.target.spec.display_name(), target_bin.display());
@@ -272,11 +280,37 @@ fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<()> {
     let prepared = PreparedRun::create(&setup, tier, knobs, &label, target_bin)?;
     let run_dir = &prepared.dir;
     let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
-    let mut agg = tier_run.run(run_dir, repeat, mutant.as_deref(), &label, true)?.aggregate;
+    let (started, leak_baseline) = (std::time::Instant::now(), leaks::Baseline::take());
+    let outcome = tier_run.run(run_dir, repeat, mutant.as_deref(), &label, true)?;
+    let mut agg = outcome.aggregate;
+    if knobs.tier == stress_cache_metadata::Tier::Nightly && outcome.interruption.is_none() {
+        nightly_summary(run_dir, repeat, &outcome.inputs, &mut agg, outcome.leaks, &leak_baseline, started)?;
+    }
     if let Some(base) = &baseline {
         agg.compare_with(base, global.threshold, global.fail_on_regression);
     }
     finish(&agg, run_dir, global)
+}
+
+/// After a nightly tier run: the leak check of the harness (what the cleaner removed after each nextest
+/// run, then `/proc` now), whose findings make the verdict `error`, and `summary.json`.
+fn nightly_summary(
+    run_dir: &std::path::Path,
+    repeat: u32,
+    inputs: &inputs::Inputs,
+    agg: &mut Aggregate,
+    mut leaked: stress_cache_metadata::LeakCounts,
+    baseline: &leaks::Baseline,
+    started: std::time::Instant,
+) -> Result<()> {
+    let mut tmp_dirs = vec![run_dir.join("self-check").join("tmp")];
+    tmp_dirs.extend((1..=repeat).map(|n| run_dir.join(format!("repeat-{n}")).join("tmp")));
+    leaked.add(leaks::check(baseline, run_dir, &tmp_dirs));
+    agg.harness_leaks = leaked.evidence.iter().map(|e| format!("LEAK: {e}")).collect();
+    let summary = summary::build(inputs, agg, leaked, repeat, started.elapsed());
+    let path = summary::write(run_dir, &summary)?;
+    log::info!("nightly summary in {}", path.display());
+    Ok(())
 }
 
 /// `check-spec FILE`: builds nothing (a spec names a program outside the workspace), runs the target
@@ -372,7 +406,7 @@ fn print_notes(agg: &Aggregate) {
     if let Some(check) = agg.self_check.as_ref().filter(|_| agg.self_check_failed()) {
         stderr_line(&format!("stress-cache: {}", check.line()));
     }
-    for line in agg.interrupted.iter().chain(&agg.aborted) {
+    for line in agg.interrupted.iter().chain(&agg.aborted).chain(&agg.harness_leaks) {
         stderr_line(&format!("stress-cache: {line}"));
     }
 }

@@ -97,6 +97,25 @@ fn note_built(code: Option<i32>) {
     }
 }
 
+/// The nightly tests that are their own repeats (the soak's 10,000 runs, the scale pool's 3 minutes):
+/// a tier run with `--repeat N` runs them in its first repeat only, so repeats stay within the night's
+/// budget; every other test still runs N times for the flakes table. By test name (only binary
+/// `nightly` has `soak::`/`scale::` tests): nextest refuses a `binary()` that matches no binary.
+pub const FIRST_REPEAT_ONLY: &str = "kind(test) & test(/^(soak|scale)::/)";
+
+impl Selection {
+    /// This selection without the [`FIRST_REPEAT_ONLY`] tests (each filterset narrowed; none given:
+    /// the profile's default filter narrowed).
+    pub fn without_first_repeat_only(&self) -> Selection {
+        let not = format!("not ({FIRST_REPEAT_ONLY})");
+        let filtersets = match self.filtersets.as_slice() {
+            [] => vec![not],
+            given => given.iter().map(|f| format!("({f}) & {not}")).collect(),
+        };
+        Selection { filtersets, ..self.clone() }
+    }
+}
+
 /// Selection and display options of a nextest run.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -397,8 +416,19 @@ mod tests {
         outcomes
             .iter()
             .enumerate()
-            .map(|(i, &outcome)| Observation { test: format!("t{i}"), outcome })
+            .map(|(i, &outcome)| Observation { test: format!("t{i}"), outcome, time_s: None })
             .collect()
+    }
+
+    #[test]
+    fn later_repeats_leave_out_the_first_repeat_only_tests_and_keep_user_filters() {
+        let none = Selection::default().without_first_repeat_only();
+        assert_eq!(none.filtersets, vec![format!("not ({FIRST_REPEAT_ONLY})")]);
+        let given = Selection { filtersets: vec!["binary(nightly)".into()], ..Selection::default() };
+        assert_eq!(
+            given.without_first_repeat_only().filtersets,
+            vec![format!("(binary(nightly)) & not ({FIRST_REPEAT_ONLY})")]
+        );
     }
 
     #[test]

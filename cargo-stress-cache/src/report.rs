@@ -76,7 +76,7 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
         out.push_str(&format!("{}{line}\n", if markdown { "\n" } else { "" }));
     }
     // What did not complete comes first: every table below is partial.
-    for line in agg.interrupted.iter().chain(&agg.aborted) {
+    for line in agg.interrupted.iter().chain(&agg.aborted).chain(&agg.harness_leaks) {
         out.push_str(&format!("{}{line}\n", if markdown { "- " } else { "" }));
     }
     out.push('\n');

@@ -68,6 +68,8 @@ pub struct TierOutcome {
     pub aggregate: Aggregate,
     /// Why it stopped early, if it did.
     pub interruption: Option<Interruption>,
+    /// What the temp-dir cleaner had to remove after each nextest run: leaked by the suite.
+    pub leaks: stress_cache_metadata::LeakCounts,
 }
 
 impl TierRun<'_> {
@@ -95,7 +97,9 @@ impl TierRun<'_> {
             self_check: None,
         };
         rundir::write_info(run_dir, &info)?;
-        let result = self.stages(run_dir, repeat, mutant, label, self_check, &mut info.self_check);
+        let mut leaks = stress_cache_metadata::LeakCounts::default();
+        let result =
+            self.stages(run_dir, repeat, mutant, label, self_check, &mut info.self_check, &mut leaks);
         match &result {
             Ok(None) => info.state = RunState::Finished,
             Ok(Some(interruption)) => {
@@ -114,11 +118,13 @@ impl TierRun<'_> {
         log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
         let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
         let aggregate = Aggregate::from_inputs(&inputs);
-        Ok(TierOutcome { inputs, aggregate, interruption })
+        Ok(TierOutcome { inputs, aggregate, interruption, leaks })
     }
 
     /// The self-check (with `self_check`, its result into `checked`), the scenario count and the
-    /// repeats; `Some` when they stopped early.
+    /// repeats (what the cleaner removed after each nextest run into `leaks`); `Some` when they stopped
+    /// early.
+    #[allow(clippy::too_many_arguments)]
     fn stages(
         &self,
         run_dir: &Path,
@@ -127,6 +133,7 @@ impl TierRun<'_> {
         label: &str,
         self_check: bool,
         checked: &mut Option<SelfCheck>,
+        leaks: &mut stress_cache_metadata::LeakCounts,
     ) -> Result<Option<Interruption>> {
         let stopped = |cause, during: &str, records, scenarios, repeats_complete| Interruption {
             cause,
@@ -161,6 +168,19 @@ impl TierRun<'_> {
         // fails, so it needs to end before the verdict, not before the scenarios start.
         let mut pending_check =
             if self_check { Some(self.self_check_command(run_dir, label)?) } else { None };
+        // Later repeats of a nightly run leave out the tests that are their own repeats (soak, scale):
+        // counted too, or their shorter JUnit report would read as a cancelled run.
+        let later = self.selection.without_first_repeat_only();
+        let later_selected = if self.tier == Tier::Nightly && repeat > 1 {
+            match nextest::list(self.cargo, self.tier.nextest_profile(), &later, Some(self.interrupt))? {
+                Listed::Scenarios(scenarios) => scenarios.len(),
+                Listed::Stopped(cause) => {
+                    return Ok(Some(stopped(cause, "listing the scenarios", 0, None, 0)));
+                }
+            }
+        } else {
+            selected
+        };
         let progress = crate::progress::Progress::start("repeat", u64::from(repeat));
         for n in 1..=repeat {
             progress.item((n - 1) as usize, format!("repeat {n} of {repeat}"));
@@ -193,27 +213,26 @@ impl TierRun<'_> {
                 self.tier.nextest_profile()
             );
             let one = Instant::now();
-            let (mut cmd, junit_paths) = nextest::tier_command(
-                self.cargo,
-                self.workspace_root,
-                self.target_dir,
-                &env,
-                &self.selection,
-            )?;
+            let later_repeat = n > 1 && self.tier == Tier::Nightly;
+            let (selection, count) =
+                if later_repeat { (&later, later_selected) } else { (&self.selection, selected) };
+            let (mut cmd, junit_paths) =
+                nextest::tier_command(self.cargo, self.workspace_root, self.target_dir, &env, selection)?;
             let (outcome, check) = match pending_check.take() {
                 None => {
                     let outcome = nextest::run_interruptibly(&mut cmd, self.interrupt, "nextest").and_then(
-                        |(shown, waited)| nextest::tier_outcome(shown, &waited, junit_paths, Some(selected)),
+                        |(shown, waited)| nextest::tier_outcome(shown, &waited, junit_paths, Some(count)),
                     );
                     (outcome, None)
                 }
                 Some(check) => {
-                    let (outcome, ran) = self.beside_self_check(cmd, junit_paths, check, selected, label);
+                    let (outcome, ran) = self.beside_self_check(cmd, junit_paths, check, count, label, leaks);
                     (outcome, Some(ran))
                 }
             };
             // Whatever happened (even an error), the scenarios' leftovers go.
-            clean_tmp(&tmp_dir, &format!("{label}: repeat {n}/{repeat}"));
+            let repeat_label = format!("{label}: repeat {n}/{repeat}");
+            leaks.add(crate::leaks::from_cleaned(&clean_tmp(&tmp_dir, &repeat_label), &repeat_label));
             let outcome = outcome?;
             match &outcome.junit {
                 Some(junit) => {
@@ -301,6 +320,7 @@ impl TierRun<'_> {
         mut check: PendingCheck,
         selected: usize,
         label: &str,
+        leaks: &mut stress_cache_metadata::LeakCounts,
     ) -> (Result<nextest::RunOutcome>, Result<selfcheck::Ran>) {
         let ran = (|| {
             let mut checker = nextest::spawn(&mut check.cmd)?;
@@ -328,7 +348,8 @@ impl TierRun<'_> {
             };
             Ok((checker.finish(checker_waited), tier.finish(tier_waited)))
         })();
-        clean_tmp(&check.tmp_dir, &format!("{label}: self-check"));
+        let check_label = format!("{label}: self-check");
+        leaks.add(crate::leaks::from_cleaned(&clean_tmp(&check.tmp_dir, &check_label), &check_label));
         let (checker, tier) = match ran {
             Ok(pair) => pair,
             // The run's error is reported; the self-check, never run, says so and passes nothing.
@@ -369,14 +390,16 @@ struct PendingCheck {
     tmp_dir: PathBuf,
 }
 
-/// Empties a nextest run's `STRESS_TMP_DIR` and logs what it removed (a warning for what it could not).
-pub fn clean_tmp(tmp: &Path, label: &str) {
+/// Empties a nextest run's `STRESS_TMP_DIR`, logs what it removed (a warning for what it could not)
+/// and returns it.
+pub fn clean_tmp(tmp: &Path, label: &str) -> tmpdir::Cleaned {
     let cleaned = tmpdir::clean(tmp);
     match cleaned.summary(tmp) {
         Some(line) if cleaned.left.is_empty() => log::info!("{label}: cleaned {line}"),
         Some(line) => log::warn!("{label}: cleaned {line}"),
         None => log::debug!("{label}: {} was empty", tmp.display()),
     }
+    cleaned
 }
 
 fn count_records(dir: &Path) -> usize {

@@ -21,7 +21,7 @@ pub fn render_compact(agg: &Aggregate, color: bool) -> String {
     {
         out.push_str(&format!("{}\n\n", check.line()));
     }
-    for line in agg.interrupted.iter().chain(&agg.aborted) {
+    for line in agg.interrupted.iter().chain(&agg.aborted).chain(&agg.harness_leaks) {
         out.push_str(&format!("{line}\n"));
     }
     let evidence = evidence_lines(agg);
@@ -29,7 +29,11 @@ pub fn render_compact(agg: &Aggregate, color: bool) -> String {
         out.push_str(&paint(line, color));
         out.push('\n');
     }
-    if !evidence.is_empty() || !agg.interrupted.is_empty() || !agg.aborted.is_empty() {
+    if !evidence.is_empty()
+        || !agg.interrupted.is_empty()
+        || !agg.aborted.is_empty()
+        || !agg.harness_leaks.is_empty()
+    {
         out.push('\n');
     }
     out.push_str(&scenario_lines(agg, color));

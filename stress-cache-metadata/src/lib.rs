@@ -7,6 +7,7 @@
 pub mod exit_code;
 mod fixtures;
 mod invariant_name;
+mod nightly;
 pub mod patterns;
 mod plan;
 mod record;
@@ -17,6 +18,11 @@ mod tier;
 
 pub use fixtures::{FIXTURES_SCHEMA_VERSION, FixtureModel, FixtureSet, FixtureSetError};
 pub use invariant_name::InvariantName;
+pub use nightly::{
+    CV_BOUND, CrashStatesSummary, LatencyStats, LeakCounts, NightlySummary, PartTime, RSS_GROWTH_BOUND_KB,
+    ResourceSample, SUMMARY_FILE, SUMMARY_SCHEMA_VERSION, ScaleFigures, ScaleSummary, SoakFigures,
+    SoakSummary, SoakWindow,
+};
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use plan::{
     GateRelease, PLAN_SCHEMA_VERSION, PlannedKill, PlannedProcess, PlannedRoute, RunPlan, failpoint_names,

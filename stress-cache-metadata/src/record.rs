@@ -73,6 +73,12 @@ pub struct ScenarioRecord {
     /// before plans were recorded have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::RunPlan>,
+    /// Soak scenarios only: per-window latency statistics, failures and the harness's resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::SoakFigures>,
+    /// Scale scenarios only: processes, runs per minute, latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<crate::ScaleFigures>,
 }
 
 /// The crash states a power-loss scenario explored (see `stress_tests::crash_states`).

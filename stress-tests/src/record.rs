@@ -134,6 +134,8 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         findings: Vec::new(),
         crash_states: None,
         plan: None,
+        soak: None,
+        scale: None,
         events: Vec::new(),
     }
 }
@@ -205,6 +207,8 @@ mod tests {
             findings: Vec::new(),
             crash_states: None,
             plan: None,
+            soak: None,
+            scale: None,
             events: Vec::new(),
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();

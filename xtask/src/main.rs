@@ -140,7 +140,10 @@ fn nightly(root: &Path, repeat: u32, mutants_tier: &str, skip_mutants: bool) -> 
     let summary_flag: &[&str] =
         if std::env::var_os("GITHUB_STEP_SUMMARY").is_some() { &["--github-summary"] } else { &[] };
     let tier_args = ["stress-cache", "--tier", "nightly", "--repeat", &repeat_s, "--run-dir", &tier_dir_s];
+    let started = std::time::Instant::now();
     let tier_status = cargo_status(root, &[&tier_args[..], summary_flag].concat())?;
+    let mut timings =
+        format!("- nightly tier: {:.0} s (per part: `tier/summary.json`)\n", started.elapsed().as_secs_f64());
     let mut failures = Vec::new();
     if !tier_status.success() {
         failures.push(format!("nightly tier ({tier_status})"));
@@ -150,13 +153,17 @@ fn nightly(root: &Path, repeat: u32, mutants_tier: &str, skip_mutants: bool) -> 
         let mutants_dir = dir.join("mutants");
         let mutants_dir_s = mutants_dir.to_string_lossy().into_owned();
         let mutants_args = ["stress-cache", "mutants", "--tier", mutants_tier, "--run-dir", &mutants_dir_s];
+        let started = std::time::Instant::now();
         let status = cargo_status(root, &[&mutants_args[..], summary_flag].concat())?;
+        timings.push_str(&format!("- mutants matrix: {:.0} s\n", started.elapsed().as_secs_f64()));
         if !status.success() {
             failures.push(format!("mutants matrix ({status})"));
         }
         summary.push_str("\n\n");
         summary.push_str(&read_or_note(&mutants_dir.join("mutants.md")));
     }
+    summary.push_str("\n\n## Timings\n\n");
+    summary.push_str(&timings);
     let summary_path = dir.join("summary.md");
     std::fs::write(&summary_path, &summary)
         .with_context(|| format!("cannot write {}", summary_path.display()))?;

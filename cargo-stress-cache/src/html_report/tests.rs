@@ -74,6 +74,8 @@ fn record(scenario: &str, invariants: Vec<InvariantResult>, processes: usize) ->
         ],
         crash_states: None,
         plan: None,
+        soak: None,
+        scale: None,
     }
 }
 

@@ -49,6 +49,8 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
         findings: Vec::new(),
         crash_states: None,
         plan: None,
+        soak: None,
+        scale: None,
         events: Vec::new(),
     }
 }

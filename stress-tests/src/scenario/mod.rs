@@ -31,7 +31,7 @@ use std::time::Duration;
 use stress_cache_metadata::{ScenarioRecord, TimelineEvent};
 
 pub use plan::PlanRecorder;
-pub use run::{Phase, ScenarioRun, merge_all};
+pub use run::{LongRun, Phase, ScenarioRun, merge_all};
 
 use crate::invariants::{Expectations, LiveLockObservation, ServedCounts, TraceObservation};
 use crate::orchestrator::{Fleet, FleetError, FleetProcess, ProcessOutcome};
@@ -268,6 +268,7 @@ impl Scenario {
             verdicts: Vec::new(),
             setup_errors: Vec::new(),
             crash_states: None,
+            long_run: Default::default(),
         })
     }
 

@@ -59,6 +59,17 @@ pub struct ScenarioRun<'s> {
     pub(super) verdicts: Vec<InvariantResult>,
     pub(super) setup_errors: Vec<String>,
     pub(super) crash_states: Option<stress_cache_metadata::CrashStateCounts>,
+    pub(super) long_run: LongRun,
+}
+
+/// What the nightly soak and scale parts add to a record: their figures, findings, and the outcomes of
+/// the runs they made untraced by the thousand (counted, without a process run each).
+#[derive(Default)]
+pub struct LongRun {
+    soak: Option<stress_cache_metadata::SoakFigures>,
+    scale: Option<stress_cache_metadata::ScaleFigures>,
+    findings: Vec<stress_cache_metadata::Finding>,
+    outcomes: std::collections::BTreeMap<String, usize>,
 }
 
 impl ScenarioRun<'_> {
@@ -146,6 +157,32 @@ impl ScenarioRun<'_> {
     /// Sets the crash-state counts of a power-loss scenario (written in the record).
     pub fn crash_states(&mut self, counts: stress_cache_metadata::CrashStateCounts) -> &mut Self {
         self.crash_states = Some(counts);
+        self
+    }
+
+    /// Sets the soak figures (written in the record).
+    pub fn soak_figures(&mut self, figures: stress_cache_metadata::SoakFigures) -> &mut Self {
+        self.long_run.soak = Some(figures);
+        self
+    }
+
+    /// Sets the scale figures (written in the record).
+    pub fn scale_figures(&mut self, figures: stress_cache_metadata::ScaleFigures) -> &mut Self {
+        self.long_run.scale = Some(figures);
+        self
+    }
+
+    /// Adds a finding (reported, never a violation).
+    pub fn add_finding(&mut self, finding: stress_cache_metadata::Finding) -> &mut Self {
+        self.long_run.findings.push(finding);
+        self
+    }
+
+    /// Counts `n` more processes of class `class` made outside any fleet or phase of the record (the
+    /// soak's and the sustained phase's untraced runs): in the record's outcome counts and process
+    /// total, without a process run each.
+    pub fn count_outcomes(&mut self, class: OutcomeClass, n: usize) -> &mut Self {
+        *self.long_run.outcomes.entry(class.name().to_string()).or_default() += n;
         self
     }
 
@@ -448,7 +485,7 @@ pub fn merge_all(results: &mut Vec<InvariantResult>, more: Vec<InvariantResult>,
 
 impl ScenarioRun<'_> {
     fn write(
-        self,
+        mut self,
         mut results: Vec<InvariantResult>,
         setup_errors: Vec<String>,
         failed: bool,
@@ -503,6 +540,14 @@ impl ScenarioRun<'_> {
         record.mutant_active = mutant_active;
         record.findings = findings;
         record.crash_states = self.crash_states;
+        let long_run = std::mem::take(&mut self.long_run);
+        record.findings.extend(long_run.findings);
+        for (class, n) in long_run.outcomes {
+            *record.outcomes.entry(class).or_default() += n;
+            record.processes += n;
+        }
+        record.soak = long_run.soak;
+        record.scale = long_run.scale;
         let mut events = std::mem::take(&mut self.scenario.events);
         events.sort_by_key(|e| e.unix_ms);
         record.plan =

@@ -53,7 +53,15 @@ impl Tmpfs {
     pub fn new_under(parent: &Path, label: &str, size_bytes: u64) -> Result<Self, ScenarioError> {
         let path =
             parent.join(format!("{label}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&path).map_err(|source| ScenarioError::Io {
+        // Bounded retry: a guard of another scenario may remove `parent` (empty) between the two mkdirs.
+        let mut created = std::fs::create_dir_all(&path);
+        for _ in 0..3 {
+            if created.is_ok() {
+                break;
+            }
+            created = std::fs::create_dir_all(&path);
+        }
+        created.map_err(|source| ScenarioError::Io {
             action: "create mount point",
             path: path.display().to_string(),
             source,
@@ -101,6 +109,10 @@ impl Tmpfs {
                 self.mounted = false;
                 if self.created_dir {
                     let _ = std::fs::remove_dir(&self.path);
+                    // And the shared parent once empty (`mnt/`): the harness leaves no directory behind.
+                    if let Some(parent) = self.path.parent() {
+                        let _ = std::fs::remove_dir(parent);
+                    }
                 }
                 Ok(())
             }

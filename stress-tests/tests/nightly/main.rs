@@ -3,3 +3,5 @@
 
 mod model_update;
 mod power_loss;
+mod scale;
+mod soak;

@@ -10,9 +10,15 @@ use super::ScenarioFn;
 
 pub mod model_update;
 pub mod power_loss;
+pub mod resources;
+pub mod runs;
+pub mod scale;
+pub mod soak;
+pub mod stats;
 
 /// Every nightly scenario, by record name.
 pub fn scenarios() -> impl Iterator<Item = &'static (&'static str, ScenarioFn)> {
-    let parts: [&'static [(&'static str, ScenarioFn)]; 2] = [power_loss::SCENARIOS, model_update::SCENARIOS];
+    let parts: [&'static [(&'static str, ScenarioFn)]; 4] =
+        [power_loss::SCENARIOS, model_update::SCENARIOS, soak::SCENARIOS, scale::SCENARIOS];
     parts.into_iter().flatten()
 }

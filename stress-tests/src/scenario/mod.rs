@@ -220,6 +220,18 @@ impl Scenario {
         self.subdir("out", &index.to_string())
     }
 
+    /// `n` writers of `model` on one cache (indices `0..n`) and the recovery run after them (index `n`).
+    pub fn writers_and_recovery(
+        &self,
+        n: usize,
+        model: &str,
+        url: &str,
+        cache: &Path,
+    ) -> (Vec<ProcessPlan>, ProcessPlan) {
+        let writers = (0..n).map(|i| self.writer(i, model, url, cache)).collect();
+        (writers, self.writer(n, model, url, cache).role("recovery"))
+    }
+
     /// A `writer` plan for process `index`: `model` from `url` on `cache`, own output dir, the
     /// checksum when the target takes one, the compiled dir `compiled/<cache name>` when the target has a
     /// compiled cache, and the tier's mutant.

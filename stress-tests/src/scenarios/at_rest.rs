@@ -116,8 +116,7 @@ fn damaged_final_at_rest_is_refetched_once(
     }
     let before = phases::counts(&route);
     let n = s.tier().capped(FAULT_PROCESSES);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let mut run = s.launch(plans)?;
     run.expectations_mut().planted_at_rest = true;
     for i in 0..n {

@@ -88,8 +88,7 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
     let route = server.add_route(setup::model_route(&target, &small, overlap::gated_plan(&gate, small_len)));
     let url = server.url(&route);
     let n = s.tier().capped(FAULT_PROCESSES);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let mut cover: Option<Result<Tmpfs, ScenarioError>> = None;
     let mut emptied = 0;
     let mut run = s.launch(plans)?;

@@ -34,8 +34,7 @@ pub fn same_model_from_n_processes_downloads_once(
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().contention_processes();
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let mut run = s.launch(plans)?;
     run.start_reader();
     let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);

@@ -49,8 +49,7 @@ fn recovers_from(
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(FAULT_PROCESSES);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let retries = s.target().spec.features.retries;
     let mut run = s.launch(plans)?;
     if !retries {
@@ -163,8 +162,7 @@ pub fn every_download_fails_then_recovers(
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(processes);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let mut run = s.launch(plans)?;
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Network], false);
@@ -252,8 +250,7 @@ pub fn wrong_bodies_then_the_model(
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(processes);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let mut run = s.launch(plans)?;
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Integrity], false);

@@ -62,10 +62,7 @@ pub fn model_updated_while_readers_run_loads_one_whole_version(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario(NAME, opts)?;
-    let ids = setup::models_by_size(s.target());
-    let old = ids[0].clone();
-    let Some(new) = ids.iter().find(|m| s.target().model(m).bytes != s.target().model(&old).bytes).cloned()
-    else {
+    let Some((old, new)) = two_versions(&s) else {
         return Ok(
             s.not_applicable("the target declares one model only: there is no second version to serve")
         );
@@ -154,10 +151,7 @@ pub fn model_updated_after_a_reader_died_mid_download_never_mixes_versions(
              version's download (see the record without checksum)",
         ));
     }
-    let ids = setup::models_by_size(s.target());
-    let old = ids[0].clone();
-    let Some(new) = ids.iter().find(|m| s.target().model(m).bytes != s.target().model(&old).bytes).cloned()
-    else {
+    let Some((old, new)) = two_versions(&s) else {
         return Ok(
             s.not_applicable("the target declares one model only: there is no second version to serve")
         );
@@ -361,6 +355,14 @@ fn judge(
         }
     }
     Some(evidence)
+}
+
+/// The smallest model as the old version and the next one with other bytes as the new, if any.
+fn two_versions(s: &Scenario) -> Option<(String, String)> {
+    let ids = setup::models_by_size(s.target());
+    let old = ids.first()?.clone();
+    let new = ids.iter().find(|m| s.target().model(m).bytes != s.target().model(&old).bytes)?.clone();
+    Some((old, new))
 }
 
 /// The old version of a model served from one route, gated mid-body, and the shared cache both

@@ -96,8 +96,7 @@ pub fn burst(opts: &ScenarioOptions, processes: usize) -> Result<ScenarioRecord,
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(processes);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &small, &url, &cache)).collect();
-    let recovery = s.writer(n, &small, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let mut run = s.launch(plans)?;
     run.start_reader();
     let forced =

@@ -129,8 +129,9 @@ impl Interrupt {
             })?;
         }
         let mut running: Vec<bool> = vec![true; pids.len()];
-        // The signal received by the time each child exited: a child that ended before a signal came
-        // finished its work, whatever stopped its sibling later.
+        // The signal received by the time each child's exit was seen: a child that ended before a
+        // signal finished its work, whatever stopped its sibling later. (The flag, not the order of
+        // events: a child killed by a group SIGINT may report its exit before the signal thread does.)
         let mut signal_at_exit: Vec<Option<i32>> = vec![None; pids.len()];
         let events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // The next step if a child is still running at that instant.

@@ -383,6 +383,9 @@ pub fn list(
         let code = status.code().unwrap_or(-1);
         return Err(Error::Nextest { command: shown, code, meaning: exit_meaning(code) });
     }
+    // Listing built the suite: the nextest calls after it (two at once, the self-check beside the
+    // first repeat) need not print cargo's lines, nor wait on each other's package-cache lock aloud.
+    note_built(status.code());
     let summary = TestListSummary::parse_json(&text).map_err(|e| Error::Parse {
         what: "nextest test list",
         path: PathBuf::from(shown),

@@ -26,8 +26,7 @@ pub fn observe(target: &Target) -> Result<SpecCheckReport, ScenarioError> {
     let server = setup::server()?;
     let (model, _) = setup::small_and_large(s.target());
     let gate = Gate::named("spec-check");
-    let len = s.target().model(&model).bytes.len();
-    let route = server.add_route(setup::model_route(s.target(), &model, overlap::gated_plan(&gate, len)));
+    let route = server.add_route(setup::gated_model_route(s.target(), &model, &gate));
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let roles = FileRoles::from_validated(&s.target().spec.files);

@@ -19,8 +19,7 @@ fn same_model_shared_cache_smoke() {
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(4);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
-    let recovery = s.writer(n, &model, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &model, &url, &cache);
     let mut run = s.launch(plans).expect("launch");
     run.start_reader();
     run.wait();

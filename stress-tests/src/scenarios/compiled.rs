@@ -8,7 +8,6 @@ use crate::run_metadata::RunMetadata;
 use crate::scenario::ScenarioError;
 use crate::server::FaultPlan;
 use crate::snapshot::CompiledSnapshot;
-use crate::target::ProcessPlan;
 
 use super::ScenarioOptions;
 use super::phases;
@@ -40,10 +39,9 @@ pub fn compiled_cache_concurrency_builds_each_entry_once(
     }
 
     let n = s.tier().capped(PROCESSES);
-    let plans: Vec<ProcessPlan> = (0..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
+    let (plans, last) = s.writers_and_recovery(n, &model, &url, &cache);
     let compiled_dir = plans[0].compiled_dir.clone().unwrap_or_else(|| s.compiled_dir("shared"));
     let metadata: Vec<_> = plans.iter().filter_map(|p| target.metadata_path(p)).collect();
-    let last = s.writer(n, &model, &url, &cache).role("recovery");
     let before = phases::counts(&route);
     let mut run = s.launch(plans)?;
     run.body_bound(&model, 0);

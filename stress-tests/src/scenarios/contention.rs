@@ -29,8 +29,7 @@ pub fn same_model_from_n_processes_downloads_once(
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
     let gate = Gate::named("same-model-mid-body");
-    let len = s.target().model(&small).bytes.len();
-    let route = server.add_route(setup::model_route(s.target(), &small, overlap::gated_plan(&gate, len)));
+    let route = server.add_route(setup::gated_model_route(s.target(), &small, &gate));
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().contention_processes();
@@ -177,8 +176,7 @@ pub fn late_joiners_while_a_download_is_in_flight(
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
     let gate = Gate::named("late-joiners-mid-body");
-    let len = s.target().model(&small).bytes.len();
-    let route = server.add_route(setup::model_route(s.target(), &small, overlap::gated_plan(&gate, len)));
+    let route = server.add_route(setup::gated_model_route(s.target(), &small, &gate));
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(JOINERS + 1).max(2);

@@ -5,7 +5,7 @@
 use stress_cache_metadata::InvariantResult;
 
 use crate::scenario::{Scenario, ScenarioError};
-use crate::server::{FaultPlan, ModelServer, Route};
+use crate::server::{FaultPlan, Gate, ModelServer, Route};
 use crate::target::Target;
 use crate::tier::TierConfig;
 
@@ -86,6 +86,11 @@ pub fn route(target: &Target, path: &str, model: &str, bytes: &[u8], plan: Fault
 /// The route of `model` under the target's declared path, serving the model's own bytes.
 pub fn model_route(target: &Target, model: &str, plan: FaultPlan) -> Route {
     route(target, &target.server_path(model), model, &target.model(model).bytes, plan)
+}
+
+/// The route of `model` (see [`model_route`]) with its body parked at `gate` mid-way.
+pub fn gated_model_route(target: &Target, model: &str, gate: &Gate) -> Route {
+    model_route(target, model, super::overlap::gated_plan(gate, target.model(model).bytes.len()))
 }
 
 /// A scenario-specific verdict: held when `evidence` is empty.

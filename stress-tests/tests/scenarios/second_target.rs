@@ -66,8 +66,7 @@ fn second_target_same_model_from_n_processes_downloads_once() {
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().contention_processes();
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
-    let recovery = s.writer(n, &model, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &model, &url, &cache);
     let mut run = s.launch(plans).expect("launch");
     run.start_reader();
     let forced =
@@ -94,8 +93,7 @@ fn second_target_recovers_from_bodies_closed_midway() {
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(4);
-    let plans: Vec<_> = (0..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
-    let recovery = s.writer(n, &model, &url, &cache).role("recovery");
+    let (plans, recovery) = s.writers_and_recovery(n, &model, &url, &cache);
     let mut run = s.launch(plans).expect("launch");
     run.start_reader();
     run.wait();

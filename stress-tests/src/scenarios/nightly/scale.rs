@@ -91,8 +91,7 @@ pub fn burst(opts: &ScenarioOptions, processes: usize) -> Result<ScenarioRecord,
     let server = setup::server()?;
     let (small, _) = setup::small_and_large(s.target());
     let gate = Gate::named("scale-burst-mid-body");
-    let len = s.target().model(&small).bytes.len();
-    let route = server.add_route(setup::model_route(s.target(), &small, overlap::gated_plan(&gate, len)));
+    let route = server.add_route(setup::gated_model_route(s.target(), &small, &gate));
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(processes);

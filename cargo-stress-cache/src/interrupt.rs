@@ -110,13 +110,16 @@ impl Interrupt {
     /// Waits for `child`, just started, forwarding and escalating signals as the module documentation
     /// says. `what` names the child in log lines.
     pub fn wait(&self, child: &mut Child, what: &str) -> std::io::Result<Waited> {
-        let mut waited = self.wait_all(&mut [(child, what)])?;
-        Ok(waited.remove(0))
+        let [waited] = self.wait_all([(child, what)])?;
+        Ok(waited)
     }
 
     /// Waits for every one of `children`, all just started and running at once, forwarding and
     /// escalating signals to each still running as [`Interrupt::wait`] does for one.
-    pub fn wait_all(&self, children: &mut [(&mut Child, &str)]) -> std::io::Result<Vec<Waited>> {
+    pub fn wait_all<const N: usize>(
+        &self,
+        mut children: [(&mut Child, &str); N],
+    ) -> std::io::Result<[Waited; N]> {
         // A signal already received could not have reached a child started after it (callers check
         // before starting one, so this is the narrow window in between).
         let mut came_before_start = self.requested().is_some();
@@ -210,7 +213,8 @@ impl Interrupt {
             let signal = if *still_running { self.requested() } else { signal };
             waited.push(Waited { status, signal });
         }
-        Ok(waited)
+        // One status per child, pushed in order above.
+        waited.try_into().map_err(|_| std::io::Error::other("a child's status is missing"))
     }
 }
 

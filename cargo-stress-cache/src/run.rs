@@ -335,15 +335,9 @@ impl TierRun<'_> {
             };
             let waited = self
                 .interrupt
-                .wait_all(&mut [(&mut checker.child, "nextest (self-check)"), (&mut tier.child, "nextest")]);
+                .wait_all([(&mut checker.child, "nextest (self-check)"), (&mut tier.child, "nextest")]);
             let (checker_waited, tier_waited) = match waited {
-                Ok(mut w) => {
-                    let tier_waited =
-                        w.pop().map(Ok).unwrap_or_else(|| Err(std::io::Error::other("no status")));
-                    let checker_waited =
-                        w.pop().map(Ok).unwrap_or_else(|| Err(std::io::Error::other("no status")));
-                    (checker_waited, tier_waited)
-                }
+                Ok([checker, tier]) => (Ok(checker), Ok(tier)),
                 Err(e) => (Err(std::io::Error::new(e.kind(), e.to_string())), Err(e)),
             };
             Ok((checker.finish(checker_waited), tier.finish(tier_waited)))

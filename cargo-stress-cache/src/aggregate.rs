@@ -1,6 +1,7 @@
 //! Turning scenario records and JUnit reports into the result tables (invariants, setup errors,
 //! not-applicable scenarios, benchmarks, flakes) and the run's verdict, and comparing benchmarks with a
-//! baseline. The [`Aggregate`] is also `report.json`.
+//! baseline. The [`Aggregate`] is `report.json`, defined in
+//! `stress_cache_metadata::report`.
 //!
 //! Only scenario runs that passed or failed count in the invariants and benchmarks tables: a run whose
 //! setup failed never produced the situation its invariants are about (its "held" would claim what was
@@ -8,214 +9,80 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use stress_cache_metadata::report::{Aggregate, InvariantRow, REPORT_SCHEMA_VERSION};
+use stress_cache_metadata::report::{OutcomeCounts, SelfCheck};
 use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord, Status};
 
-use crate::benchmarks::{self, BenchmarkRow, Regression};
+use crate::benchmarks;
 use crate::errors::{Error, Result, one_line, verdict_result};
-use crate::flakes::{self, FlakeRow, Verdict};
+use crate::flakes;
 use crate::inputs::Inputs;
 use crate::junit::Observation;
-use crate::outcomes::{self, FindingRow, NotApplicableRow, OutcomeCounts, SetupErrorRow};
+use crate::outcomes;
 use crate::rundir::RunState;
-use crate::selfcheck::SelfCheck;
-use crate::verdict::RunVerdict;
 
-/// Version of the `report.json` layout. 2: invariants count held / violated / skipped; setup errors
-/// and not-applicable scenarios are their own tables.
-pub const REPORT_SCHEMA_VERSION: u32 = 2;
-
-/// The aggregate of one or more runs; serialised as `report.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Aggregate {
-    /// [`REPORT_SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// Scenario records read.
-    pub records: usize,
-    /// Those records by outcome.
-    #[serde(default)]
-    pub outcomes: OutcomeCounts,
-    /// JUnit reports read (one per nextest run: repeats × partitions).
-    pub junit_reports: usize,
-    /// One line per scenario (× mutant): outcomes, invariant counts, slowest process.
-    #[serde(default)]
-    pub scenarios: Vec<crate::overview::ScenarioLine>,
-    /// Scenario × invariant status counts, over the scenario runs that passed or failed.
-    pub invariants: Vec<InvariantRow>,
-    /// Scenario runs whose setup failed (outcome `error`).
-    #[serde(default)]
-    pub setup_errors: Vec<SetupErrorRow>,
-    /// Scenarios that do not apply to the target.
-    #[serde(default)]
-    pub not_applicable: Vec<NotApplicableRow>,
-    /// Findings (not failures): what a target cannot do by design, and what it costs.
-    #[serde(default)]
-    pub findings: Vec<FindingRow>,
-    /// Per-scenario figures (clean runs that passed or failed: mutant runs measure a bug).
-    pub benchmarks: Vec<BenchmarkRow>,
-    /// Per-test stability across runs.
-    pub flakes: Vec<FlakeRow>,
-    /// Benchmarks that regressed against the baseline.
-    #[serde(default)]
-    pub regressions: Vec<Regression>,
-    /// Whether those regressions fail the run (`--fail-on-regression`); otherwise they are only flagged.
-    #[serde(default)]
-    pub regressions_fail: bool,
-    /// Temp dirs of failed scenario runs, kept for debugging.
-    #[serde(default)]
-    pub kept_dirs: Vec<String>,
-    /// Records of the suite's own mutant self-checks, left out of the tables (see [`Inputs::self_checks`]).
-    #[serde(default)]
-    pub self_check_records: usize,
-    /// Runs that did not complete: interrupted, or never marked as ended (their `run.json` still says
-    /// `running`). Any makes the verdict `interrupted`: a partial run never passes.
-    #[serde(default)]
-    pub interrupted: Vec<String>,
-    /// Runs that stopped on an error.
-    #[serde(default)]
-    pub aborted: Vec<String>,
-    /// What the harness left behind after a nightly tier run (processes, zombies, descriptors, temp
-    /// dirs, mounts, listening sockets), one line each; any makes the verdict `error`.
-    #[serde(default)]
-    pub harness_leaks: Vec<String>,
-    /// The checker's self-check(s) of the runs read, merged; a failed one makes the verdict `error`.
-    #[serde(default)]
-    pub self_check: Option<SelfCheck>,
+/// Builds the tables from everything read.
+pub fn from_inputs(inputs: &Inputs) -> Aggregate {
+    let records: Vec<(&Path, &ScenarioRecord)> =
+        inputs.records.iter().map(|(p, r)| (p.as_path(), r)).collect();
+    let observations: Vec<&Observation> = inputs.junit.iter().flat_map(|(_, o)| o).collect();
+    let evidence: Vec<&ScenarioRecord> = records
+        .iter()
+        .map(|(_, r)| *r)
+        .filter(|r| matches!(r.outcome(), ScenarioOutcome::Passed | ScenarioOutcome::Failed))
+        .collect();
+    Aggregate {
+        schema_version: REPORT_SCHEMA_VERSION,
+        records: records.len(),
+        outcomes: OutcomeCounts::of(records.iter().map(|(_, r)| *r)),
+        junit_reports: inputs.junit.len(),
+        scenarios: crate::overview::lines(records.iter().map(|(_, r)| *r)),
+        invariants: invariant_rows(&evidence),
+        setup_errors: outcomes::setup_error_rows(&records),
+        not_applicable: outcomes::not_applicable_rows(&records),
+        findings: outcomes::finding_rows(&records),
+        benchmarks: benchmarks::rows(&evidence),
+        flakes: flakes::rows(&observations),
+        regressions: Vec::new(),
+        regressions_fail: false,
+        kept_dirs: records.iter().filter_map(|(_, r)| r.kept_dir.clone()).collect(),
+        self_check_records: inputs.self_checks,
+        self_check: merged_self_check(inputs),
+        interrupted: incomplete_runs(inputs),
+        harness_leaks: Vec::new(),
+        aborted: inputs
+            .runs
+            .iter()
+            .filter(|(_, info)| info.state == RunState::Aborted)
+            .map(|(path, info)| {
+                let error = info.error.as_deref().unwrap_or("unknown");
+                format!("ABORTED on an error: {error} ({})", run_dir_of(path))
+            })
+            .collect(),
+    }
 }
 
-/// One scenario × invariant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InvariantRow {
-    /// Scenario.
-    pub scenario: String,
-    /// The seeded bug active in those runs, if any.
-    pub mutant: Option<String>,
-    /// Invariant name.
-    pub invariant: String,
-    /// Runs in which it was checked and held.
-    pub held: usize,
-    /// Runs in which it was violated.
-    pub violated: usize,
-    /// Runs in which it was not checked ("not observed" is never "held").
-    #[serde(default)]
-    pub skipped: usize,
-    /// First evidence line of a violation.
-    pub evidence: Option<String>,
-    /// Why it was skipped (the first reason given).
-    #[serde(default)]
-    pub skip_reason: Option<String>,
+/// [`Aggregate::verdict`] as the invocation's result (a pass is `Ok`).
+pub fn outcome(agg: &Aggregate) -> Result<()> {
+    verdict_result(agg.verdict(), crate::report::summary_line(agg))
 }
 
-impl Aggregate {
-    /// Builds the tables from everything read.
-    pub fn from_inputs(inputs: &Inputs) -> Self {
-        let records: Vec<(&Path, &ScenarioRecord)> =
-            inputs.records.iter().map(|(p, r)| (p.as_path(), r)).collect();
-        let observations: Vec<&Observation> = inputs.junit.iter().flat_map(|(_, o)| o).collect();
-        let evidence: Vec<&ScenarioRecord> = records
-            .iter()
-            .map(|(_, r)| *r)
-            .filter(|r| matches!(r.outcome(), ScenarioOutcome::Passed | ScenarioOutcome::Failed))
-            .collect();
-        Self {
-            schema_version: REPORT_SCHEMA_VERSION,
-            records: records.len(),
-            outcomes: OutcomeCounts::of(records.iter().map(|(_, r)| *r)),
-            junit_reports: inputs.junit.len(),
-            scenarios: crate::overview::lines(records.iter().map(|(_, r)| *r)),
-            invariants: invariant_rows(&evidence),
-            setup_errors: outcomes::setup_error_rows(&records),
-            not_applicable: outcomes::not_applicable_rows(&records),
-            findings: outcomes::finding_rows(&records),
-            benchmarks: benchmarks::rows(&evidence),
-            flakes: flakes::rows(&observations),
-            regressions: Vec::new(),
-            regressions_fail: false,
-            kept_dirs: records.iter().filter_map(|(_, r)| r.kept_dir.clone()).collect(),
-            self_check_records: inputs.self_checks,
-            self_check: merged_self_check(inputs),
-            interrupted: incomplete_runs(inputs),
-            harness_leaks: Vec::new(),
-            aborted: inputs
-                .runs
-                .iter()
-                .filter(|(_, info)| info.state == RunState::Aborted)
-                .map(|(path, info)| {
-                    let error = info.error.as_deref().unwrap_or("unknown");
-                    format!("ABORTED on an error: {error} ({})", run_dir_of(path))
-                })
-                .collect(),
-        }
-    }
+/// Flags benchmarks that got worse than `baseline` by more than `threshold_pct` percent; with
+/// `fail`, they fail the run.
+pub fn compare_with(agg: &mut Aggregate, baseline: &Aggregate, threshold_pct: f64, fail: bool) {
+    agg.regressions_fail = fail;
+    agg.regressions = benchmarks::regressions(&agg.benchmarks, &baseline.benchmarks, threshold_pct);
+}
 
-    /// Total violated (scenario run × invariant) verdicts.
-    pub fn violations(&self) -> usize {
-        self.invariants.iter().map(|r| r.violated).sum()
-    }
-
-    /// Tests that are flaky or broken.
-    pub fn unstable_tests(&self) -> Vec<&FlakeRow> {
-        self.flakes.iter().filter(|f| f.verdict != Verdict::Stable).collect()
-    }
-
-    /// `scenario: invariant` for every invariant violated at least once.
-    pub fn violated_names(&self) -> Vec<String> {
-        self.invariants
-            .iter()
-            .filter(|r| r.violated > 0)
-            .map(|r| format!("{}: {}", r.scenario, r.invariant))
-            .collect()
-    }
-
-    /// Whether the checker's self-check ran and failed.
-    pub fn self_check_failed(&self) -> bool {
-        self.self_check.as_ref().is_some_and(|c| !c.ok())
-    }
-
-    /// The run's verdict: interrupted (it did not complete) before error (the checker's self-check
-    /// failed, the run stopped on an error, or a scenario's setup failed) before fail (a violation, an
-    /// unstable test, or a regressed benchmark when [`Aggregate::regressions_fail`]) before pass.
-    pub fn verdict(&self) -> RunVerdict {
-        if !self.interrupted.is_empty() {
-            RunVerdict::Interrupted
-        } else if self.self_check_failed()
-            || !self.setup_errors.is_empty()
-            || !self.aborted.is_empty()
-            || !self.harness_leaks.is_empty()
-        {
-            RunVerdict::Error
-        } else if self.violations() > 0
-            || !self.unstable_tests().is_empty()
-            || (self.regressions_fail && !self.regressions.is_empty())
-        {
-            RunVerdict::Fail
-        } else {
-            RunVerdict::Pass
-        }
-    }
-
-    /// [`Aggregate::verdict`] as the invocation's result (a pass is `Ok`).
-    pub fn outcome(&self) -> Result<()> {
-        verdict_result(self.verdict(), crate::report::summary_line(self))
-    }
-
-    /// Flags benchmarks that got worse than `baseline` by more than `threshold_pct` percent; with
-    /// `fail`, they fail the run.
-    pub fn compare_with(&mut self, baseline: &Aggregate, threshold_pct: f64, fail: bool) {
-        self.regressions_fail = fail;
-        self.regressions = benchmarks::regressions(&self.benchmarks, &baseline.benchmarks, threshold_pct);
-    }
-
-    /// Reads a previous `report.json`.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::io("cannot read baseline", path, source))?;
-        serde_json::from_str(&text).map_err(|e| Error::Parse {
-            what: "baseline report",
-            path: path.to_path_buf(),
-            message: one_line(&e.to_string()),
-        })
-    }
+/// Reads a previous `report.json`.
+pub fn read(path: &Path) -> Result<Aggregate> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::io("cannot read baseline", path, source))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse {
+        what: "baseline report",
+        path: path.to_path_buf(),
+        message: one_line(&e.to_string()),
+    })
 }
 
 /// The self-checks of every run read, as one.
@@ -305,8 +172,11 @@ mod tests {
     use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION};
 
     use super::*;
+    use crate::benchmarks::BenchmarkRow;
     use crate::errors::{EXIT_FAILED, EXIT_OK, exit_code_of};
+    use crate::flakes::TestStability;
     use crate::junit::{self, Outcome};
+    use stress_cache_metadata::report::RunVerdict;
 
     fn record(scenario: &str, invariants: Vec<InvariantResult>) -> ScenarioRecord {
         ScenarioRecord {
@@ -343,7 +213,7 @@ mod tests {
 
     #[test]
     fn held_violated_and_skipped_are_counted_apart() {
-        let agg = Aggregate::from_inputs(&inputs(vec![
+        let agg = from_inputs(&inputs(vec![
             record(
                 "crash",
                 vec![
@@ -377,7 +247,7 @@ mod tests {
             ],
         );
         broken.setup_errors = vec!["failpoint cache.after_lock was never reached".into()];
-        let agg = Aggregate::from_inputs(&inputs(vec![broken]));
+        let agg = from_inputs(&inputs(vec![broken]));
         assert!(agg.invariants.is_empty(), "an error run's held is no evidence: {:?}", agg.invariants);
         assert!(agg.benchmarks.is_empty());
         assert_eq!(agg.setup_errors.len(), 1);
@@ -385,7 +255,7 @@ mod tests {
         assert_eq!(agg.setup_errors[0].violated_uncounted, vec!["all_processes_ok"]);
         assert_eq!(agg.outcomes.error, 1);
         assert_eq!(agg.verdict(), RunVerdict::Error);
-        assert_eq!(exit_code_of(&agg.outcome()), EXIT_FAILED);
+        assert_eq!(exit_code_of(&outcome(&agg)), EXIT_FAILED);
     }
 
     #[test]
@@ -393,7 +263,7 @@ mod tests {
         let mut na = record("compiled_cache_concurrency", vec![]);
         na.not_applicable = Some("the target declares no compiled cache".into());
         let passed = record("warm_hits", vec![InvariantResult::checked("single_download", vec![])]);
-        let agg = Aggregate::from_inputs(&inputs(vec![na.clone(), na, passed]));
+        let agg = from_inputs(&inputs(vec![na.clone(), na, passed]));
         assert_eq!(agg.not_applicable.len(), 1);
         assert_eq!(agg.not_applicable[0].runs, 2);
         assert_eq!(agg.not_applicable[0].reason, "the target declares no compiled cache");
@@ -432,18 +302,18 @@ mod tests {
             let path = PathBuf::from(format!("repeat-{i}/junit.xml"));
             inputs.junit.push((path.clone(), junit::parse(&repeat(crash, gc), &path).expect("parses")));
         }
-        let agg = Aggregate::from_inputs(&inputs);
-        let verdicts: Vec<(&str, Verdict)> =
+        let agg = from_inputs(&inputs);
+        let verdicts: Vec<(&str, TestStability)> =
             agg.flakes.iter().map(|f| (f.test.as_str(), f.verdict)).collect();
         assert_eq!(
             verdicts,
             vec![
-                ("stress-tests::scenarios crash", Verdict::Flaky),
-                ("stress-tests::scenarios gc", Verdict::Broken),
-                ("stress-tests::scenarios steady", Verdict::Stable),
+                ("stress-tests::scenarios crash", TestStability::Flaky),
+                ("stress-tests::scenarios gc", TestStability::Broken),
+                ("stress-tests::scenarios steady", TestStability::Stable),
             ]
         );
-        assert_eq!(exit_code_of(&agg.outcome()), EXIT_FAILED);
+        assert_eq!(exit_code_of(&outcome(&agg)), EXIT_FAILED);
     }
 
     #[test]
@@ -460,12 +330,12 @@ mod tests {
         };
         let baseline = Aggregate { benchmarks: vec![row(100.0, 50.0)], ..Default::default() };
         let mut current = Aggregate { benchmarks: vec![row(85.0, 70.0)], ..Default::default() };
-        current.compare_with(&baseline, 20.0, false);
+        compare_with(&mut current, &baseline, 20.0, false);
         let metrics: Vec<&str> = current.regressions.iter().map(|r| r.metric.as_str()).collect();
         // -15% throughput is within 20%; +40% p95 latency is not.
         assert_eq!(metrics, vec!["latency_p95_ms"]);
-        assert_eq!(exit_code_of(&current.outcome()), EXIT_OK);
-        current.compare_with(&baseline, 20.0, true);
-        assert_eq!(exit_code_of(&current.outcome()), EXIT_FAILED);
+        assert_eq!(exit_code_of(&outcome(&current)), EXIT_OK);
+        compare_with(&mut current, &baseline, 20.0, true);
+        assert_eq!(exit_code_of(&outcome(&current)), EXIT_FAILED);
     }
 }

@@ -3,44 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use stress_cache_metadata::ScenarioRecord;
-
-/// One scenario's figures: medians over its clean runs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BenchmarkRow {
-    /// Scenario.
-    pub scenario: String,
-    /// Clean runs measured.
-    pub runs: usize,
-    /// Processes finished per second.
-    pub processes_per_sec: f64,
-    /// Median process latency (ms).
-    pub latency_p50_ms: f64,
-    /// 95th percentile process latency (ms).
-    pub latency_p95_ms: f64,
-    /// Download-cache hit ratio, when the target reports hits.
-    pub cache_hit_ratio: Option<f64>,
-    /// Complete bodies served per model (1 = no download amplification).
-    pub bodies_per_model: BTreeMap<String, f64>,
-    /// Megabytes served per second.
-    pub mb_per_sec: f64,
-}
-
-/// A benchmark that got worse than the baseline by more than the threshold.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Regression {
-    /// Scenario.
-    pub scenario: String,
-    /// Figure (`processes_per_sec`, `latency_p50_ms`, ...).
-    pub metric: String,
-    /// Baseline value.
-    pub baseline: f64,
-    /// Current value.
-    pub current: f64,
-    /// Relative change in percent (signed).
-    pub change_pct: f64,
-}
+pub use stress_cache_metadata::report::{BenchmarkRow, Regression};
 
 /// Medians of the figures of clean `records` (mutant runs measure a bug), one row per scenario.
 pub fn rows(records: &[&ScenarioRecord]) -> Vec<BenchmarkRow> {

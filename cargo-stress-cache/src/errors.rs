@@ -12,7 +12,7 @@ use stress_cache_metadata::suite_env::BadValue;
 use stress_cache_runner::RunnerError;
 pub use stress_cache_runner::one_line;
 
-use crate::verdict::RunVerdict;
+use stress_cache_metadata::report::RunVerdict;
 
 /// Exit code when every invariant held and every test was stable.
 pub const EXIT_OK: i32 = exit_code::OK;

@@ -38,7 +38,6 @@ pub mod shrink;
 pub mod summary;
 pub mod terminal;
 pub mod tmpdir;
-pub mod verdict;
 
 pub use stress_cache_runner::{build, cargo, retention, workspace};
 
@@ -262,7 +261,7 @@ fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<()> {
     }
     let mutant = knobs.mutant.as_ref().map(|(m, _)| m.clone());
     rundir::check_usable(tier.run_dir.as_deref())?;
-    let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
+    let baseline = global.baseline.as_deref().map(crate::aggregate::read).transpose()?;
     // The nightly tier's own tests run a few scenarios against seeded bugs (each part shows it catches
     // one), so its binary has them compiled in; without `STRESS_MUTANT` none is active.
     let flavor = if mutant.is_some() || knobs.tier == stress_cache_metadata::Tier::Nightly {
@@ -287,7 +286,7 @@ fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<()> {
         nightly_summary(run_dir, repeat, &outcome.inputs, &mut agg, outcome.leaks, &leak_baseline, started)?;
     }
     if let Some(base) = &baseline {
-        agg.compare_with(base, global.threshold, global.fail_on_regression);
+        crate::aggregate::compare_with(&mut agg, base, global.threshold, global.fail_on_regression);
     }
     finish(&agg, run_dir, global)
 }
@@ -382,7 +381,7 @@ fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Re
     // The path is the one line every user needs, even with -q.
     stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
     // The summary line is the last line: printed by `main_with_args` when the verdict is not a pass.
-    let outcome = agg.outcome();
+    let outcome = crate::aggregate::outcome(agg);
     if outcome.is_ok() {
         log::info!("{}", report::summary_line(agg));
     }
@@ -494,16 +493,21 @@ fn report(global: &GlobalOpts, dirs: &[PathBuf], html: bool) -> Result<()> {
         let dirs = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
         return Err(Error::NoResults { dirs });
     }
-    let mut agg = Aggregate::from_inputs(&inputs);
+    let mut agg = crate::aggregate::from_inputs(&inputs);
     if let Some(path) = &global.baseline {
-        agg.compare_with(&Aggregate::read(path)?, global.threshold, global.fail_on_regression);
+        crate::aggregate::compare_with(
+            &mut agg,
+            &crate::aggregate::read(path)?,
+            global.threshold,
+            global.fail_on_regression,
+        );
     }
     // `report` exists to read the tables: always the full ones.
     emit(&report::render_with(&agg, global.format, stdout_color(global.color)));
     publish::after_report(dirs, &agg, global, html)?;
     log_findings(&agg);
     print_notes(&agg);
-    let outcome = agg.outcome();
+    let outcome = crate::aggregate::outcome(&agg);
     if outcome.is_ok() {
         log::info!("{}", report::summary_line(&agg));
     }

@@ -16,7 +16,7 @@ use crate::errors::{Error, Result};
 use crate::kills::{self, CellStatus, MutantClass, MutantRow};
 use crate::run::TierRun;
 use crate::rundir::{self, RunInfo, RunState};
-use crate::verdict::RunVerdict;
+use stress_cache_metadata::report::RunVerdict;
 
 /// The mutant × scenario matrix; saved as `mutants.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -4,84 +4,10 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use stress_cache_metadata::report::{FindingRow, NotApplicableRow, OutcomeCounts, SetupErrorRow};
 use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord};
 
 use crate::errors::one_line;
-
-/// Scenario runs by [`ScenarioOutcome`].
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct OutcomeCounts {
-    /// Every checked invariant held.
-    pub passed: usize,
-    /// Some invariant was violated.
-    pub failed: usize,
-    /// The setup failed: no verdict about the target.
-    pub error: usize,
-    /// The scenario does not apply to the target.
-    pub not_applicable: usize,
-}
-
-impl OutcomeCounts {
-    /// Counts `records` by outcome.
-    pub fn of<'a>(records: impl IntoIterator<Item = &'a ScenarioRecord>) -> Self {
-        let mut counts = OutcomeCounts::default();
-        for record in records {
-            match record.outcome() {
-                ScenarioOutcome::Passed => counts.passed += 1,
-                ScenarioOutcome::Failed => counts.failed += 1,
-                ScenarioOutcome::Error => counts.error += 1,
-                ScenarioOutcome::NotApplicable => counts.not_applicable += 1,
-            }
-        }
-        counts
-    }
-}
-
-/// One scenario run whose setup failed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SetupErrorRow {
-    /// Scenario.
-    pub scenario: String,
-    /// The seeded bug active in that run, if any.
-    pub mutant: Option<String>,
-    /// The record file.
-    pub record: String,
-    /// What could not be set up, as the record says.
-    pub setup_errors: Vec<String>,
-    /// Invariants the record reports violated anyway; not counted, as the situation they are about was
-    /// not produced.
-    #[serde(default)]
-    pub violated_uncounted: Vec<String>,
-}
-
-/// A scenario that does not apply to the target.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NotApplicableRow {
-    /// Scenario.
-    pub scenario: String,
-    /// The seeded bug of those runs, if any.
-    pub mutant: Option<String>,
-    /// Runs that said so.
-    pub runs: usize,
-    /// Why (the first reason given).
-    pub reason: String,
-}
-
-/// A finding: what the target cannot do by design and what it costs (never a failure).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FindingRow {
-    /// Scenario.
-    pub scenario: String,
-    /// The seeded bug of those runs, if any.
-    pub mutant: Option<String>,
-    /// The finding's name, e.g. `cached_undetectable_corruption`.
-    pub finding: String,
-    /// Runs that reported it.
-    pub runs: usize,
-    /// The first evidence line.
-    pub evidence: String,
-}
 
 /// One row per scenario, mutant and finding.
 pub fn finding_rows(records: &[(&Path, &ScenarioRecord)]) -> Vec<FindingRow> {

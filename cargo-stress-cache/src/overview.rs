@@ -2,49 +2,8 @@
 //! process. The compact terminal output ([`crate::terminal`]) is these lines; the full tables stay in
 //! `report.txt` and behind `--verbose`.
 
-use serde::{Deserialize, Serialize};
+pub use stress_cache_metadata::report::ScenarioLine;
 use stress_cache_metadata::{ScenarioOutcome, ScenarioRecord, Status};
-
-/// One scenario (× mutant) over every run of it read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ScenarioLine {
-    /// Scenario.
-    pub scenario: String,
-    /// The seeded bug active in those runs, if any.
-    pub mutant: Option<String>,
-    /// Scenario runs (records).
-    pub runs: usize,
-    /// Runs that passed.
-    pub passed: usize,
-    /// Runs that failed (an invariant violated).
-    pub failed: usize,
-    /// Runs whose setup failed.
-    pub errors: usize,
-    /// Runs that did not apply to the target.
-    pub not_applicable: usize,
-    /// Invariant checks that held, over the runs that passed or failed.
-    pub held: usize,
-    /// Invariant checks violated.
-    pub violated: usize,
-    /// Invariants not checked ("not observed" is never "held").
-    pub skipped: usize,
-    /// The slowest process of any run: its wall time (ms) and role.
-    pub slowest: Option<(f64, String)>,
-}
-
-impl ScenarioLine {
-    /// The line's mark: `✓` only when every run passed, `✗` when one failed or could not set up, `-`
-    /// when none applied.
-    pub fn mark(&self) -> &'static str {
-        if self.failed > 0 || self.errors > 0 {
-            "✗"
-        } else if self.passed == 0 {
-            "-"
-        } else {
-            "✓"
-        }
-    }
-}
 
 /// The lines of `records`, in the order scenarios were first read.
 pub fn lines<'a>(records: impl IntoIterator<Item = &'a ScenarioRecord>) -> Vec<ScenarioLine> {

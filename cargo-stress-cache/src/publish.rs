@@ -13,7 +13,7 @@ use crate::{github_summary, html_report, inputs, junit_invariants, report};
 
 /// After a tier run: `report.html` and `stress-cache.junit.xml` in `run_dir`, and the job summary.
 pub fn after_run(run_dir: &Path, agg: &Aggregate, global: &GlobalOpts) -> Result<()> {
-    let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
+    let baseline = global.baseline.as_deref().map(crate::aggregate::read).transpose()?;
     junit_invariants::write_all(&inputs::collect(&[run_dir.to_path_buf()])?)?;
     let html = html_report::write_for_run(run_dir, agg, baseline.as_ref())?;
     log::info!("report for people: {}", html.display());
@@ -24,7 +24,7 @@ pub fn after_run(run_dir: &Path, agg: &Aggregate, global: &GlobalOpts) -> Result
 /// current directory, as the merged report belongs to none of them); the job summary.
 pub fn after_report(dirs: &[PathBuf], agg: &Aggregate, global: &GlobalOpts, html: bool) -> Result<()> {
     if html {
-        let baseline = global.baseline.as_deref().map(Aggregate::read).transpose()?;
+        let baseline = global.baseline.as_deref().map(crate::aggregate::read).transpose()?;
         let path = match dirs {
             [dir] => html_report::write_for_run(dir, agg, baseline.as_ref())?,
             _ => {
@@ -50,7 +50,7 @@ pub fn after_report(dirs: &[PathBuf], agg: &Aggregate, global: &GlobalOpts, html
 pub fn after_mutants(run_dir: &Path, matrix: &Matrix, global: &GlobalOpts) -> Result<()> {
     let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
     junit_invariants::write_all(&inputs)?;
-    let agg = Aggregate::from_inputs(&inputs);
+    let agg = crate::aggregate::from_inputs(&inputs);
     let html = html_report::write_for_run(run_dir, &agg, None)?;
     log::info!("report for people: {}", html.display());
     summary(&matrix.render(Format::Markdown), global)

@@ -19,8 +19,8 @@ use crate::knobs::{Knobs, env_knobs};
 use crate::nextest::{self, Listed, Selection};
 use crate::plan_check::{self, PlanMismatch};
 use crate::rundir;
-use crate::verdict::RunVerdict;
 use crate::{PreparedRun, Setup, emit, stderr_line};
+use stress_cache_metadata::report::RunVerdict;
 
 /// A record and its plan, read from `path`.
 pub fn read(path: &Path) -> Result<(ScenarioRecord, RunPlan)> {
@@ -210,7 +210,7 @@ pub fn replay(
         comparisons.push(c);
     }
     let inputs = crate::inputs::collect(&[replayer.dir().to_path_buf()])?;
-    let agg = crate::aggregate::Aggregate::from_inputs(&inputs);
+    let agg = crate::aggregate::from_inputs(&inputs);
     crate::report::write_all(replayer.dir(), &agg)?;
     emit(&crate::render_stdout(&agg, global));
     let reproduced = comparisons.iter().filter(|c| c.reproduced).count();

@@ -5,8 +5,8 @@ use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 
 use crate::aggregate::Aggregate;
 use crate::cli::Format;
-use crate::flakes::Verdict;
-use crate::verdict::RunVerdict;
+use crate::flakes::TestStability;
+use stress_cache_metadata::report::RunVerdict;
 
 /// Renders the aggregate in `format`, without colours (files, pipes).
 pub fn render(aggregate: &Aggregate, format: Format) -> String {
@@ -265,7 +265,7 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
     let mut table = new_table(markdown, color, vec!["test", "passed", "flaky on retry", "failed", "verdict"]);
     for row in &agg.flakes {
         let verdict = match row.verdict {
-            Verdict::Stable => "stable".to_string(),
+            TestStability::Stable => "stable".to_string(),
             other => other.as_str().to_uppercase(),
         };
         table.add_row(vec![
@@ -275,8 +275,8 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
             Cell::new(row.failed),
             alarm(
                 Cell::new(verdict),
-                row.verdict != Verdict::Stable,
-                if row.verdict == Verdict::Broken { Color::Red } else { Color::Yellow },
+                row.verdict != TestStability::Stable,
+                if row.verdict == TestStability::Broken { Color::Red } else { Color::Yellow },
             ),
         ]);
     }
@@ -296,7 +296,7 @@ fn push_table(out: &mut String, table: Table, empty: bool, empty_note: &str) {
 /// One sentence saying whether the run passed, starting with the verdict.
 pub fn summary_line(agg: &Aggregate) -> String {
     let unstable = agg.unstable_tests();
-    let flaky = unstable.iter().filter(|f| f.verdict == Verdict::Flaky).count();
+    let flaky = unstable.iter().filter(|f| f.verdict == TestStability::Flaky).count();
     let broken = unstable.len() - flaky;
     let o = &agg.outcomes;
     let mut line = format!(

@@ -117,7 +117,7 @@ impl TierRun<'_> {
         written?;
         log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
         let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
-        let aggregate = Aggregate::from_inputs(&inputs);
+        let aggregate = crate::aggregate::from_inputs(&inputs);
         Ok(TierOutcome { inputs, aggregate, interruption, leaks })
     }
 

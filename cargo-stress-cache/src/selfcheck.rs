@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use nextest_metadata::NextestExitCode;
-use serde::{Deserialize, Serialize};
+pub use stress_cache_metadata::report::SelfCheck;
 
 use crate::cargo::Cargo;
 use crate::errors::{Error, Result};
@@ -19,50 +19,6 @@ use crate::nextest;
 
 /// The nextest profile of the checker's tests.
 pub const PROFILE: &str = "stress-selfcheck";
-
-/// What the self-check found; kept in `run.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SelfCheck {
-    /// Checker tests that passed.
-    pub passed: usize,
-    /// Checker tests that failed (`<binary id> <test name>`).
-    pub failed: Vec<String>,
-    /// Why it failed without a failing test (none matched).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
-
-impl SelfCheck {
-    /// Whether the checker may be trusted: tests ran and none failed.
-    pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.problem.is_none() && self.passed > 0
-    }
-
-    /// Several runs' self-checks (partitions given to `report`) as one.
-    pub fn merge(&mut self, other: &SelfCheck) {
-        self.passed += other.passed;
-        self.failed.extend(other.failed.iter().cloned());
-        self.problem = self.problem.take().or_else(|| other.problem.clone());
-    }
-
-    /// The one line the output starts with when it failed, e.g. `self-check: 41 checker tests passed`.
-    pub fn line(&self) -> String {
-        if self.ok() {
-            return format!("self-check: {} checker tests passed", self.passed);
-        }
-        match &self.problem {
-            Some(problem) => format!("self-check FAILED: {problem}"),
-            None if self.failed.is_empty() => "self-check FAILED: no checker test ran".to_string(),
-            None => format!(
-                "self-check FAILED: {} of {} checker tests failed ({}); the verdict is ERROR whatever the \
-                 scenarios say",
-                self.failed.len(),
-                self.failed.len() + self.passed,
-                self.failed.join(", ")
-            ),
-        }
-    }
-}
 
 /// How the self-check ended.
 #[derive(Debug)]

@@ -98,7 +98,7 @@ fn timelines_page(run_dir: &Path, original: &ScenarioRecord, shrunk: &ScenarioRe
         crate::rundir::write(&records.join(format!("{}.json", record.scenario)), &text)?;
     }
     let inputs = crate::inputs::collect(std::slice::from_ref(&dir))?;
-    let agg = crate::aggregate::Aggregate::from_inputs(&inputs);
+    let agg = crate::aggregate::from_inputs(&inputs);
     let extras =
         crate::html_report::Extras { inputs: Some(&inputs), ..crate::html_report::Extras::default() };
     let page = crate::html_report::render(&format!("shrink of {}", original.scenario), &agg, &extras)?;

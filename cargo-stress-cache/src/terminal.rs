@@ -6,7 +6,7 @@
 //! Invariant: a red run's evidence is printed before anything that went right.
 
 use crate::aggregate::Aggregate;
-use crate::flakes::Verdict;
+use crate::flakes::TestStability;
 use crate::overview::ScenarioLine;
 
 /// Columns the layout is made for.
@@ -42,7 +42,7 @@ pub fn render_compact(agg: &Aggregate, color: bool) -> String {
         out.push_str(&format!("{}\n", check.line()));
     }
     // One line, never wrapped: scripts and people grep for it.
-    out.push_str(&paint(&crate::report::summary_line(agg), color && agg.outcome().is_err()));
+    out.push_str(&paint(&crate::report::summary_line(agg), color && crate::aggregate::outcome(agg).is_err()));
     out.push('\n');
     out
 }
@@ -71,7 +71,7 @@ fn evidence_lines(agg: &Aggregate) -> Vec<String> {
         }
     }
     for row in agg.unstable_tests() {
-        let word = if row.verdict == Verdict::Flaky { "FLAKY" } else { "BROKEN" };
+        let word = if row.verdict == TestStability::Flaky { "FLAKY" } else { "BROKEN" };
         lines.push(format!(
             "{word} {}: {} passed, {} failed, {} passed only on retry (output in the run's junit.xml)",
             row.test, row.passed, row.failed, row.flaky_on_retry

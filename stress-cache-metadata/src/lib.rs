@@ -2,7 +2,8 @@
 //! `nextest-metadata`: the target declaration ([`TargetSpec`], read from
 //! `[package.metadata.stress-cache]` or a `--spec` file) and the per-scenario JSON record
 //! ([`ScenarioRecord`]) the suite writes and the CLI aggregates, and the names of the `STRESS_*`
-//! environment ([`suite_env`]) through which the CLI configures the suite.
+//! environment ([`suite_env`]) through which the CLI configures the suite, and `report.json`
+//! ([`report::Aggregate`]) which the CLI writes and reads back.
 
 pub mod exit_code;
 mod fixtures;
@@ -11,6 +12,7 @@ mod nightly;
 pub mod patterns;
 mod plan;
 mod record;
+pub mod report;
 mod spec_check;
 pub mod suite_env;
 mod target;

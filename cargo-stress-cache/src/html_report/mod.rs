@@ -123,7 +123,7 @@ fn nightly_history(run_dir: &Path, agg: &Aggregate) -> Vec<(String, Aggregate)> 
         .filter(|d| {
             rundir::read_info(&d.join(rundir::RUN_INFO)).is_ok_and(|i| i.state == rundir::RunState::Finished)
         })
-        .filter_map(|d| Some((name_of(d), Aggregate::read(&d.join("report.json")).ok()?)))
+        .filter_map(|d| Some((name_of(d), crate::aggregate::read(&d.join("report.json")).ok()?)))
         .collect();
     let skip = history.len().saturating_sub(TREND_RUNS - 1);
     history.drain(..skip);

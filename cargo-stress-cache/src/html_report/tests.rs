@@ -108,7 +108,7 @@ fn violated_run() -> Inputs {
 #[test]
 fn a_violated_cell_carries_its_evidence_and_a_skipped_one_is_never_held() {
     let inputs = violated_run();
-    let agg = Aggregate::from_inputs(&inputs);
+    let agg = crate::aggregate::from_inputs(&inputs);
     let page = page("t", &agg, &Extras { inputs: Some(&inputs), ..Extras::default() });
     assert_eq!(page.verdict, "FAIL");
     let row = page.matrix.rows.iter().find(|r| r.scenario == "same_model_shared_cache").expect("row");
@@ -132,7 +132,7 @@ fn a_violated_cell_carries_its_evidence_and_a_skipped_one_is_never_held() {
 #[test]
 fn every_record_gets_a_timeline_with_one_labelled_row_per_process_and_its_markers() {
     let inputs = violated_run();
-    let agg = Aggregate::from_inputs(&inputs);
+    let agg = crate::aggregate::from_inputs(&inputs);
     let html = render("t", &agg, &Extras { inputs: Some(&inputs), ..Extras::default() }).expect("renders");
     let figures: Vec<&str> = html.split("<figure class=\"timeline\"").skip(1).collect();
     assert_eq!(figures.len(), 2, "one timeline per record");
@@ -155,7 +155,7 @@ fn every_record_gets_a_timeline_with_one_labelled_row_per_process_and_its_marker
 #[test]
 fn evidence_is_escaped_and_the_page_needs_no_network_or_script() {
     let inputs = violated_run();
-    let agg = Aggregate::from_inputs(&inputs);
+    let agg = crate::aggregate::from_inputs(&inputs);
     let html = render("t", &agg, &Extras { inputs: Some(&inputs), ..Extras::default() }).expect("renders");
     assert!(html.contains("&lt;holding no lock&gt;"), "evidence shown as text");
     assert!(!html.contains("<holding no lock>"));
@@ -182,7 +182,7 @@ fn bench(scenario: &str, pps: f64, p95: f64) -> BenchmarkRow {
 fn benchmark_deltas_say_better_worse_or_regressed_by_the_metrics_direction() {
     let baseline = Aggregate { benchmarks: vec![bench("s", 100.0, 100.0)], ..Aggregate::default() };
     let mut agg = Aggregate { benchmarks: vec![bench("s", 110.0, 150.0)], ..Aggregate::default() };
-    agg.compare_with(&baseline, 20.0, false);
+    crate::aggregate::compare_with(&mut agg, &baseline, 20.0, false);
     let page = page("t", &agg, &Extras { baseline: Some(&baseline), ..Extras::default() });
     let figures = &page.benchmarks[0].figures;
     assert_eq!((figures[0].delta.as_deref(), figures[0].trend), (Some("+10%"), "better"), "more processes/s");
@@ -233,7 +233,7 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
     use std::collections::BTreeSet;
 
     use crate::kills::{Cell, CellStatus, MutantClass, MutantRow};
-    use crate::verdict::RunVerdict;
+    use stress_cache_metadata::report::RunVerdict;
 
     let cell = |status, invariants: &[&str]| Cell {
         status,
@@ -271,7 +271,7 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
     };
     // The mutant runs' own violations would make the aggregate FAIL; the matrix decides.
     let inputs = violated_run();
-    let agg = Aggregate::from_inputs(&inputs);
+    let agg = crate::aggregate::from_inputs(&inputs);
     let page =
         page("m", &agg, &Extras { inputs: Some(&inputs), mutants: Some(&matrix), ..Extras::default() });
     assert_eq!(page.verdict, "FAIL", "a survived mutant fails the matrix");

@@ -5,13 +5,14 @@
 use std::path::Path;
 
 use anyhow::Result;
-use cargo_stress_cache::aggregate::Aggregate;
+use cargo_stress_cache::aggregate;
 use cargo_stress_cache::cli::Format;
 use cargo_stress_cache::{inputs, report, terminal};
+use stress_cache_metadata::report::Aggregate;
 
 fn aggregate_of(fixture: &str) -> Result<Aggregate> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(fixture);
-    let mut agg = Aggregate::from_inputs(&inputs::collect(&[dir])?);
+    let mut agg = aggregate::from_inputs(&inputs::collect(&[dir])?);
     // Where the checkout lives is not part of the report's form.
     agg.kept_dirs.clear();
     Ok(agg)

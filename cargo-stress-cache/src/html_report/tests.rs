@@ -268,6 +268,7 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
             },
         ],
         interrupted: None,
+        out_of_tier: BTreeMap::new(),
     };
     // The mutant runs' own violations would make the aggregate FAIL; the matrix decides.
     let inputs = violated_run();

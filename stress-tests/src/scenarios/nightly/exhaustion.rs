@@ -37,8 +37,10 @@ pub const CLEAR_ERROR_LINE: &str = "failures_print_one_clear_line";
 const MAX_LINE: usize = 400;
 /// The descriptor limit of the issue.
 pub const NOFILE_LIMIT: u64 = 16;
-/// The limits below 16 that one process each runs with in the descriptor scenario.
-pub const TIGHTER_LIMITS: [u64; 6] = [4, 5, 6, 7, 8, 12];
+/// The limits below 16 that one process each runs with in the descriptor scenario. Not below 6: the
+/// file-system tracer the process starts under needs descriptors of its own (at 4 it cannot open its
+/// trace file, which is a setup error, not the target's).
+pub const TIGHTER_LIMITS: [u64; 4] = [6, 7, 8, 12];
 /// Processes per scenario, before the `STRESS_PROCESSES` cap.
 const PROCESSES: usize = 4;
 

@@ -86,7 +86,8 @@ pub struct Verdict {
 }
 
 /// `beaker cache verify`: re-hashes every `<stem>-<sha16>.onnx` against its name and loads every
-/// `<stem>-url<hash>.onnx` (no checksum known); any other `.onnx` name is bad. Returns the verdicts;
+/// `<stem>-url<hash>.onnx` (no checksum known); any other `.onnx` name is bad, and so is anything under
+/// a final name that is not a regular file; every compiled entry is checked against its manifest. Returns the verdicts;
 /// [`verify_result`] turns them into the exit status.
 pub fn verify(cfg: &Config) -> Result<Vec<Verdict>> {
     let mut verdicts = Vec::new();
@@ -112,6 +113,7 @@ pub fn verify(cfg: &Config) -> Result<Vec<Verdict>> {
         };
         verdicts.push(Verdict { name: e.name, problem });
     }
+    verdicts.extend(verify_compiled(&cfg.compiled_dir)?);
     let skip_non_files: bool = crate::mutant_or!(FinalKindUnchecked => true, else false);
     if !skip_non_files {
         for (name, kind) in non_file_finals(&cfg.cache_dir)? {
@@ -122,6 +124,33 @@ pub fn verify(cfg: &Config) -> Result<Vec<Verdict>> {
             });
         }
     }
+    Ok(verdicts)
+}
+
+/// Checks every compiled entry (a directory of the compiled dir, not a `.`-prefixed build dir) against
+/// its manifest, without loading it: verdicts named `compiled <entry>`.
+fn verify_compiled(dir: &Path) -> Result<Vec<Verdict>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BeakerError::io("list", dir, e)),
+    };
+    let mut verdicts = Vec::new();
+    for item in read {
+        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !item.path().is_dir() {
+            continue;
+        }
+        let problem = match crate::compiled::check_entry(&item.path()) {
+            Ok(problem) => problem,
+            // Removed meanwhile (rebuilt by a process holding its lock): nothing left to judge.
+            Err(_) if !item.path().exists() => continue,
+            Err(e) => return Err(e),
+        };
+        verdicts.push(Verdict { name: format!("compiled {name}"), problem });
+    }
+    verdicts.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(verdicts)
 }
 

@@ -60,6 +60,9 @@ pub enum Mutant {
     /// `final-kind-unchecked`: anything under a final name counts as the model, a directory too (every run
     /// then fails reading it, for good), and `cache verify` skips what is not a regular file.
     FinalKindUnchecked,
+    /// `compiled-files-unchecked`: a compiled entry's files are not checked against its manifest on load,
+    /// so a corrupted weight file is run as the model.
+    CompiledFilesUnchecked,
 }
 
 impl Mutant {
@@ -85,6 +88,7 @@ impl Mutant {
         Mutant::SkipUnverifiedValidation,
         Mutant::LockNotRevalidated,
         Mutant::FinalKindUnchecked,
+        Mutant::CompiledFilesUnchecked,
     ];
 
     /// The name used in `BEAKER_MUTANT` and in the stress declaration.
@@ -110,6 +114,7 @@ impl Mutant {
             Mutant::SkipUnverifiedValidation => "skip-unverified-validation",
             Mutant::LockNotRevalidated => "lock-not-revalidated",
             Mutant::FinalKindUnchecked => "final-kind-unchecked",
+            Mutant::CompiledFilesUnchecked => "compiled-files-unchecked",
         }
     }
 

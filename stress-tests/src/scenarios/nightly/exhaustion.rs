@@ -101,8 +101,7 @@ pub fn disk_full_fails_cleanly_then_recovers_once_space_is_back(
     let route = server.add_route(setup::model_route(&target, &large, FaultPlan::default()));
     let url = server.url(&route);
     let large_len = target.model(&large).bytes.len() as u64;
-    let disk =
-        Tmpfs::new_under(&s.mount_parent().to_path_buf(), "disk-full", (large_len / 2).max(64 * 1024))?;
+    let disk = Tmpfs::new_under(s.mount_parent(), "disk-full", (large_len / 2).max(64 * 1024))?;
     let cache = disk.path().join("cache");
     let n = s.tier().capped(PROCESSES);
     let (plans, recovery) = s.writers_and_recovery(n, &large, &url, &cache);

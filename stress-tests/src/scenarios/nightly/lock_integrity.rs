@@ -225,6 +225,8 @@ pub fn lock_file_replaced_by_a_directory_fails_cleanly_then_recovers(
     }
     run.body_bound(&prepared.model, 0);
     run.wait();
+    let clear = super::exhaustion::clear_error_line(run.outcomes(), &run.target().spec.exit_codes);
+    run.add_verdict(clear);
     run.snapshot_after_fleet();
     for lock in &prepared.locks {
         if let Err(e) = std::fs::remove_dir_all(lock) {

@@ -27,12 +27,15 @@ pub const DELETED: &str = "lock_file_deleted_under_a_holder_never_gives_two_hold
 pub const GARBAGE: &str = "garbage_in_a_lock_file_changes_nothing";
 /// Record name: a lock file replaced by a directory.
 pub const DIRECTORY: &str = "lock_file_replaced_by_a_directory_fails_cleanly_then_recovers";
+/// Record name: a stale lock file of a dead process (`lock-kind = "exists"`).
+pub const STALE: &str = "stale_lock_file_of_a_dead_process_is_broken";
 
 /// The lock-integrity scenarios, by record name.
 pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
     (DELETED, lock_file_deleted_under_a_holder_never_gives_two_holders),
     (GARBAGE, garbage_in_a_lock_file_changes_nothing),
     (DIRECTORY, lock_file_replaced_by_a_directory_fails_cleanly_then_recovers),
+    (STALE, stale_lock_file_of_a_dead_process_is_broken),
 ];
 
 /// Processes started after the lock file is damaged, before the `STRESS_PROCESSES` cap.
@@ -234,6 +237,64 @@ pub fn lock_file_replaced_by_a_directory_fails_cleanly_then_recovers(
         }
     }
     run.served(phases::served_since(&prepared.route, &before));
+    run.recover(recovery);
+    Ok(run.evaluate())
+}
+
+/// For `lock-kind = "exists"` targets (a lock is held while its file exists): a holder's download parks
+/// at a gate, so its lock file is there (found by the lock pattern), and the holder is SIGKILLed — the file
+/// stays, naming a dead process, in the target's own format. N processes then start on that cache: each
+/// must break the stale lock within its own bound and succeed, with one download, and no lock file is left
+/// (`no_lock_held`). A flock lock cannot go stale (the kernel releases a dead holder's lock: the PR
+/// tier's killed-holder scenarios cover it), so for flock targets this does not apply.
+///
+/// Catches a lock that is a file's existence and is never broken (tiny-cache's `o-excl-lock`: every later
+/// process waits out its bound and fails, `failures_have_expected_class`; `tests/tiny_cache_faults.rs`).
+pub fn stale_lock_file_of_a_dead_process_is_broken(
+    opts: &ScenarioOptions,
+) -> Result<ScenarioRecord, ScenarioError> {
+    let mut s = setup::scenario(STALE, opts)?;
+    let spec = s.target().spec.clone();
+    let Some(lock_pattern) = FileRoles::from_validated(&spec.files).lock else {
+        return Ok(s.not_applicable("the target declares no lock files"));
+    };
+    if spec.files.lock_kind != stress_cache_metadata::LockKind::Exists {
+        return Ok(s.not_applicable(
+            "flock locks cannot go stale (the kernel releases a dead holder's lock; the killed-holder scenarios \
+             cover them): a stale lock file is a `lock-kind = \"exists\"` case",
+        ));
+    }
+    let target = s.target().clone();
+    let server = setup::server()?;
+    let model = phases::first_model(&s);
+    let gate = Gate::named("stale-lock-holder");
+    let route = server.add_route(setup::gated_model_route(&target, &model, &gate));
+    let url = server.url(&route);
+    let cache = s.cache_dir("shared");
+    let holder = s.writer(0, &model, &url, &cache).role("holder");
+    let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
+    let pid = holder_fleet.fleet.pids()[0];
+    let parked = holder_fleet.fleet.wait_until(|_| gate.parked() >= 1, phases::EVENT_TIMEOUT);
+    let locks = lock_files(&cache, &lock_pattern);
+    holder_fleet.fleet.kill(pid);
+    s.reap(&mut holder_fleet);
+    gate.release();
+    if !parked {
+        return Ok(s.error_record(&format!("the holder (pid {pid}) never reached the gate")));
+    }
+    let stale: Vec<&PathBuf> = locks.iter().filter(|l| l.exists()).collect();
+    if stale.is_empty() {
+        return Ok(s.error_record("no lock file of the killed holder is left: nothing stale to break"));
+    }
+    log::info!("{STALE}: holder pid {pid} killed, stale lock file(s) {stale:?}");
+    let before = phases::counts(&route);
+    let n = s.tier().capped(NEWCOMERS);
+    let plans: Vec<ProcessPlan> = (1..=n).map(|i| s.writer(i, &model, &url, &cache)).collect();
+    let recovery = s.writer(n + 1, &model, &url, &cache).role("recovery");
+    let mut run = s.launch(plans)?;
+    run.body_bound(&model, 1);
+    run.wait();
+    run.served(phases::served_since(&route, &before));
     run.recover(recovery);
     Ok(run.evaluate())
 }

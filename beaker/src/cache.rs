@@ -16,12 +16,13 @@
 //! `<stem>-url<sha256(url)[..16]>.onnx` (not given); lock `<final>.lock` (persists); partials
 //! `<final>.<pid>-<nonce>.partial`; `quarantine/<final>.<unix ms>`.
 //!
-//! Protocol. Warm hit: shared lock → the final exists → touch its mtime (LRU for gc) → return while
+//! Protocol. Warm hit: shared lock → the final exists as a regular file → touch its mtime (LRU for gc) → return while
 //! holding the shared lock. **A hit is not re-hashed** (documented decision: finals are immutable,
 //! content-addressed and only ever published verified; re-hashing a 2 MB–170 MB model on every run
 //! would cost more than loading it; `beaker cache verify` re-hashes everything, and `cutout` hashes the
 //! bytes it loads anyway). Miss: exclusive lock → look again (a process that waited becomes a hit:
-//! N concurrent processes, one download) → remove stale partials of this key → download into a unique
+//! N concurrent processes, one download) → the lock file is still the one locked (else start over) →
+//! move aside a non-file squatting on the final name → remove stale partials of this key → download into a unique
 //! partial (Content-Length checked) → fsync → verify SHA-256, or without a checksum validate by
 //! loading the model → rename → fsync dir → unlock → take the shared lock as a reader.
 
@@ -258,12 +259,52 @@ struct Progress {
     attempts: u32,
 }
 
-/// `(dev, inode)` of a file, `None` if it does not exist.
+/// `(dev, inode)` of the model file under a final name, `None` if there is none. Only a regular file
+/// is a model: anything else there (a directory someone made, a device) is no hit, and the writer that
+/// next holds the exclusive lock moves it aside ([`move_aside_non_file`]).
 fn identity(path: &Path) -> Result<Option<(u64, u64)>> {
+    let any_kind: bool = crate::mutant_or!(FinalKindUnchecked => true, else false);
     match std::fs::metadata(path) {
-        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Ok(m) if m.is_file() || any_kind => Ok(Some((m.dev(), m.ino()))),
+        Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(BeakerError::io("stat", path, e)),
+    }
+}
+
+/// Under the exclusive lock: quarantines whatever squats on the final name without being a regular file
+/// (else every later run would fail on it, and the publishing rename onto a directory fails too).
+fn move_aside_non_file(final_path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(final_path) {
+        Ok(m) if !m.is_file() && !m.is_symlink() => {
+            let target = fsio::quarantine(final_path)?;
+            log::warn!(
+                "{} is not a regular file ({:?}); moved aside as {}",
+                final_path.display(),
+                m.file_type(),
+                target.display()
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BeakerError::io("stat", final_path, e)),
+    }
+}
+
+/// The holder's check before it removes or publishes anything: its lock file still names the inode it
+/// locked. `false` (logged): the lock file was deleted or replaced while held, so another process may
+/// hold the entry now; the caller starts over instead of acting next to it.
+fn still_holds(guard: Option<&LockGuard>, moment: &str) -> bool {
+    match guard {
+        Some(g) if !g.is_current() => {
+            log::warn!(
+                "lock file {} was removed or replaced while held; not {moment}, starting over",
+                g.path().display()
+            );
+            false
+        }
+        _ => true,
     }
 }
 
@@ -280,11 +321,15 @@ fn publish(cfg: &Config, final_path: &Path, lock_path: &Path, progress: &mut Pro
     let guard: Option<LockGuard> =
         crate::mutant_or!(NoLock => None, else crate::mutant_or!(SharedTmpName => None, else take_lock()?));
     failpoints::check(failpoints::CACHE_AFTER_LOCK, "lock", lock_path)?;
-    if final_path.exists() {
+    if identity(final_path)?.is_some() {
         log::info!("{} was published by another process while this one waited", final_path.display());
         return Ok(());
     }
     failpoints::check(failpoints::CACHE_STALE_CLEANUP, "remove stale partials", final_path)?;
+    if !still_holds(guard.as_ref(), "cleaning up") {
+        return Ok(());
+    }
+    move_aside_non_file(final_path)?;
     let stale = fsio::remove_stale_partials(final_path)?;
     if stale > 0 {
         log::warn!("removed {stale} stale partial download(s) of {}", final_path.display());
@@ -316,6 +361,10 @@ fn publish(cfg: &Config, final_path: &Path, lock_path: &Path, progress: &mut Pro
     }
     failpoints::check(failpoints::CACHE_BEFORE_RENAME, "rename", partial.path())?;
     let guard = crate::mutant_or!(UnlockBeforeRename => { drop(guard); None::<LockGuard> }, else guard);
+    if !still_holds(guard.as_ref(), "publishing") {
+        // The partial removes itself on drop; the next round finds the other holder's final or downloads.
+        return Ok(());
+    }
     partial.persist(final_path)?;
     // Right after the rename, whatever comes next: a crash here must find only verified bytes under
     // the final name (the verify-after-rename mutant is what this point exposes).

@@ -18,9 +18,15 @@
 //!   build in a fresh build dir → manifest last → fsync every file and directory → failpoint
 //!   `compiled.before_rename` → rename → fsync the compiled dir → load → unlock.
 //!
-//! Seeded bug `compiled-direct-dir` (feature `mutants`): the entry is filled in place, so a crash at
-//! `compiled.before_rename` leaves a half-built entry under the final name.
+//! Every load checks the entry's files against the SHA-256s its manifest lists (format 2): tract
+//! loads a weight file with a flipped byte without complaint, and would run the wrong model from a
+//! "hit". A missing, extra or changed file makes the entry broken (rebuilt; `cache verify` reports it).
+//!
+//! Seeded bugs (feature `mutants`): `compiled-direct-dir`, the entry is filled in place, so a crash at
+//! `compiled.before_rename` leaves a half-built entry under the final name; `compiled-files-unchecked`,
+//! the files are not checked against the manifest on load (a corrupted weight file is run).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -43,8 +49,8 @@ pub const TRACT_VERSION: &str = "0.23.9";
 pub const MANIFEST_FILE: &str = "beaker-compiled.toml";
 /// Suffix of build (and doomed) directories.
 pub const TMP_SUFFIX: &str = ".tmp";
-/// Version of the manifest format.
-const MANIFEST_FORMAT: u32 = 1;
+/// Version of the manifest format (2: with the files' SHA-256s; a format-1 entry is rebuilt).
+const MANIFEST_FORMAT: u32 = 2;
 
 /// `beaker-compiled.toml`: what the entry is, checked on every load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +67,9 @@ pub struct Manifest {
     pub side: usize,
     /// When the entry was built (ms since the Unix epoch).
     pub created_unix_ms: u64,
+    /// Every other file of the entry (path relative to it, `/`-separated) → its SHA-256.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// What [`load_or_compile`] did.
@@ -196,12 +205,78 @@ fn load_entry(entry: &Path, model_sha256: &str) -> Result<ModelPlan> {
             compiler()
         )));
     }
+    let unchecked: bool = crate::mutant_or!(CompiledFilesUnchecked => true, else false);
+    if !unchecked && let Some(problem) = files_problem(entry, &manifest)? {
+        return Err(invalid(problem));
+    }
     let typed: TypedModel = nnef().model_for_path(entry).map_err(|e| invalid(one_line(&e)))?;
     let plan = ModelPlan::from_typed(entry, typed)?;
     if plan.side() != manifest.side {
         return Err(invalid(format!("side {} but the manifest says {}", plan.side(), manifest.side)));
     }
     Ok(plan)
+}
+
+/// What is wrong with `entry` without loading it (for `cache verify`): no readable manifest, another
+/// format, or files that differ from the manifest's list. `None` when it checks out.
+pub fn check_entry(entry: &Path) -> Result<Option<String>> {
+    let manifest_path = entry.join(MANIFEST_FILE);
+    let text = match fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some("no manifest".into())),
+        Err(e) => return Ok(Some(format!("manifest unreadable: {e}"))),
+    };
+    let manifest: Manifest = match toml::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(format!("bad manifest: {}", one_line_str(&e.to_string())))),
+    };
+    if manifest.format != MANIFEST_FORMAT {
+        return Ok(Some(format!("manifest format {} (expected {MANIFEST_FORMAT})", manifest.format)));
+    }
+    files_problem(entry, &manifest)
+}
+
+/// The difference between the files of `entry` and the manifest's list, if any.
+fn files_problem(entry: &Path, manifest: &Manifest) -> Result<Option<String>> {
+    let actual = hash_files(entry)?;
+    if actual == manifest.files {
+        return Ok(None);
+    }
+    let missing: Vec<&str> =
+        manifest.files.keys().filter(|f| !actual.contains_key(*f)).map(String::as_str).collect();
+    let extra: Vec<&str> =
+        actual.keys().filter(|f| !manifest.files.contains_key(*f)).map(String::as_str).collect();
+    let changed: Vec<&str> = actual
+        .iter()
+        .filter(|(f, sha)| manifest.files.get(*f).is_some_and(|m| m != *sha))
+        .map(|(f, _)| f.as_str())
+        .collect();
+    Ok(Some(format!(
+        "files differ from the manifest: missing {missing:?}, extra {extra:?}, changed {changed:?}"
+    )))
+}
+
+/// SHA-256 of every file under `dir` but the manifest, by `/`-separated relative path. Bounded: entries
+/// are a handful of files in a few directory levels.
+fn hash_files(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for item in fs::read_dir(&current).map_err(|e| BeakerError::io("list", &current, e))? {
+            let path = item.map_err(|e| BeakerError::io("list", &current, e))?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(dir).unwrap_or(&path);
+            let name =
+                relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            if name != MANIFEST_FILE {
+                out.insert(name, fsio::sha256_file(&path)?.0);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The NNEF framework that writes and reads entries (tract core ops + the ONNX extensions).
@@ -280,6 +355,8 @@ fn write_manifest(dir: &Path, model_sha256: &str, model: &LoadedModel) -> Result
         compiler_key: compiler_key(),
         side: model.side(),
         created_unix_ms: fsio::unix_ms_now(),
+        // Written last, over the files already written: the list says what a complete entry holds.
+        files: hash_files(dir)?,
     };
     let text = toml::to_string(&manifest).map_err(|e| BeakerError::InvalidModel {
         path: dir.to_path_buf(),
@@ -471,6 +548,23 @@ mod tests {
         let (_, outcome) =
             load_or_compile(dir.path(), &sha, || load_model_bytes(Path::new("small.onnx"), &bytes)).unwrap();
         assert!(!outcome.hit && entry.join(MANIFEST_FILE).is_file());
+
+        // A weight file with one flipped byte loads in tract: the manifest's hashes catch it, rebuilt.
+        let dat = fs::read_dir(&entry)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "dat"))
+            .expect("a weight file");
+        let mut bytes_dat = fs::read(&dat).unwrap();
+        let middle = bytes_dat.len() / 2;
+        bytes_dat[middle] ^= 1;
+        fs::write(&dat, bytes_dat).unwrap();
+        assert!(check_entry(&entry).unwrap().is_some_and(|p| p.contains("changed")));
+        let (_, outcome) =
+            load_or_compile(dir.path(), &sha, || load_model_bytes(Path::new("small.onnx"), &bytes)).unwrap();
+        assert!(!outcome.hit);
+        assert_eq!(check_entry(&entry).unwrap(), None);
 
         // A corrupted manifest is also rebuilt.
         fs::write(entry.join(MANIFEST_FILE), "format = 1\nmodel_sha256 = \"nope\"").unwrap();

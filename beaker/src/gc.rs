@@ -86,7 +86,8 @@ pub struct Verdict {
 }
 
 /// `beaker cache verify`: re-hashes every `<stem>-<sha16>.onnx` against its name and loads every
-/// `<stem>-url<hash>.onnx` (no checksum known); any other `.onnx` name is bad. Returns the verdicts;
+/// `<stem>-url<hash>.onnx` (no checksum known); any other `.onnx` name is bad, and so is anything under
+/// a final name that is not a regular file; every compiled entry is checked against its manifest. Returns the verdicts;
 /// [`verify_result`] turns them into the exit status.
 pub fn verify(cfg: &Config) -> Result<Vec<Verdict>> {
     let mut verdicts = Vec::new();
@@ -112,7 +113,73 @@ pub fn verify(cfg: &Config) -> Result<Vec<Verdict>> {
         };
         verdicts.push(Verdict { name: e.name, problem });
     }
+    verdicts.extend(verify_compiled(&cfg.compiled_dir)?);
+    let skip_non_files: bool = crate::mutant_or!(FinalKindUnchecked => true, else false);
+    if !skip_non_files {
+        for (name, kind) in non_file_finals(&cfg.cache_dir)? {
+            // The next run moves it aside; until then it is damage a user should hear about.
+            verdicts.push(Verdict {
+                name,
+                problem: Some(format!("not a regular file ({kind}) under a final name")),
+            });
+        }
+    }
     Ok(verdicts)
+}
+
+/// Checks every compiled entry (a directory of the compiled dir, not a `.`-prefixed build dir) against
+/// its manifest, without loading it: verdicts named `compiled <entry>`.
+fn verify_compiled(dir: &Path) -> Result<Vec<Verdict>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BeakerError::io("list", dir, e)),
+    };
+    let mut verdicts = Vec::new();
+    for item in read {
+        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !item.path().is_dir() {
+            continue;
+        }
+        let problem = match crate::compiled::check_entry(&item.path()) {
+            Ok(problem) => problem,
+            // Removed meanwhile (rebuilt by a process holding its lock): nothing left to judge.
+            Err(_) if !item.path().exists() => continue,
+            Err(e) => return Err(e),
+        };
+        verdicts.push(Verdict { name: format!("compiled {name}"), problem });
+    }
+    verdicts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(verdicts)
+}
+
+/// Names under the final extension that are not regular files (a directory, a dangling symlink, ...),
+/// with what they are: [`list_entries`] skips them, [`verify`] reports them.
+fn non_file_finals(dir: &Path) -> Result<Vec<(String, &'static str)>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BeakerError::io("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for item in read {
+        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(&format!(".{}", cache::FINAL_EXTENSION)) {
+            continue;
+        }
+        let kind = match std::fs::metadata(item.path()) {
+            Ok(meta) if meta.is_file() => continue,
+            Ok(meta) if meta.is_dir() => "a directory",
+            Ok(_) => "not a file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "a dangling symlink",
+            Err(e) => return Err(BeakerError::io("stat", item.path(), e)),
+        };
+        out.push((name, kind));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Report lines for `verdicts`, and `VerifyFailed` (exit 4) if any entry is bad.
@@ -270,10 +337,15 @@ mod tests {
         let bad = entry(dir.path(), b"bad", 20);
         std::fs::write(dir.path().join(&bad), b"flipped").unwrap();
         std::fs::write(dir.path().join("plain.onnx"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("m-0123456789abcdef.onnx")).unwrap();
         let verdicts = verify(&cfg(dir.path())).unwrap();
         let bad_names: Vec<_> =
             verdicts.iter().filter(|v| v.problem.is_some()).map(|v| v.name.as_str()).collect();
-        assert_eq!(bad_names.len(), 2, "{verdicts:?}");
+        assert_eq!(bad_names.len(), 3, "{verdicts:?}");
+        assert!(
+            bad_names.contains(&"m-0123456789abcdef.onnx"),
+            "a directory under a final name: {verdicts:?}"
+        );
         assert!(verdicts.iter().any(|v| v.name == good && v.problem.is_none()));
         let (_, result) = verify_result(&cfg(dir.path()), &verdicts);
         assert_eq!(result.unwrap_err().exit_code(), crate::error::EXIT_INTEGRITY);

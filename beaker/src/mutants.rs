@@ -53,6 +53,16 @@ pub enum Mutant {
     /// `skip-unverified-validation`: a download made without a checksum is published without loading
     /// it first (its validation replaced by `Ok(())`), so any body the server sends becomes the model.
     SkipUnverifiedValidation,
+    /// `lock-not-revalidated`: a lock is trusted once `flock` returns, even when its file was deleted or
+    /// replaced meanwhile (the lock then excludes nobody who opens the path now), and a holder never
+    /// checks it still holds the file the path names before cleaning up or publishing.
+    LockNotRevalidated,
+    /// `final-kind-unchecked`: anything under a final name counts as the model, a directory too (every run
+    /// then fails reading it, for good), and `cache verify` skips what is not a regular file.
+    FinalKindUnchecked,
+    /// `compiled-files-unchecked`: a compiled entry's files are not checked against its manifest on load,
+    /// so a corrupted weight file is run as the model.
+    CompiledFilesUnchecked,
 }
 
 impl Mutant {
@@ -76,6 +86,9 @@ impl Mutant {
         Mutant::UnwrapReadError,
         Mutant::QuarantineNoop,
         Mutant::SkipUnverifiedValidation,
+        Mutant::LockNotRevalidated,
+        Mutant::FinalKindUnchecked,
+        Mutant::CompiledFilesUnchecked,
     ];
 
     /// The name used in `BEAKER_MUTANT` and in the stress declaration.
@@ -99,6 +112,9 @@ impl Mutant {
             Mutant::UnwrapReadError => "unwrap-read-error",
             Mutant::QuarantineNoop => "quarantine-noop",
             Mutant::SkipUnverifiedValidation => "skip-unverified-validation",
+            Mutant::LockNotRevalidated => "lock-not-revalidated",
+            Mutant::FinalKindUnchecked => "final-kind-unchecked",
+            Mutant::CompiledFilesUnchecked => "compiled-files-unchecked",
         }
     }
 

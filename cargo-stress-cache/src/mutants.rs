@@ -34,6 +34,11 @@ pub struct Matrix {
     /// Why the matrix is partial, if it is: no mutant after the interrupted run was started.
     #[serde(default)]
     pub interrupted: Option<String>,
+    /// Mutants not run here because every scenario declared to kill them belongs to another tier (none
+    /// ran in the clean run), with those scenarios: e.g. a nightly-only killer in a PR-tier matrix. Their
+    /// kill is shown where their killer runs (`tests/mutants_are_killed.rs`, the nightly tier).
+    #[serde(default)]
+    pub out_of_tier: BTreeMap<String, Vec<String>>,
 }
 
 impl Matrix {
@@ -69,13 +74,22 @@ impl Matrix {
         let count = |class: MutantClass| self.mutants.iter().filter(|m| m.class == class).count();
         format!(
             "{verdict}: {}/{} mutants killed where expected ({} killed elsewhere only, {} flaky-kill, {} survived, \
-             {} not run); clean build {}",
+             {} not run){}; clean build {}",
             count(MutantClass::KilledWhereExpected),
             self.mutants.len(),
             count(MutantClass::KilledElsewhereOnly),
             count(MutantClass::FlakyKill),
             count(MutantClass::Survived),
             count(MutantClass::NotRun),
+            if self.out_of_tier.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} left to the tier of their killers ({})",
+                    self.out_of_tier.len(),
+                    self.out_of_tier.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            },
             if self.clean_passed() { "passed".to_string() } else { self.clean.as_str().to_string() }
         )
     }
@@ -234,6 +248,7 @@ fn run_all(
         clean_held: kills::clean_held(&clean_records),
         mutants: Vec::new(),
         interrupted: clean.interruption.map(|i| format!("clean build: {i}")),
+        out_of_tier: BTreeMap::new(),
     };
     if !matrix.clean_passed() && matrix.interrupted.is_none() {
         log::warn!("clean build: {} — kills are attributed only where it held", matrix.clean.as_str());
@@ -242,6 +257,13 @@ fn run_all(
     for (i, name) in mutants.iter().enumerate() {
         if matrix.interrupted.is_some() {
             break;
+        }
+        let expected = killed_by.get(name).cloned().unwrap_or_default();
+        if !expected.is_empty() && expected.iter().all(|s| !matrix.clean_held.contains_key(s)) {
+            // A tier run that cannot contain its killer would only report a survivor that is not one.
+            log::info!("mutant `{name}`: its killers {expected:?} are not in this tier; not run here");
+            matrix.out_of_tier.insert(name.clone(), expected);
+            continue;
         }
         let killed = matrix.mutants.iter().filter(|m| !m.kills().is_empty()).count();
         progress.item(i, format!("`{name}` · {killed}/{i} killed so far"));
@@ -258,7 +280,6 @@ fn run_all(
             break;
         }
         let records: Vec<&ScenarioRecord> = outcome.inputs.records.iter().map(|(_, r)| r).collect();
-        let expected = killed_by.get(name).cloned().unwrap_or_default();
         let row = kills::classify(name, &expected, &matrix.clean_held, &records);
         let kills: Vec<String> =
             row.kills().iter().map(|(s, invs)| format!("{s}: {}", invs.join(", "))).collect();
@@ -319,6 +340,7 @@ mod tests {
             ]),
             mutants: rows,
             interrupted: None,
+            out_of_tier: BTreeMap::new(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! reading its code. It is written as `[package.metadata.stress-cache]` in the target's `Cargo.toml`, or
 //! as a standalone TOML file (`cargo stress-cache --spec FILE`) that adds `command`.
 //!
-//! Placeholders in `args`, `gc-args`, `fixtures.args` and `server.path`:
+//! Placeholders in `args`, `gc-args`, `verify-args`, `fixtures.args` and `server.path`:
 //! `{url}`, `{sha256}`, `{cache_dir}`, `{compiled_dir}`, `{output_dir}`, `{input}`, `{input_stem}`,
 //! `{file_name}` (model file name), `{model}` (model identity, e.g. `small`), `{max_bytes}`, `{out_dir}`.
 
@@ -60,6 +60,11 @@ pub struct TargetSpec {
     /// Arguments of the target's garbage collector, if it has one (placeholders allowed, e.g. `{max_bytes}`).
     #[serde(default)]
     pub gc_args: Option<Vec<String>>,
+    /// Arguments of the target's cache check, if it has one: it exits with `exit-codes.integrity` when an
+    /// entry of the cache is damaged and `ok` when every entry is good (the state-recovery scenarios run it
+    /// on the damaged cache before the next run repairs it).
+    #[serde(default)]
+    pub verify_args: Option<Vec<String>>,
     /// Environment variable names through which inputs are given instead of args.
     #[serde(default)]
     pub env: EnvNames,

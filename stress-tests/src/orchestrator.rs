@@ -58,13 +58,44 @@ pub struct FleetProcess {
     /// Read the path it prints on stdout the moment it exits 0 ([`PrintedPath`]), in this directory
     /// (its working directory, for a relative path).
     pub observe_printed_path: Option<PathBuf>,
+    /// `RLIMIT_NOFILE` (soft and hard) set in the child before it execs: a real descriptor limit, which
+    /// the tracer and then the program inherit.
+    pub nofile_limit: Option<u64>,
+    /// Drop the capabilities that let root ignore file permission bits (see [`drop_dac_override`]).
+    pub no_dac_override: bool,
 }
 
 impl FleetProcess {
     /// A process with a role.
     pub fn new(role: &str, command: Command) -> Self {
-        FleetProcess { role: role.to_string(), command, observe_printed_path: None }
+        FleetProcess {
+            role: role.to_string(),
+            command,
+            observe_printed_path: None,
+            nofile_limit: None,
+            no_dac_override: false,
+        }
     }
+}
+
+/// In a forked child before exec: removes `CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH` and `CAP_FOWNER` from
+/// the bounding set, so that after exec (root's capabilities are recomputed from it) file permission bits
+/// bind the program even when the harness runs as root: a `chmod 0555` cache dir is then really
+/// unwritable to it. Without root there is nothing to drop. Async-signal-safe (`prctl` only).
+pub fn drop_dac_override() -> std::io::Result<()> {
+    // SAFETY: getuid and prctl are plain syscalls with integer arguments.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return Ok(());
+        }
+        // CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER (linux/capability.h; libc has no constants).
+        for cap in [1 as libc::c_ulong, 2, 3] {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How one process ended.
@@ -314,7 +345,8 @@ impl Fleet {
         let raw_start_w = fleet.start_write.as_ref().map(|fd| fd.as_raw_fd()).unwrap_or(-1);
         let (raw_start_r, raw_ready_w) = (start_r.as_raw_fd(), ready_w.as_raw_fd());
         for (index, process) in processes.into_iter().enumerate() {
-            let FleetProcess { role, mut command, observe_printed_path } = process;
+            let FleetProcess { role, mut command, observe_printed_path, nofile_limit, no_dac_override } =
+                process;
             let stdout_path = dir.join(format!("{index}-{role}.stdout"));
             let stderr_path = dir.join(format!("{index}-{role}.stderr"));
             let open = |path: &Path| {
@@ -329,7 +361,20 @@ impl Fleet {
             let idx = index as u32;
             // SAFETY: the closure only performs async-signal-safe syscalls on inherited descriptors.
             unsafe {
-                command.pre_exec(move || park_at_start_line(idx, raw_start_r, raw_start_w, raw_ready_w));
+                command.pre_exec(move || {
+                    if let Some(n) = nofile_limit {
+                        // Lowered after fork, before exec: the parked child's inherited pipe descriptors
+                        // stay usable (a limit only refuses new descriptors).
+                        let limit = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    if no_dac_override {
+                        drop_dac_override()?;
+                    }
+                    park_at_start_line(idx, raw_start_r, raw_start_w, raw_ready_w)
+                });
             }
             let shared = shared.clone();
             let handle = std::thread::Builder::new()

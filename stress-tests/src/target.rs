@@ -83,6 +83,8 @@ pub enum PlanCommand {
     },
     /// Explicit arguments (placeholders are filled too), e.g. `cache verify`.
     Args(Vec<String>),
+    /// `spec.verify_args`: the target's check of its cache (loads no model).
+    Verify,
 }
 
 /// Everything one target process gets: which model from where, which directories, which faults.
@@ -113,6 +115,11 @@ pub struct ProcessPlan {
     /// A syscall injection for the process's tracer (`strace -e inject=...`), e.g. a delay after its
     /// first rename so the moment right after a publish can be observed (needs the trace on).
     pub trace_inject: Option<String>,
+    /// A real `RLIMIT_NOFILE` for the process (set before exec), e.g. 16 in the resource-exhaustion
+    /// scenarios; `None` inherits the harness's.
+    pub nofile_limit: Option<u64>,
+    /// Run without the capabilities that let root ignore permission bits, so a read-only mode binds it.
+    pub no_dac_override: bool,
 }
 
 impl ProcessPlan {
@@ -131,7 +138,21 @@ impl ProcessPlan {
             command: PlanCommand::Run,
             env: BTreeMap::new(),
             trace_inject: None,
+            nofile_limit: None,
+            no_dac_override: false,
         }
+    }
+
+    /// Runs the process without root's permission override ([`crate::orchestrator::drop_dac_override`]).
+    pub fn without_dac_override(mut self) -> Self {
+        self.no_dac_override = true;
+        self
+    }
+
+    /// Runs the process with `RLIMIT_NOFILE` = `n`.
+    pub fn nofile_limit(mut self, n: u64) -> Self {
+        self.nofile_limit = Some(n);
+        self
     }
 
     /// Sets the role.
@@ -316,6 +337,7 @@ impl Target {
             PlanCommand::Run => self.spec.args.clone(),
             PlanCommand::Gc { .. } => self.spec.gc_args.clone().unwrap_or_default(),
             PlanCommand::Args(args) => args.clone(),
+            PlanCommand::Verify => self.spec.verify_args.clone().unwrap_or_default(),
         };
         cmd.args(args.iter().map(|a| self.fill(a, plan)));
         let names = &self.spec.env;

@@ -115,7 +115,11 @@ fn every_declared_mutant_has_a_killer_scenario_and_expected_trips(spec: &TargetS
             assert!(
                 {
                     let base = s.strip_suffix(scenarios::WITHOUT_CHECKSUM).unwrap_or(s);
-                    scenarios::SCENARIOS.iter().any(|(n, _)| *n == base) || base.starts_with("crash_at_")
+                    scenarios::SCENARIOS
+                        .iter()
+                        .chain(scenarios::nightly::scenarios())
+                        .any(|(n, _)| *n == base)
+                        || base.starts_with("crash_at_")
                 },
                 "killed-by names an unknown scenario: {s}"
             );

@@ -12,7 +12,16 @@ use stress_tests::scenarios::{self, ScenarioOptions};
 use stress_tests::target::Target;
 
 fn tiny() -> Arc<Target> {
-    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/tiny-cache.toml");
+    tiny_from("targets/tiny-cache.toml")
+}
+
+/// tiny-cache locking by a lock file holding its pid (`lock-kind = "exists"`).
+fn tiny_pidlock() -> Arc<Target> {
+    tiny_from("targets/tiny-cache-pidlock.toml")
+}
+
+fn tiny_from(spec: &str) -> Arc<Target> {
+    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(spec);
     let spec = TargetSpec::from_spec_file(&spec_path).expect("spec");
     Arc::new(
         Target::prepare(
@@ -26,7 +35,12 @@ fn tiny() -> Arc<Target> {
 
 /// Runs scenario `name` on tiny-cache with `TINY_CACHE_BUG=bug` (empty: correct).
 fn run(name: &str, bug: &str) -> ScenarioRecord {
-    let mut opts = ScenarioOptions { target: Some(tiny()), ..ScenarioOptions::default() };
+    run_on(tiny(), name, bug)
+}
+
+/// [`run`] on the given tiny-cache declaration.
+fn run_on(target: Arc<Target>, name: &str, bug: &str) -> ScenarioRecord {
+    let mut opts = ScenarioOptions { target: Some(target), ..ScenarioOptions::default() };
     opts.env.insert("TINY_CACHE_BUG".into(), bug.into());
     scenarios::run(name, &opts)
 }
@@ -181,4 +195,19 @@ fn a_process_cap_sizes_the_fleet_and_is_recorded_in_the_plan() {
     assert_eq!(plan.processes.iter().filter(|p| p.fleet == "fleet").count(), 2, "{:?}", plan.processes);
     assert_eq!(plan.gate_releases.len(), 1, "{:?}", plan.gate_releases);
     assert_eq!(plan.gate_releases[0].processes, 2);
+}
+
+#[test]
+fn a_stale_lock_file_of_a_dead_holder_is_broken_by_a_pid_lock_and_outlives_an_exclusive_create_lock() {
+    use stress_tests::scenarios::nightly::lock_integrity::STALE;
+    let clean = run_on(tiny_pidlock(), STALE, "");
+    assert_eq!(
+        clean.outcome(),
+        ScenarioOutcome::Passed,
+        "a pid lock breaks a dead holder's lock: {clean:#?}"
+    );
+    assert_eq!(status(&clean, "no_lock_held"), Status::Held);
+    let caught = run_on(tiny_pidlock(), STALE, "o-excl-lock");
+    assert!(caught.setup_errors.is_empty(), "setup errors: {:?}", caught.setup_errors);
+    assert_eq!(status(&caught, "failures_have_expected_class"), Status::Violated, "{:#?}", caught.invariants);
 }

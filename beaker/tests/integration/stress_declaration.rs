@@ -105,6 +105,8 @@ fn binary_and_args_parse() {
     assert!(args.metadata, "the suite needs --metadata");
     let gc = Cli::try_parse_from(subst(spec.gc_args.as_ref().unwrap())).expect("gc-args parse");
     assert!(matches!(gc.command, Command::Cache(CacheCommand::Gc { max_bytes: 1000 })));
+    let verify = Cli::try_parse_from(subst(spec.verify_args.as_ref().unwrap())).expect("verify-args parse");
+    assert!(matches!(verify.command, Command::Cache(CacheCommand::Verify)));
     let fixtures = spec.fixtures.as_ref().expect("fixtures");
     let fx = Cli::try_parse_from(subst(&fixtures.args)).expect("fixtures args parse");
     assert!(matches!(fx.command, Command::Fixtures { .. }));

@@ -268,6 +268,7 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
             },
         ],
         interrupted: None,
+        out_of_tier: BTreeMap::new(),
     };
     // The mutant runs' own violations would make the aggregate FAIL; the matrix decides.
     let inputs = violated_run();
@@ -281,4 +282,42 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
     let cells: Vec<(&str, &str, &str)> =
         view.rows.iter().map(|r| (r.mutant.as_str(), r.cells[0].0.as_str(), r.cells[0].1)).collect();
     assert_eq!(cells, [("no-lock", "single_download", "killed"), ("no-fsync", "survived", "survived")]);
+}
+
+#[test]
+fn a_soak_record_shows_each_windows_p50_p95_and_cv_and_marks_a_cv_above_the_bound() {
+    use stress_cache_metadata::{LatencyStats, SoakFigures, SoakWindow};
+    let window = |index: usize, p50: f64, cv: f64| SoakWindow {
+        index,
+        runs: 20,
+        timed: LatencyStats {
+            n: 9,
+            p50_ms: p50,
+            p95_ms: p50 * 1.5,
+            p99_ms: p50 * 2.0,
+            cv,
+            ..LatencyStats::default()
+        },
+        ..SoakWindow::default()
+    };
+    let mut soak = record("soak_ten_thousand_runs", vec![], 1);
+    soak.soak = Some(SoakFigures {
+        runs: 40,
+        window: 20,
+        windows: vec![window(0, 44.5, 0.04), window(1, 50.8, 0.25)],
+        ..SoakFigures::default()
+    });
+    let inputs = inputs(vec![soak, record("plain", vec![], 1)]);
+    let page = page("t", &Aggregate::default(), &Extras { inputs: Some(&inputs), ..Extras::default() });
+    assert_eq!(page.soak.len(), 1, "only the record with soak figures");
+    let rows = &page.soak[0].windows;
+    assert_eq!(
+        (rows[0].p50_ms.as_str(), rows[0].p95_ms.as_str(), rows[0].cv_pct.as_str()),
+        ("44.5", "66.8", "4.0")
+    );
+    assert_eq!((rows[0].cv_above_bound, rows[1].cv_above_bound), (false, true));
+    assert!(page.soak[0].totals.starts_with("40 runs, 0 failed"), "{}", page.soak[0].totals);
+    let html =
+        render("t", &Aggregate::default(), &Extras { inputs: Some(&inputs), ..Extras::default() }).unwrap();
+    assert!(html.contains(r#"id="soak""#) && html.contains("50.8") && html.contains("(above bound)"));
 }

@@ -58,6 +58,8 @@ pub struct Page {
     pub flakes: Vec<FlakeView>,
     /// The mutant × scenario matrix of a `mutants` run.
     pub mutants: Option<MutantsView>,
+    /// The soak figures of the run's soak records (nightly), window by window.
+    pub soak: Vec<super::soak::SoakView>,
     /// Nightly trend, one chart per scenario.
     pub trend: Vec<ChartView>,
     /// The nightly runs the trend covers, oldest first.
@@ -304,6 +306,7 @@ pub fn page(title: &str, agg: &Aggregate, extras: &Extras<'_>) -> Page {
             })
             .collect(),
         mutants: extras.mutants.map(mutants_view),
+        soak: super::soak::soak_views(&records),
         trend: trend(&extras.nightly),
         trend_runs: extras.nightly.iter().map(|(name, _)| name.clone()).collect(),
     }

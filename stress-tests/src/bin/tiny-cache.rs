@@ -15,6 +15,10 @@
 //! kill scenarios (`cache-error-body`, `resume-append`, `keep-dead-temps`, `print-temp-path`, `o-excl-lock`). Unset, the
 //! cache is correct.
 //!
+//! `TINY_CACHE_LOCK=pid` locks by a lock *file* instead of flock (`targets/tiny-cache-pidlock.toml`,
+//! `lock-kind = "exists"`): `locks/<key>.lock.pid` created with `O_EXCL`, holding the holder's pid, and
+//! broken when that pid is dead — correctly, where the bug `o-excl-lock` never breaks it.
+//!
 //! On success it prints the path of the cached object on stdout (`prints-path = true` in its spec).
 
 use std::fs::{self, File, OpenOptions};
@@ -130,7 +134,10 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
         .map_err(io("open lock"))?;
     // One writer per object; the kernel releases the lock if this process dies.
     let pid_lock = store.join("locks").join(format!("{key}.lock.pid"));
-    if bug == Some(Bug::ExclusiveCreateLock) {
+    let pid_mode = std::env::var("TINY_CACHE_LOCK").is_ok_and(|v| v.trim() == "pid");
+    if bug != Some(Bug::ExclusiveCreateLock) && pid_mode {
+        take_pid_lock(&pid_lock, &store.join("locks").join(format!("{key}.break")))?;
+    } else if bug == Some(Bug::ExclusiveCreateLock) {
         // The bug: a lock that is a file's existence dies with nobody.
         let mut taken = false;
         for _ in 0..200 {
@@ -181,7 +188,7 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     if bug == Some(Bug::UnlinkLock) {
         fs::remove_file(&lock_path).map_err(io("remove lock"))?;
     }
-    if bug == Some(Bug::ExclusiveCreateLock) {
+    if bug == Some(Bug::ExclusiveCreateLock) || pid_mode {
         let _ = fs::remove_file(&pid_lock);
     }
     drop(lock);
@@ -192,6 +199,58 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     let printed = if bug == Some(Bug::PrintTempPath) { &tmp } else { &object };
     println!("{}", printed.display());
     Ok(())
+}
+
+/// The pid lock of `TINY_CACHE_LOCK=pid`: under the `breaker` flock (so a pid file is always created and
+/// written whole, and two processes that find the same dead pid break it once, never a fresh lock),
+/// create `lock` with `O_EXCL` and this pid, or find it held: by a live pid, wait (bounded); by a dead
+/// pid, or empty (its creator died before writing), remove it and try again.
+fn take_pid_lock(lock: &Path, breaker: &Path) -> Result<(), Failure> {
+    let io = |what: &'static str| move |e| Failure::Io(what.into(), e);
+    for _ in 0..400 {
+        let guard = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(breaker)
+            .map_err(io("open lock breaker"))?;
+        guard.lock().map_err(io("lock breaker"))?;
+        match OpenOptions::new().write(true).create_new(true).open(lock) {
+            Ok(mut file) => {
+                writeln!(file, "{}", std::process::id())
+                    .and_then(|()| file.sync_all())
+                    .map_err(io("write lock"))?;
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Failure::Io("lock".into(), e)),
+        }
+        let text = match fs::read_to_string(lock) {
+            Ok(text) => text,
+            // Released (its holder removes it without the breaker) since our create failed: try again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Failure::Io("read lock".into(), e)),
+        };
+        let holder = text.trim().parse::<i32>().ok();
+        // SAFETY: kill with signal 0 only checks that the pid exists.
+        let alive = holder.is_some_and(|pid| {
+            let found = unsafe { libc::kill(pid, 0) } == 0;
+            found || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        });
+        if !alive {
+            // Dead, or empty: created and written under the breaker, so its creator died in between.
+            eprintln!("tiny-cache: breaking the stale lock {} (holder {holder:?} is gone)", lock.display());
+            match fs::remove_file(lock) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Failure::Io("break stale lock".into(), e)),
+            }
+            continue;
+        }
+        drop(guard);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(Failure::Io("lock".into(), io::Error::other(format!("{} is held", lock.display()))))
 }
 
 fn download_with_retries(url: &str, tmp: &Path, bug: Option<Bug>) -> Result<(), Failure> {

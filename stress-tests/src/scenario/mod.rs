@@ -329,6 +329,8 @@ impl Scenario {
                     None => command,
                 };
                 let mut process = FleetProcess::new(&p.role, command);
+                process.nofile_limit = p.nofile_limit;
+                process.no_dac_override = p.no_dac_override;
                 if self.target.spec.prints_path {
                     process.observe_printed_path = Some(cwd.clone());
                 }

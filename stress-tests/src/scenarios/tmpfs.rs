@@ -79,6 +79,29 @@ impl Tmpfs {
         Ok(fs)
     }
 
+    /// Bind-mounts the existing directory `dir` over itself and remounts that bind read-only: its content
+    /// stays visible, every write under it fails with EROFS. Unmounted on drop like a tmpfs.
+    pub fn read_only_bind(dir: &Path) -> Result<Self, ScenarioError> {
+        let mut fs = Tmpfs { path: dir.to_path_buf(), created_dir: false, mounted: false };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(needs_admin("bind-mount", dir, "not running as root".into()));
+        }
+        let source = dir.to_string_lossy();
+        run(&["mount", "--bind", &source], dir).map_err(|e| needs_admin("bind-mount", dir, e))?;
+        // Mounted from here on: the guard unmounts it even if the remount fails.
+        fs.mounted = true;
+        run(&["mount", "-o", "remount,ro,bind"], dir)
+            .map_err(|e| needs_admin("remount read-only", dir, e))?;
+        Ok(fs)
+    }
+
+    /// Changes the size of the mounted tmpfs (`remount,size=`): space given back to a full disk.
+    pub fn resize(&self, size_bytes: u64) -> Result<(), ScenarioError> {
+        run(&["mount", "-o", &format!("remount,size={size_bytes}")], &self.path)
+            .map_err(|e| needs_admin("resize tmpfs", &self.path, e))
+    }
+
     fn mount(&mut self, size_bytes: u64, read_only: bool) -> Result<(), ScenarioError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {

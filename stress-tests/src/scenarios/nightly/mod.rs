@@ -8,17 +8,27 @@
 
 use super::ScenarioFn;
 
+pub mod exhaustion;
+pub mod lock_integrity;
 pub mod model_update;
 pub mod power_loss;
 pub mod resources;
 pub mod runs;
 pub mod scale;
 pub mod soak;
+pub mod state_recovery;
 pub mod stats;
 
 /// Every nightly scenario, by record name.
 pub fn scenarios() -> impl Iterator<Item = &'static (&'static str, ScenarioFn)> {
-    let parts: [&'static [(&'static str, ScenarioFn)]; 4] =
-        [power_loss::SCENARIOS, model_update::SCENARIOS, soak::SCENARIOS, scale::SCENARIOS];
+    let parts: [&'static [(&'static str, ScenarioFn)]; 7] = [
+        power_loss::SCENARIOS,
+        model_update::SCENARIOS,
+        soak::SCENARIOS,
+        scale::SCENARIOS,
+        lock_integrity::SCENARIOS,
+        state_recovery::SCENARIOS,
+        exhaustion::SCENARIOS,
+    ];
     parts.into_iter().flatten()
 }

@@ -58,6 +58,22 @@ pub fn shared_model(s: &Scenario, plan: FaultPlan) -> Result<SharedModel, Scenar
     Ok(SharedModel { target, server, model, route, url, cache })
 }
 
+/// [`shared_model`] without faults, plus the compiled reference entry of a clean run of the model
+/// (served on an uncounted route beside it, so it is not counted as the scenario's downloads).
+pub fn shared_model_with_compiled_reference(
+    s: &mut Scenario,
+) -> Result<(SharedModel, CompiledReference), ScenarioError> {
+    let target = s.target().clone();
+    let server = server()?;
+    let model = first_model(s);
+    let route = serve(&server, &target, &model, FaultPlan::default());
+    let url = server.url(&route);
+    let reference_route = serve_uncounted(&server, &target, &model, "reference");
+    let reference = s.compiled_reference(&[(&model, &server.url(&reference_route))])?;
+    let cache = s.cache_dir("shared");
+    Ok((SharedModel { target, server, model, route, url, cache }, reference))
+}
+
 /// Serves `model` under the target's path prefixed by `prefix` (`""` for the declared path), with the
 /// target's extra headers, a model id (so it counts as amplification) and a fault plan.
 pub fn serve(server: &ModelServer, target: &Target, model: &str, plan: FaultPlan) -> RouteHandle {

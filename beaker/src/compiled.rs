@@ -125,12 +125,8 @@ pub fn load_or_compile(
     {
         let (_shared, _) = LockGuard::shared(&lock_path)?;
         if entry.exists() {
-            let start = fsio::unix_ms_now();
-            match load_entry(&entry, model_sha256) {
-                Ok(plan) => {
-                    let load = Phase::since("load", start);
-                    return Ok((plan, CompiledOutcome { hit: true, path: entry, compile: None, load }));
-                }
+            match load_hit(&entry, model_sha256) {
+                Ok(hit) => return Ok(hit),
                 Err(e) => log::warn!("compiled entry {} is broken, rebuilding: {e}", entry.display()),
             }
         }
@@ -139,12 +135,8 @@ pub fn load_or_compile(
     let (_exclusive, _) = LockGuard::exclusive(&lock_path)?;
     if entry.exists() {
         // Look again: another process may have published (or repaired) it while we waited.
-        let start = fsio::unix_ms_now();
-        match load_entry(&entry, model_sha256) {
-            Ok(plan) => {
-                let load = Phase::since("load", start);
-                return Ok((plan, CompiledOutcome { hit: true, path: entry, compile: None, load }));
-            }
+        match load_hit(&entry, model_sha256) {
+            Ok(hit) => return Ok(hit),
             Err(e) => {
                 log::warn!("removing broken compiled entry {}: {e}", entry.display());
                 remove_entry(&entry)?;
@@ -188,6 +180,14 @@ pub fn load_or_compile(
 }
 
 /// Loads an entry: manifest check, NNEF → typed model → contract → optimised plan.
+/// Loads the published `entry` as a hit, with the time the load took.
+fn load_hit(entry: &Path, model_sha256: &str) -> Result<(CompiledModel, CompiledOutcome)> {
+    let start = fsio::unix_ms_now();
+    let plan = load_entry(entry, model_sha256)?;
+    let load = Phase::since("load", start);
+    Ok((plan, CompiledOutcome { hit: true, path: entry.to_path_buf(), compile: None, load }))
+}
+
 fn load_entry(entry: &Path, model_sha256: &str) -> Result<ModelPlan> {
     let invalid = |reason: String| BeakerError::InvalidModel { path: entry.to_path_buf(), reason };
     let manifest_path = entry.join(MANIFEST_FILE);

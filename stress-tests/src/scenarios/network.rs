@@ -11,6 +11,7 @@ use crate::scenario::{Scenario, ScenarioError, ScenarioRun};
 use crate::server::{Fault, FaultPlan, ModelServer, RouteHandle};
 use crate::target::ProcessPlan;
 
+use super::setup::SmallModel;
 use super::{ScenarioOptions, setup};
 
 /// Processes per fault scenario (before the `STRESS_PROCESSES` cap): enough for one downloader and
@@ -58,10 +59,7 @@ impl FaultSetup {
     ) -> Result<FaultSetup, ScenarioError> {
         let mut s = setup::scenario(name, opts)?;
         s.deadline(FAULT_DEADLINE);
-        let server = setup::server()?;
-        let (small, _) = setup::small_and_large(s.target());
-        let route = server.add_route(setup::model_route(s.target(), &small, plan));
-        let url = server.url(&route);
+        let SmallModel { server, model: small, route, url } = SmallModel::serve(s.target(), plan)?;
         let cache = s.cache_dir("shared");
         let n = s.tier().capped(processes);
         let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);

@@ -17,6 +17,7 @@ use crate::invariants::OutcomeClass;
 use crate::orchestrator::ProcessOutcome;
 use crate::scenario::{Scenario, ScenarioError, ScenarioRun};
 use crate::scenarios::network::FAULT_DEADLINE;
+use crate::scenarios::setup::SmallModel;
 use crate::scenarios::tmpfs::Tmpfs;
 use crate::scenarios::{ScenarioFn, ScenarioOptions, phases, setup};
 use crate::server::FaultPlan;
@@ -63,7 +64,7 @@ pub fn sixteen_open_files_fail_cleanly_then_recover(
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario(NOFILE, opts)?;
     s.deadline(FAULT_DEADLINE);
-    let (model, server, route, url) = serve_small(&s)?;
+    let SmallModel { server, model, route, url } = SmallModel::serve(s.target(), FaultPlan::default())?;
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(PROCESSES);
     let limits: Vec<u64> = std::iter::repeat_n(NOFILE_LIMIT, n).chain(TIGHTER_LIMITS).collect();
@@ -123,7 +124,7 @@ pub fn unwritable_cache_dir_fails_cleanly_then_recovers(
     use std::os::unix::fs::PermissionsExt;
     let mut s = setup::scenario(UNWRITABLE, opts)?;
     s.deadline(FAULT_DEADLINE);
-    let (model, server, route, url) = serve_small(&s)?;
+    let SmallModel { server, model, route, url } = SmallModel::serve(s.target(), FaultPlan::default())?;
     let cache = s.cache_dir("shared");
     let set_mode = |mode: u32| std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(mode));
     if let Err(e) = set_mode(0o555) {
@@ -146,7 +147,8 @@ pub fn read_only_bind_mount_fails_cleanly_then_recovers(
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario(READ_ONLY, opts)?;
     s.deadline(FAULT_DEADLINE);
-    let (model, _server, route, url) = serve_small(&s)?;
+    let SmallModel { server: _server, model, route, url } =
+        SmallModel::serve(s.target(), FaultPlan::default())?;
     let cache = s.cache_dir("shared");
     let warmup = s.writer(900, &model, &url, &cache).role("warmup");
     if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {
@@ -194,17 +196,6 @@ fn wait_then_restore<E: std::fmt::Display>(
     if let Err(e) = restore() {
         run.setup_error(format!("{failure}: {e}"));
     }
-}
-
-/// The small model served on a fresh server.
-fn serve_small(
-    s: &Scenario,
-) -> Result<(String, crate::server::ModelServer, crate::server::RouteHandle, String), ScenarioError> {
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
-    let url = server.url(&route);
-    Ok((small, server, route, url))
 }
 
 /// The clear-line verdict, the recovery run and the server counts, then the record.

@@ -260,23 +260,39 @@ fn files_problem(entry: &Path, manifest: &Manifest) -> Result<Option<String>> {
 /// are a handful of files in a few directory levels.
 fn hash_files(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        for item in fs::read_dir(&current).map_err(|e| BeakerError::io("list", &current, e))? {
-            let path = item.map_err(|e| BeakerError::io("list", &current, e))?.path();
+    let hash = |path: &Path| -> Result<()> {
+        let relative = path.strip_prefix(dir).unwrap_or(path);
+        let name =
+            relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        if name != MANIFEST_FILE {
+            out.insert(name, fsio::sha256_file(path)?.0);
+        }
+        Ok(())
+    };
+    walk_tree(dir, hash, |_| Ok(()))?;
+    Ok(out)
+}
+
+/// Walks the tree under `root` depth-first: `file` on every non-directory as its directory is listed,
+/// then `listed` on that directory. Bounded: entries are a handful of files in a few directory levels.
+fn walk_tree(
+    root: &Path,
+    mut file: impl FnMut(&Path) -> Result<()>,
+    mut listed: impl FnMut(&Path) -> Result<()>,
+) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).map_err(|e| BeakerError::io("list", &dir, e))? {
+            let path = item.map_err(|e| BeakerError::io("list", &dir, e))?.path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
-            }
-            let relative = path.strip_prefix(dir).unwrap_or(&path);
-            let name =
-                relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-            if name != MANIFEST_FILE {
-                out.insert(name, fsio::sha256_file(&path)?.0);
+            } else {
+                file(&path)?;
             }
         }
+        listed(&dir)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The NNEF framework that writes and reads entries (tract core ops + the ONNX extensions).
@@ -423,22 +439,10 @@ fn remove_stale_builds(entry: &Path) -> Result<usize> {
 
 /// fsyncs every file and directory under `root` (and `root` itself), so the renamed entry is durable.
 fn fsync_tree(root: &Path) -> Result<()> {
-    // Bounded: NNEF entries are a handful of files in at most a few directory levels.
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for item in fs::read_dir(&dir).map_err(|e| BeakerError::io("list", &dir, e))? {
-            let path = item.map_err(|e| BeakerError::io("list", &dir, e))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                File::open(&path)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| BeakerError::io("fsync", &path, e))?;
-            }
-        }
-        fsio::fsync_dir(&dir)?;
-    }
-    Ok(())
+    let fsync_file = |path: &Path| -> Result<()> {
+        File::open(path).and_then(|f| f.sync_all()).map_err(|e| BeakerError::io("fsync", path, e))
+    };
+    walk_tree(root, fsync_file, fsio::fsync_dir)
 }
 
 fn parent_of(path: &Path) -> &Path {

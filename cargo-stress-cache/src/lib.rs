@@ -552,7 +552,8 @@ fn mutants(
     let run_dir = &prepared.dir;
     let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
     let killed_by = setup.target.spec.mutants.as_ref().map(|m| m.killed_by.clone()).unwrap_or_default();
-    let matrix = mutants::run(&tier_run, run_dir, &chosen, &killed_by, keep_mutant_dirs)?;
+    let plan = mutants::MatrixPlan { mutants: &chosen, killed_by: &killed_by, keep_dirs: keep_mutant_dirs };
+    let matrix = mutants::run(&tier_run, run_dir, &plan)?;
     emit(&matrix.render(global.format));
     publish::after_mutants(run_dir, &matrix, global)?;
     for row in matrix.mutants.iter().filter(|m| m.class != MutantClass::KilledWhereExpected) {

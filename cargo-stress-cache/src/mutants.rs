@@ -189,22 +189,27 @@ pub fn cell_text(row: &MutantRow, scenario: &str) -> String {
     }
 }
 
+/// The rows of a mutants matrix to run.
+#[derive(Debug, Clone, Copy)]
+pub struct MatrixPlan<'a> {
+    /// The mutants, one tier run each.
+    pub mutants: &'a [String],
+    /// The target's declaration of where each mutant must be killed.
+    pub killed_by: &'a BTreeMap<String, Vec<String>>,
+    /// Whether a mutant run's kept temp dirs stay (else they are removed: those failures were its point).
+    pub keep_dirs: bool,
+}
+
 /// Runs the clean tier (after the checker's self-check) and one tier per mutant into `run_dir/clean`
 /// and `run_dir/mutant-<name>`, writes `mutants.json` and `mutants.md`, and returns the matrix.
-/// `killed_by` is the target's declaration of where each mutant must be killed.
-pub fn run(
-    tier_run: &TierRun<'_>,
-    run_dir: &Path,
-    mutants: &[String],
-    killed_by: &BTreeMap<String, Vec<String>>,
-    keep_dirs: bool,
-) -> Result<Matrix> {
+/// `plan` says which mutants, where each must be killed and whether their kept dirs stay.
+pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, plan: &MatrixPlan<'_>) -> Result<Matrix> {
     // The whole matrix's state, so that `report` on this directory knows it was cut short even between
     // two mutant runs (each of which has its own run.json).
     let matrix = rundir::tracked(
         run_dir,
         tier_run.running_info(None, 1),
-        |_| run_all(tier_run, run_dir, mutants, killed_by, keep_dirs),
+        |_| run_all(tier_run, run_dir, plan),
         |matrix, info| {
             info.state = if matrix.interrupted.is_some() { RunState::Interrupted } else { RunState::Finished }
         },
@@ -214,13 +219,8 @@ pub fn run(
     Ok(matrix)
 }
 
-fn run_all(
-    tier_run: &TierRun<'_>,
-    run_dir: &Path,
-    mutants: &[String],
-    killed_by: &BTreeMap<String, Vec<String>>,
-    keep_dirs: bool,
-) -> Result<Matrix> {
+fn run_all(tier_run: &TierRun<'_>, run_dir: &Path, plan: &MatrixPlan<'_>) -> Result<Matrix> {
+    let MatrixPlan { mutants, killed_by, keep_dirs } = *plan;
     let clean_dir = rundir::subdir(run_dir, "clean")?;
     let clean = tier_run.run(Request {
         run_dir: &clean_dir,

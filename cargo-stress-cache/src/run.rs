@@ -195,19 +195,8 @@ impl TierRun<'_> {
             let records_dir = rundir::subdir(&dir, "records")?;
             let tmp_dir = tmpdir::create(&dir)?;
             let env = SuiteEnv {
-                target_bin: Some(self.target_bin.to_path_buf()),
-                target_spec: Some(self.target_spec.to_path_buf()),
-                fixtures: Some(self.fixtures.to_path_buf()),
-                tier: Some(self.tier),
-                results_dir: Some(records_dir.clone()),
-                keep_dir: Some(self.keep_dir_of(run_dir, n)),
                 mutant: mutant.map(str::to_string),
-                seed: self.seed,
-                processes: self.processes,
-                trace: self.trace,
-                tmp_dir: Some(tmp_dir.clone()),
-                spec_check_out: None,
-                replay_plan: None,
+                ..self.suite_env(records_dir.clone(), self.keep_dir_of(run_dir, n), tmp_dir.clone())
             };
             log::info!(
                 "{label}: repeat {n}/{repeat}: running tier {} (nextest profile {}) ...",
@@ -278,27 +267,37 @@ impl TierRun<'_> {
         Ok(None)
     }
 
-    /// The checker's self-check, to run into `run_dir/self-check/`.
-    fn self_check_command(&self, run_dir: &Path, label: &str) -> Result<PendingCheck> {
-        let dir = rundir::subdir(run_dir, "self-check")?;
-        let tmp_dir = tmpdir::create(&dir)?;
-        let env = SuiteEnv {
+    /// The suite's environment for one nextest run of this tier (no mutant), writing its records into
+    /// `results_dir`, failed scenarios' dirs into `keep_dir` and its temp dirs into `tmp_dir`.
+    fn suite_env(&self, results_dir: PathBuf, keep_dir: PathBuf, tmp_dir: PathBuf) -> SuiteEnv {
+        SuiteEnv {
             target_bin: Some(self.target_bin.to_path_buf()),
             target_spec: Some(self.target_spec.to_path_buf()),
             fixtures: Some(self.fixtures.to_path_buf()),
             tier: Some(self.tier),
-            // Not `records`: whatever the checker's tests write is not a scenario record of this run.
-            results_dir: Some(rundir::subdir(&dir, "results")?),
-            keep_dir: Some(dir.join("kept")),
+            results_dir: Some(results_dir),
+            keep_dir: Some(keep_dir),
             mutant: None,
             seed: self.seed,
             processes: self.processes,
+            trace: self.trace,
+            tmp_dir: Some(tmp_dir),
+            spec_check_out: None,
+            replay_plan: None,
+        }
+    }
+
+    /// The checker's self-check, to run into `run_dir/self-check/`.
+    fn self_check_command(&self, run_dir: &Path, label: &str) -> Result<PendingCheck> {
+        let dir = rundir::subdir(run_dir, "self-check")?;
+        let tmp_dir = tmpdir::create(&dir)?;
+        // Not `records`: whatever the checker's tests write is not a scenario record of this run.
+        let results_dir = rundir::subdir(&dir, "results")?;
+        let env = SuiteEnv {
             // The checker's own cases prove the trace invariants can fail: they always trace, whatever
             // the scenarios do (STRESS_TRACE=off only makes the scenarios' trace invariants skipped).
             trace: Some(true),
-            tmp_dir: Some(tmp_dir.clone()),
-            spec_check_out: None,
-            replay_plan: None,
+            ..self.suite_env(results_dir, dir.join("kept"), tmp_dir.clone())
         };
         log::info!(
             "{label}: self-check (nextest profile {}) beside the first repeat ...",

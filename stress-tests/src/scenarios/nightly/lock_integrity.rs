@@ -18,7 +18,7 @@ use crate::server::{FaultPlan, Gate};
 use crate::snapshot::walk;
 use crate::target::ProcessPlan;
 
-use crate::scenarios::phases::{self, PhaseInput};
+use crate::scenarios::phases::{self, PhaseInput, SharedModel};
 use crate::scenarios::{ScenarioFn, ScenarioOptions, overlap, setup};
 
 /// Record name: a lock file deleted while its holder holds it.
@@ -75,13 +75,9 @@ pub fn lock_file_deleted_under_a_holder_never_gives_two_holders(
     else {
         return Ok(s.not_applicable("needs a stale-cleanup failpoint, a pause action and lock files"));
     };
-    let target = s.target().clone();
-    let server = setup::server()?;
-    let model = phases::first_model(&s);
     let gate = Gate::named("lock-deleted-mid-body");
-    let route = server.add_route(setup::gated_model_route(&target, &model, &gate));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target, server: _server, model, route, url, cache } =
+        phases::gated_shared_model(&s, &gate)?;
     let holder =
         s.writer(0, &model, &url, &cache).failpoints(Some(&phases::arm(&cleanup, &pause))).role("holder");
     let n = s.tier().capped(NEWCOMERS).max(2);
@@ -242,13 +238,9 @@ pub fn stale_lock_file_of_a_dead_process_is_broken(
              cover them): a stale lock file is a `lock-kind = \"exists\"` case",
         ));
     }
-    let target = s.target().clone();
-    let server = setup::server()?;
-    let model = phases::first_model(&s);
     let gate = Gate::named("stale-lock-holder");
-    let route = server.add_route(setup::gated_model_route(&target, &model, &gate));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { server: _server, model, route, url, cache, .. } =
+        phases::gated_shared_model(&s, &gate)?;
     let holder = s.writer(0, &model, &url, &cache).role("holder");
     let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
     let pid = holder_fleet.fleet.pids()[0];

@@ -125,12 +125,8 @@ pub fn load_or_compile(
     {
         let (_shared, _) = LockGuard::shared(&lock_path)?;
         if entry.exists() {
-            let start = fsio::unix_ms_now();
-            match load_entry(&entry, model_sha256) {
-                Ok(plan) => {
-                    let load = Phase::since("load", start);
-                    return Ok((plan, CompiledOutcome { hit: true, path: entry, compile: None, load }));
-                }
+            match load_hit(&entry, model_sha256) {
+                Ok(hit) => return Ok(hit),
                 Err(e) => log::warn!("compiled entry {} is broken, rebuilding: {e}", entry.display()),
             }
         }
@@ -139,12 +135,8 @@ pub fn load_or_compile(
     let (_exclusive, _) = LockGuard::exclusive(&lock_path)?;
     if entry.exists() {
         // Look again: another process may have published (or repaired) it while we waited.
-        let start = fsio::unix_ms_now();
-        match load_entry(&entry, model_sha256) {
-            Ok(plan) => {
-                let load = Phase::since("load", start);
-                return Ok((plan, CompiledOutcome { hit: true, path: entry, compile: None, load }));
-            }
+        match load_hit(&entry, model_sha256) {
+            Ok(hit) => return Ok(hit),
             Err(e) => {
                 log::warn!("removing broken compiled entry {}: {e}", entry.display());
                 remove_entry(&entry)?;
@@ -188,6 +180,14 @@ pub fn load_or_compile(
 }
 
 /// Loads an entry: manifest check, NNEF → typed model → contract → optimised plan.
+/// Loads the published `entry` as a hit, with the time the load took.
+fn load_hit(entry: &Path, model_sha256: &str) -> Result<(CompiledModel, CompiledOutcome)> {
+    let start = fsio::unix_ms_now();
+    let plan = load_entry(entry, model_sha256)?;
+    let load = Phase::since("load", start);
+    Ok((plan, CompiledOutcome { hit: true, path: entry.to_path_buf(), compile: None, load }))
+}
+
 fn load_entry(entry: &Path, model_sha256: &str) -> Result<ModelPlan> {
     let invalid = |reason: String| BeakerError::InvalidModel { path: entry.to_path_buf(), reason };
     let manifest_path = entry.join(MANIFEST_FILE);
@@ -260,23 +260,39 @@ fn files_problem(entry: &Path, manifest: &Manifest) -> Result<Option<String>> {
 /// are a handful of files in a few directory levels.
 fn hash_files(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        for item in fs::read_dir(&current).map_err(|e| BeakerError::io("list", &current, e))? {
-            let path = item.map_err(|e| BeakerError::io("list", &current, e))?.path();
+    let hash = |path: &Path| -> Result<()> {
+        let relative = path.strip_prefix(dir).unwrap_or(path);
+        let name =
+            relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        if name != MANIFEST_FILE {
+            out.insert(name, fsio::sha256_file(path)?.0);
+        }
+        Ok(())
+    };
+    walk_tree(dir, hash, |_| Ok(()))?;
+    Ok(out)
+}
+
+/// Walks the tree under `root` depth-first: `file` on every non-directory as its directory is listed,
+/// then `listed` on that directory. Bounded: entries are a handful of files in a few directory levels.
+fn walk_tree(
+    root: &Path,
+    mut file: impl FnMut(&Path) -> Result<()>,
+    mut listed: impl FnMut(&Path) -> Result<()>,
+) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).map_err(|e| BeakerError::io("list", &dir, e))? {
+            let path = item.map_err(|e| BeakerError::io("list", &dir, e))?.path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
-            }
-            let relative = path.strip_prefix(dir).unwrap_or(&path);
-            let name =
-                relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-            if name != MANIFEST_FILE {
-                out.insert(name, fsio::sha256_file(&path)?.0);
+            } else {
+                file(&path)?;
             }
         }
+        listed(&dir)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The NNEF framework that writes and reads entries (tract core ops + the ONNX extensions).
@@ -423,22 +439,10 @@ fn remove_stale_builds(entry: &Path) -> Result<usize> {
 
 /// fsyncs every file and directory under `root` (and `root` itself), so the renamed entry is durable.
 fn fsync_tree(root: &Path) -> Result<()> {
-    // Bounded: NNEF entries are a handful of files in at most a few directory levels.
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for item in fs::read_dir(&dir).map_err(|e| BeakerError::io("list", &dir, e))? {
-            let path = item.map_err(|e| BeakerError::io("list", &dir, e))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                File::open(&path)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| BeakerError::io("fsync", &path, e))?;
-            }
-        }
-        fsio::fsync_dir(&dir)?;
-    }
-    Ok(())
+    let fsync_file = |path: &Path| -> Result<()> {
+        File::open(path).and_then(|f| f.sync_all()).map_err(|e| BeakerError::io("fsync", path, e))
+    };
+    walk_tree(root, fsync_file, fsio::fsync_dir)
 }
 
 fn parent_of(path: &Path) -> &Path {

@@ -234,21 +234,27 @@ fn attr_int(name: &str, value: i64) -> pb::AttributeProto {
 }
 
 fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: dims.to_vec(),
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    let raw_data = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor(name, dims.to_vec(), pb::tensor_proto::DataType::Float, raw_data)
 }
 
 fn tensor_i64(name: &str, data: &[i64]) -> pb::TensorProto {
+    let raw_data = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor(name, vec![data.len() as i64], pb::tensor_proto::DataType::Int64, raw_data)
+}
+
+/// A tensor initializer of `dims` holding `raw_data` (little-endian values of `data_type`).
+fn tensor(
+    name: &str,
+    dims: Vec<i64>,
+    data_type: pb::tensor_proto::DataType,
+    raw_data: Vec<u8>,
+) -> pb::TensorProto {
     pb::TensorProto {
         name: name.to_string(),
-        dims: vec![data.len() as i64],
-        data_type: pb::tensor_proto::DataType::Int64 as i32,
-        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        dims,
+        data_type: data_type as i32,
+        raw_data,
         ..Default::default()
     }
 }

@@ -28,17 +28,26 @@ pub struct Entry {
     pub modified: SystemTime,
 }
 
-/// The final files in the cache dir (not partials, locks, or quarantine), oldest first.
-pub fn list_entries(dir: &Path) -> Result<Vec<Entry>> {
+/// The items of `dir` with their names, read lazily (none when `dir` does not exist); a failure to read
+/// is a `list` error on `dir`.
+fn named_items(dir: &Path) -> Result<impl Iterator<Item = Result<(std::fs::DirEntry, String)>> + '_> {
     let read = match std::fs::read_dir(dir) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Ok(read) => Some(read),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(BeakerError::io("list", dir, e)),
     };
-    let mut entries = Vec::new();
-    for item in read {
+    Ok(read.into_iter().flatten().map(move |item| {
         let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
         let name = item.file_name().to_string_lossy().into_owned();
+        Ok((item, name))
+    }))
+}
+
+/// The final files in the cache dir (not partials, locks, or quarantine), oldest first.
+pub fn list_entries(dir: &Path) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for item in named_items(dir)? {
+        let (item, name) = item?;
         if !name.ends_with(&format!(".{}", cache::FINAL_EXTENSION)) {
             continue;
         }
@@ -130,15 +139,9 @@ pub fn verify(cfg: &Config) -> Result<Vec<Verdict>> {
 /// Checks every compiled entry (a directory of the compiled dir, not a `.`-prefixed build dir) against
 /// its manifest, without loading it: verdicts named `compiled <entry>`.
 fn verify_compiled(dir: &Path) -> Result<Vec<Verdict>> {
-    let read = match std::fs::read_dir(dir) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(BeakerError::io("list", dir, e)),
-    };
     let mut verdicts = Vec::new();
-    for item in read {
-        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
-        let name = item.file_name().to_string_lossy().into_owned();
+    for item in named_items(dir)? {
+        let (item, name) = item?;
         if name.starts_with('.') || !item.path().is_dir() {
             continue;
         }
@@ -157,15 +160,9 @@ fn verify_compiled(dir: &Path) -> Result<Vec<Verdict>> {
 /// Names under the final extension that are not regular files (a directory, a dangling symlink, ...),
 /// with what they are: [`list_entries`] skips them, [`verify`] reports them.
 fn non_file_finals(dir: &Path) -> Result<Vec<(String, &'static str)>> {
-    let read = match std::fs::read_dir(dir) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(BeakerError::io("list", dir, e)),
-    };
     let mut out = Vec::new();
-    for item in read {
-        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
-        let name = item.file_name().to_string_lossy().into_owned();
+    for item in named_items(dir)? {
+        let (item, name) = item?;
         if !name.ends_with(&format!(".{}", cache::FINAL_EXTENSION)) {
             continue;
         }
@@ -268,15 +265,9 @@ pub fn partial_owner(partial_name: &str) -> Option<&str> {
 /// Removes partial files whose entry lock is free (so no process is downloading them): leftovers of
 /// crashed downloads of keys nobody fetched again.
 fn remove_stale_partials(dir: &Path) -> Result<Vec<String>> {
-    let read = match std::fs::read_dir(dir) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(BeakerError::io("list", dir, e)),
-    };
     let mut removed = Vec::new();
-    for item in read {
-        let item = item.map_err(|e| BeakerError::io("list", dir, e))?;
-        let name = item.file_name().to_string_lossy().into_owned();
+    for item in named_items(dir)? {
+        let (item, name) = item?;
         let Some(owner) = partial_owner(&name) else { continue };
         let Some(guard) = LockGuard::try_exclusive(&lock::lock_path(&dir.join(owner)))? else { continue };
         fsio::remove_durable(&item.path())?;

@@ -280,7 +280,13 @@ fn run_tier(cargo: Cargo, request: &Request<'_>, repeat: u32) -> Result<()> {
     let run_dir = &prepared.dir;
     let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
     let (started, leak_baseline) = (std::time::Instant::now(), leaks::Baseline::take());
-    let outcome = tier_run.run(run_dir, repeat, mutant.as_deref(), &label, true)?;
+    let outcome = tier_run.run(crate::run::Request {
+        run_dir,
+        repeat,
+        mutant: mutant.as_deref(),
+        label: &label,
+        self_check: true,
+    })?;
     let mut agg = outcome.aggregate;
     if knobs.tier == stress_cache_metadata::Tier::Nightly && outcome.interruption.is_none() {
         nightly_summary(run_dir, repeat, &outcome.inputs, &mut agg, outcome.leaks, &leak_baseline, started)?;
@@ -546,7 +552,8 @@ fn mutants(
     let run_dir = &prepared.dir;
     let tier_run = prepared.tier_run(&setup, global, tier, knobs, interrupt);
     let killed_by = setup.target.spec.mutants.as_ref().map(|m| m.killed_by.clone()).unwrap_or_default();
-    let matrix = mutants::run(&tier_run, run_dir, &chosen, &killed_by, keep_mutant_dirs)?;
+    let plan = mutants::MatrixPlan { mutants: &chosen, killed_by: &killed_by, keep_dirs: keep_mutant_dirs };
+    let matrix = mutants::run(&tier_run, run_dir, &plan)?;
     emit(&matrix.render(global.format));
     publish::after_mutants(run_dir, &matrix, global)?;
     for row in matrix.mutants.iter().filter(|m| m.class != MutantClass::KilledWhereExpected) {

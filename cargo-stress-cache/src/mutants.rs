@@ -14,8 +14,8 @@ use stress_cache_metadata::ScenarioRecord;
 use crate::cli::Format;
 use crate::errors::{Error, Result};
 use crate::kills::{self, CellStatus, MutantClass, MutantRow};
-use crate::run::TierRun;
-use crate::rundir::{self, RunInfo, RunState};
+use crate::run::{Request, TierRun};
+use crate::rundir::{self, RunState};
 use stress_cache_metadata::report::RunVerdict;
 
 /// The mutant × scenario matrix; saved as `mutants.json`.
@@ -189,56 +189,46 @@ pub fn cell_text(row: &MutantRow, scenario: &str) -> String {
     }
 }
 
+/// The rows of a mutants matrix to run.
+#[derive(Debug, Clone, Copy)]
+pub struct MatrixPlan<'a> {
+    /// The mutants, one tier run each.
+    pub mutants: &'a [String],
+    /// The target's declaration of where each mutant must be killed.
+    pub killed_by: &'a BTreeMap<String, Vec<String>>,
+    /// Whether a mutant run's kept temp dirs stay (else they are removed: those failures were its point).
+    pub keep_dirs: bool,
+}
+
 /// Runs the clean tier (after the checker's self-check) and one tier per mutant into `run_dir/clean`
 /// and `run_dir/mutant-<name>`, writes `mutants.json` and `mutants.md`, and returns the matrix.
-/// `killed_by` is the target's declaration of where each mutant must be killed.
-pub fn run(
-    tier_run: &TierRun<'_>,
-    run_dir: &Path,
-    mutants: &[String],
-    killed_by: &BTreeMap<String, Vec<String>>,
-    keep_dirs: bool,
-) -> Result<Matrix> {
+/// `plan` says which mutants, where each must be killed and whether their kept dirs stay.
+pub fn run(tier_run: &TierRun<'_>, run_dir: &Path, plan: &MatrixPlan<'_>) -> Result<Matrix> {
     // The whole matrix's state, so that `report` on this directory knows it was cut short even between
     // two mutant runs (each of which has its own run.json).
-    let mut info = RunInfo {
-        tier: tier_run.tier.as_str().to_string(),
-        mutant: None,
-        repeat: 1,
-        partition: tier_run.selection.partition.clone(),
-        filtersets: tier_run.selection.filtersets.clone(),
-        state: RunState::Running,
-        interruption: None,
-        error: None,
-        self_check: None,
-    };
-    rundir::write_info(run_dir, &info)?;
-    let matrix = run_all(tier_run, run_dir, mutants, killed_by, keep_dirs);
-    match &matrix {
-        Ok(m) if m.interrupted.is_some() => info.state = RunState::Interrupted,
-        Ok(_) => info.state = RunState::Finished,
-        Err(e) => {
-            info.state = RunState::Aborted;
-            info.error = Some(e.to_string());
-        }
-    }
-    let written = rundir::write_info(run_dir, &info);
-    let matrix = matrix?;
-    written?;
+    let matrix = rundir::tracked(
+        run_dir,
+        tier_run.running_info(None, 1),
+        |_| run_all(tier_run, run_dir, plan),
+        |matrix, info| {
+            info.state = if matrix.interrupted.is_some() { RunState::Interrupted } else { RunState::Finished }
+        },
+    )?;
     rundir::write(&run_dir.join("mutants.json"), &matrix.render(Format::Json))?;
     rundir::write(&run_dir.join("mutants.md"), &matrix.render(Format::Markdown))?;
     Ok(matrix)
 }
 
-fn run_all(
-    tier_run: &TierRun<'_>,
-    run_dir: &Path,
-    mutants: &[String],
-    killed_by: &BTreeMap<String, Vec<String>>,
-    keep_dirs: bool,
-) -> Result<Matrix> {
+fn run_all(tier_run: &TierRun<'_>, run_dir: &Path, plan: &MatrixPlan<'_>) -> Result<Matrix> {
+    let MatrixPlan { mutants, killed_by, keep_dirs } = *plan;
     let clean_dir = rundir::subdir(run_dir, "clean")?;
-    let clean = tier_run.run(&clean_dir, 1, None, "clean build", true)?;
+    let clean = tier_run.run(Request {
+        run_dir: &clean_dir,
+        repeat: 1,
+        mutant: None,
+        label: "clean build",
+        self_check: true,
+    })?;
     crate::report::write_all(&clean_dir, &clean.aggregate)?;
     let clean_records: Vec<&ScenarioRecord> = clean.inputs.records.iter().map(|(_, r)| r).collect();
     let mut matrix = Matrix {
@@ -269,7 +259,13 @@ fn run_all(
         progress.item(i, format!("`{name}` · {killed}/{i} killed so far"));
         let dir = rundir::subdir(run_dir, &format!("mutant-{name}"))?;
         let label = format!("mutant {}/{} `{name}`", i + 1, mutants.len());
-        let outcome = tier_run.run(&dir, 1, Some(name), &label, false)?;
+        let outcome = tier_run.run(Request {
+            run_dir: &dir,
+            repeat: 1,
+            mutant: Some(name),
+            label: &label,
+            self_check: false,
+        })?;
         crate::report::write_all(&dir, &outcome.aggregate)?;
         if !keep_dirs {
             remove_kept_dir(&tier_run.keep_dir_of(&dir, 1));

@@ -60,6 +60,27 @@ fn heading(out: &mut String, markdown: bool, title: &str) {
     }
 }
 
+/// The header of a table whose rows each name a scenario: `scenario`, then `mutant` only `with_mutant`
+/// (some row ran with a seeded bug), then `rest`.
+fn scenario_header<'a>(with_mutant: bool, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut header = vec!["scenario"];
+    if with_mutant {
+        header.push("mutant");
+    }
+    header.extend(rest);
+    header
+}
+
+/// The first cells of a row under [`scenario_header`]: `scenario`, then the mutant (`-`: none) only
+/// `with_mutant`.
+fn scenario_cells(scenario: Cell, mutant: Option<&str>, with_mutant: bool) -> Vec<Cell> {
+    let mut cells = vec![scenario];
+    if with_mutant {
+        cells.push(Cell::new(mutant.unwrap_or("-")));
+    }
+    cells
+}
+
 fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
     let mut out = String::new();
     if markdown {
@@ -124,17 +145,10 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
 
     heading(&mut out, markdown, "Invariants");
     let with_mutant = agg.invariants.iter().any(|r| r.mutant.is_some());
-    let mut header = vec!["scenario"];
-    if with_mutant {
-        header.push("mutant");
-    }
-    header.extend(["invariant", "held", "violated", "skipped", "evidence"]);
+    let header = scenario_header(with_mutant, &["invariant", "held", "violated", "skipped", "evidence"]);
     let mut table = new_table(markdown, color, header);
     for row in &agg.invariants {
-        let mut cells = vec![Cell::new(&row.scenario)];
-        if with_mutant {
-            cells.push(Cell::new(row.mutant.as_deref().unwrap_or("-")));
-        }
+        let mut cells = scenario_cells(Cell::new(&row.scenario), row.mutant.as_deref(), with_mutant);
         let verdict = if row.violated > 0 { format!("{} VIOLATED", row.violated) } else { "0".to_string() };
         // A violation's evidence matters most; an invariant never checked says why.
         let note = match (&row.evidence, &row.skip_reason) {
@@ -155,17 +169,12 @@ fn render_tables(agg: &Aggregate, markdown: bool, color: bool) -> String {
 
     heading(&mut out, markdown, "Setup errors (no verdict: the scenario could not set up what it checks)");
     let with_mutant = agg.setup_errors.iter().any(|r| r.mutant.is_some());
-    let mut header = vec!["scenario"];
-    if with_mutant {
-        header.push("mutant");
-    }
-    header.extend(["setup errors", "violations reported (not counted)", "record"]);
+    let header =
+        scenario_header(with_mutant, &["setup errors", "violations reported (not counted)", "record"]);
     let mut table = new_table(markdown, color, header);
     for row in &agg.setup_errors {
-        let mut cells = vec![alarm(Cell::new(&row.scenario), true, Color::Red)];
-        if with_mutant {
-            cells.push(Cell::new(row.mutant.as_deref().unwrap_or("-")));
-        }
+        let scenario = alarm(Cell::new(&row.scenario), true, Color::Red);
+        let mut cells = scenario_cells(scenario, row.mutant.as_deref(), with_mutant);
         let uncounted =
             if row.violated_uncounted.is_empty() { "-".into() } else { row.violated_uncounted.join(", ") };
         cells.extend([

@@ -72,20 +72,25 @@ pub struct TierOutcome {
     pub leaks: stress_cache_metadata::LeakCounts,
 }
 
+/// What one [`TierRun::run`] is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Where its `repeat-<n>/` dirs and `run.json` go.
+    pub run_dir: &'a Path,
+    /// How many times the tier runs.
+    pub repeat: u32,
+    /// The seeded bug every process runs with.
+    pub mutant: Option<&'a str>,
+    /// Prefix of the progress lines (e.g. `mutant no-lock`).
+    pub label: &'a str,
+    /// Whether the checker's self-check runs beside the first repeat.
+    pub self_check: bool,
+}
+
 impl TierRun<'_> {
-    /// Runs the tier `repeat` times into `run_dir/repeat-<n>/` (after the checker's self-check, with
-    /// `self_check`) and aggregates what they wrote. `label` prefixes the progress lines (e.g.
-    /// `mutant no-lock`).
-    pub fn run(
-        &self,
-        run_dir: &Path,
-        repeat: u32,
-        mutant: Option<&str>,
-        label: &str,
-        self_check: bool,
-    ) -> Result<TierOutcome> {
-        let started = Instant::now();
-        let mut info = RunInfo {
+    /// The `run.json` of a run of this tier with `mutant`, `repeat` times, just started.
+    pub fn running_info(&self, mutant: Option<&str>, repeat: u32) -> RunInfo {
+        RunInfo {
             tier: self.tier.as_str().to_string(),
             mutant: mutant.map(str::to_string),
             repeat,
@@ -95,26 +100,27 @@ impl TierRun<'_> {
             interruption: None,
             error: None,
             self_check: None,
-        };
-        rundir::write_info(run_dir, &info)?;
-        let mut leaks = stress_cache_metadata::LeakCounts::default();
-        let result =
-            self.stages(run_dir, repeat, mutant, label, self_check, &mut info.self_check, &mut leaks);
-        match &result {
-            Ok(None) => info.state = RunState::Finished,
-            Ok(Some(interruption)) => {
-                info.state = RunState::Interrupted;
-                info.interruption = Some(interruption.clone());
-            }
-            Err(e) => {
-                info.state = RunState::Aborted;
-                info.error = Some(e.to_string());
-            }
         }
-        let written = rundir::write_info(run_dir, &info);
-        // The run's own error matters more than failing to record it.
-        let interruption = result?;
-        written?;
+    }
+
+    /// Runs the tier `repeat` times into `run_dir/repeat-<n>/` (after the checker's self-check, with
+    /// `self_check`) and aggregates what they wrote.
+    pub fn run(&self, request: Request<'_>) -> Result<TierOutcome> {
+        let Request { run_dir, repeat, mutant, label, .. } = request;
+        let started = Instant::now();
+        let mut leaks = stress_cache_metadata::LeakCounts::default();
+        let interruption = rundir::tracked(
+            run_dir,
+            self.running_info(mutant, repeat),
+            |info| self.stages(request, &mut info.self_check, &mut leaks),
+            |interruption, info| match interruption {
+                None => info.state = RunState::Finished,
+                Some(interruption) => {
+                    info.state = RunState::Interrupted;
+                    info.interruption = Some(interruption.clone());
+                }
+            },
+        )?;
         log::debug!("{label}: {repeat} repeats in {:.0?}", started.elapsed());
         let inputs = inputs::collect(&[run_dir.to_path_buf()])?;
         let aggregate = crate::aggregate::from_inputs(&inputs);
@@ -124,17 +130,13 @@ impl TierRun<'_> {
     /// The self-check (with `self_check`, its result into `checked`), the scenario count and the
     /// repeats (what the cleaner removed after each nextest run into `leaks`); `Some` when they stopped
     /// early.
-    #[allow(clippy::too_many_arguments)]
     fn stages(
         &self,
-        run_dir: &Path,
-        repeat: u32,
-        mutant: Option<&str>,
-        label: &str,
-        self_check: bool,
+        request: Request<'_>,
         checked: &mut Option<SelfCheck>,
         leaks: &mut stress_cache_metadata::LeakCounts,
     ) -> Result<Option<Interruption>> {
+        let Request { run_dir, repeat, mutant, label, self_check } = request;
         let stopped = |cause, during: &str, records, scenarios, repeats_complete| Interruption {
             cause,
             during: during.to_string(),
@@ -193,19 +195,8 @@ impl TierRun<'_> {
             let records_dir = rundir::subdir(&dir, "records")?;
             let tmp_dir = tmpdir::create(&dir)?;
             let env = SuiteEnv {
-                target_bin: Some(self.target_bin.to_path_buf()),
-                target_spec: Some(self.target_spec.to_path_buf()),
-                fixtures: Some(self.fixtures.to_path_buf()),
-                tier: Some(self.tier),
-                results_dir: Some(records_dir.clone()),
-                keep_dir: Some(self.keep_dir_of(run_dir, n)),
                 mutant: mutant.map(str::to_string),
-                seed: self.seed,
-                processes: self.processes,
-                trace: self.trace,
-                tmp_dir: Some(tmp_dir.clone()),
-                spec_check_out: None,
-                replay_plan: None,
+                ..self.suite_env(records_dir.clone(), self.keep_dir_of(run_dir, n), tmp_dir.clone())
             };
             log::info!(
                 "{label}: repeat {n}/{repeat}: running tier {} (nextest profile {}) ...",
@@ -276,27 +267,37 @@ impl TierRun<'_> {
         Ok(None)
     }
 
-    /// The checker's self-check, to run into `run_dir/self-check/`.
-    fn self_check_command(&self, run_dir: &Path, label: &str) -> Result<PendingCheck> {
-        let dir = rundir::subdir(run_dir, "self-check")?;
-        let tmp_dir = tmpdir::create(&dir)?;
-        let env = SuiteEnv {
+    /// The suite's environment for one nextest run of this tier (no mutant), writing its records into
+    /// `results_dir`, failed scenarios' dirs into `keep_dir` and its temp dirs into `tmp_dir`.
+    fn suite_env(&self, results_dir: PathBuf, keep_dir: PathBuf, tmp_dir: PathBuf) -> SuiteEnv {
+        SuiteEnv {
             target_bin: Some(self.target_bin.to_path_buf()),
             target_spec: Some(self.target_spec.to_path_buf()),
             fixtures: Some(self.fixtures.to_path_buf()),
             tier: Some(self.tier),
-            // Not `records`: whatever the checker's tests write is not a scenario record of this run.
-            results_dir: Some(rundir::subdir(&dir, "results")?),
-            keep_dir: Some(dir.join("kept")),
+            results_dir: Some(results_dir),
+            keep_dir: Some(keep_dir),
             mutant: None,
             seed: self.seed,
             processes: self.processes,
+            trace: self.trace,
+            tmp_dir: Some(tmp_dir),
+            spec_check_out: None,
+            replay_plan: None,
+        }
+    }
+
+    /// The checker's self-check, to run into `run_dir/self-check/`.
+    fn self_check_command(&self, run_dir: &Path, label: &str) -> Result<PendingCheck> {
+        let dir = rundir::subdir(run_dir, "self-check")?;
+        let tmp_dir = tmpdir::create(&dir)?;
+        // Not `records`: whatever the checker's tests write is not a scenario record of this run.
+        let results_dir = rundir::subdir(&dir, "results")?;
+        let env = SuiteEnv {
             // The checker's own cases prove the trace invariants can fail: they always trace, whatever
             // the scenarios do (STRESS_TRACE=off only makes the scenarios' trace invariants skipped).
             trace: Some(true),
-            tmp_dir: Some(tmp_dir.clone()),
-            spec_check_out: None,
-            replay_plan: None,
+            ..self.suite_env(results_dir, dir.join("kept"), tmp_dir.clone())
         };
         log::info!(
             "{label}: self-check (nextest profile {}) beside the first repeat ...",

@@ -87,6 +87,30 @@ pub fn write_info(dir: &Path, info: &RunInfo) -> Result<()> {
     Ok(write(&dir.join(RUN_INFO), &text)?)
 }
 
+/// Runs `body` with `<run_dir>/run.json` saying where it is: `info` (`running`) while it runs, then what
+/// `ended` makes of its result, or `aborted` with the error. A failure to write `run.json` is returned
+/// only when `body` succeeded: the run's own error matters more than failing to record it.
+pub fn tracked<T>(
+    run_dir: &Path,
+    mut info: RunInfo,
+    body: impl FnOnce(&mut RunInfo) -> Result<T>,
+    ended: impl FnOnce(&T, &mut RunInfo),
+) -> Result<T> {
+    write_info(run_dir, &info)?;
+    let result = body(&mut info);
+    match &result {
+        Ok(value) => ended(value, &mut info),
+        Err(e) => {
+            info.state = RunState::Aborted;
+            info.error = Some(e.to_string());
+        }
+    }
+    let written = write_info(run_dir, &info);
+    let value = result?;
+    written?;
+    Ok(value)
+}
+
 /// Fails unless `dir` (a `--run-dir`) is absent or empty; checked before building so a mistake costs
 /// nothing.
 pub fn check_usable(dir: Option<&Path>) -> Result<()> {

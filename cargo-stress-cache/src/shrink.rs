@@ -56,28 +56,20 @@ pub fn shrink(
     stderr_line(&format!("stress-cache: shrinking {} while {goal}", plan.scenario));
     stderr_line(&format!("stress-cache: from {}", plan.summary()));
     let mut best = (plan.clone(), record.clone());
-    for cap in process_candidates(&best.0) {
-        let candidate = RunPlan { process_cap: Some(cap), ..best.0.clone() };
-        if let Some((ran, replayed, kept)) =
-            attempt(&replayer, &candidate, &goal, &format!("process cap {cap}"))?
-            && ran.process_count() < best.0.process_count()
-        {
-            best = (ran, replayed);
-            goal = kept;
-            break;
-        }
-    }
-    for cap in fault_candidates(&best.0) {
-        let candidate = RunPlan { fault_cap: Some(cap), ..best.0.clone() };
-        if let Some((ran, replayed, kept)) =
-            attempt(&replayer, &candidate, &goal, &format!("fault cap {cap}"))?
-            && ran.fault_count() < best.0.fault_count()
-        {
-            best = (ran, replayed);
-            goal = kept;
-            break;
-        }
-    }
+    let caps = process_candidates(&best.0);
+    let with_cap = |plan: &RunPlan, cap| RunPlan { process_cap: Some(cap), ..plan.clone() };
+    smallest_cap_kept(
+        &replayer,
+        &mut best,
+        &mut goal,
+        caps,
+        "process cap",
+        with_cap,
+        RunPlan::process_count,
+    )?;
+    let caps = fault_candidates(&best.0);
+    let with_cap = |plan: &RunPlan, cap| RunPlan { fault_cap: Some(cap), ..plan.clone() };
+    smallest_cap_kept(&replayer, &mut best, &mut goal, caps, "fault cap", with_cap, RunPlan::fault_count)?;
     stderr_line("stress-cache: failpoints, models and fixture sizes are fixed by the scenario: not reduced");
     let saved = saved_path(record_path);
     let text = serde_json::to_string_pretty(&best.1).map_err(|e| Error::Usage(e.to_string()))?;
@@ -85,6 +77,31 @@ pub fn shrink(
     let html = timelines_page(replayer.dir(), &record, &best.1)?;
     emit(&report(&plan, &best.0, &saved, &goal.invariants));
     stderr_line(&format!("stress-cache: the original and the minimal run's timelines: {}", html.display()));
+    Ok(())
+}
+
+/// One shrinking step: the first of `caps` (smallest first) whose candidate — the best plan so far
+/// with that cap (`with_cap`), named `<what> <cap>` — keeps violating `goal` and ran with less of what
+/// `count` counts becomes the best plan (and its goal the kept one).
+fn smallest_cap_kept(
+    replayer: &Replayer<'_>,
+    best: &mut (RunPlan, ScenarioRecord),
+    goal: &mut Goal,
+    caps: Vec<usize>,
+    what: &str,
+    with_cap: impl Fn(&RunPlan, usize) -> RunPlan,
+    count: impl Fn(&RunPlan) -> usize,
+) -> Result<()> {
+    for cap in caps {
+        let candidate = with_cap(&best.0, cap);
+        if let Some((ran, replayed, kept)) = attempt(replayer, &candidate, goal, &format!("{what} {cap}"))?
+            && count(&ran) < count(&best.0)
+        {
+            *best = (ran, replayed);
+            *goal = kept;
+            break;
+        }
+    }
     Ok(())
 }
 

@@ -160,32 +160,13 @@ impl Gate {
         &self,
         timeout: Duration,
         what: &str,
-        mut condition: impl FnMut(&GateSnapshot) -> bool,
+        condition: impl FnMut(&GateSnapshot) -> bool,
     ) -> Result<GateSnapshot, GateError> {
         let deadline = Instant::now() + timeout;
-        let mut state = self.lock_state();
-        // Bounded by the deadline: every iteration either returns or waits for at most the time
-        // left, and `Instant` is monotonic.
-        loop {
-            if condition(&state) {
-                return Ok(*state);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(GateError {
-                    gate: self.inner.name.clone(),
-                    timeout,
-                    waiting_for: what.to_owned(),
-                    last: *state,
-                });
-            }
-            state = self
-                .inner
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let state = self.lock_state();
+        crate::wait::until_deadline(&self.inner.changed, state, deadline, |s| *s, condition).map_err(|last| {
+            GateError { gate: self.inner.name.clone(), timeout, waiting_for: what.to_owned(), last }
+        })
     }
 
     /// Server side: count an arrival and wait until the gate is open. Cancel-safe: a response

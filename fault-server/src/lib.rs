@@ -62,6 +62,7 @@ mod range;
 mod raw;
 mod respond;
 mod route;
+mod wait;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener as StdListener};

@@ -184,32 +184,17 @@ impl RouteHandle {
         &self,
         timeout: Duration,
         what: &str,
-        mut condition: impl FnMut(&RouteStats) -> bool,
+        condition: impl FnMut(&RouteStats) -> bool,
     ) -> Result<RouteStats, RouteWaitError> {
         let deadline = Instant::now() + timeout;
-        let mut guard = self.lock_schedule();
-        // Bounded by the deadline: each iteration returns or waits at most the time left.
-        loop {
-            let stats = self.stats();
-            if condition(&stats) {
-                return Ok(stats);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(RouteWaitError {
-                    path: self.inner.path.clone(),
-                    timeout,
-                    waiting_for: what.to_owned(),
-                    last: stats,
-                });
-            }
-            guard = self
-                .inner
-                .changed
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let guard = self.lock_schedule();
+        crate::wait::until_deadline(&self.inner.changed, guard, deadline, |_| self.stats(), condition)
+            .map_err(|last| RouteWaitError {
+                path: self.inner.path.clone(),
+                timeout,
+                waiting_for: what.to_owned(),
+                last,
+            })
     }
 
     /// The fault each request got, in request order.

@@ -12,8 +12,8 @@ use crate::InvariantName;
 /// seeded bug was confirmed active.
 pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
-/// One scenario run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One scenario run. Its `Default` is empty (schema version 0): a base to fill, never a record as is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ScenarioRecord {
     /// [`RECORD_SCHEMA_VERSION`].
     pub schema_version: u32,

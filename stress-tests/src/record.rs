@@ -128,15 +128,8 @@ pub fn build_record(input: &RecordInput<'_>) -> ScenarioRecord {
         figures,
         process_runs: runs,
         kept_dir: input.kept_dir.map(|p| p.display().to_string()),
-        setup_errors: Vec::new(),
-        not_applicable: None,
-        mutant_active: None,
-        findings: Vec::new(),
-        crash_states: None,
-        plan: None,
-        soak: None,
-        scale: None,
-        events: Vec::new(),
+        // Everything else (setup errors, findings, events, plan, nightly figures, ...) starts empty.
+        ..ScenarioRecord::default()
     }
 }
 

@@ -12,6 +12,7 @@ use stress_cache_metadata::{FileRoles, Moment, SeenFile, SpecCheckReport};
 
 use crate::invariants::OutcomeClass;
 use crate::scenario::ScenarioError;
+use crate::scenarios::setup::SmallModel;
 use crate::scenarios::{ScenarioOptions, overlap, setup};
 use crate::server::Gate;
 use crate::snapshot::walk;
@@ -23,11 +24,8 @@ const OVERLAP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Runs the target as described in the module docs and reports every file its cache held.
 pub fn observe(target: &Target) -> Result<SpecCheckReport, ScenarioError> {
     let mut s = setup::scenario_on("spec_check", &ScenarioOptions::default(), target.clone())?;
-    let server = setup::server()?;
-    let (model, _) = setup::small_and_large(s.target());
     let gate = Gate::named("spec-check");
-    let route = server.add_route(setup::gated_model_route(s.target(), &model, &gate));
-    let url = server.url(&route);
+    let SmallModel { server: _server, model, url, .. } = SmallModel::gated(s.target(), &gate)?;
     let cache = s.cache_dir("shared");
     let roles = FileRoles::from_validated(&s.target().spec.files);
     let codes = s.target().spec.exit_codes.clone();

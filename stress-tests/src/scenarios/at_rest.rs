@@ -10,6 +10,7 @@ use crate::server::FaultPlan;
 use crate::snapshot::{CacheSnapshot, Content};
 
 use super::network::FAULT_PROCESSES;
+use super::setup::SmallModel;
 use super::{ScenarioOptions, phases, setup};
 
 /// Warm cache; one byte in the middle of the published final is flipped (same length, same inode — only
@@ -88,10 +89,8 @@ fn damaged_final_at_rest_is_refetched_once(
             "the processes get no checksum: a flipped byte that still loads cannot be told from the model",
         ));
     }
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
-    let url = server.url(&route);
+    let SmallModel { server: _server, model: small, route, url } =
+        SmallModel::serve(s.target(), FaultPlan::default())?;
     let cache = s.cache_dir("shared");
     let warmup = s.writer(900, &small, &url, &cache).role("warmup");
     if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {

@@ -103,16 +103,10 @@ pub fn cache_dir_created_emptied_and_made_unwritable_while_running(
     // So the bound here is one body per writer, not one per model (that holds on a clean network).
     run.body_bound(&small, n as u64);
     run.start_reader();
-    let forced = overlap::hold_until_overlap_then(
-        &run,
-        &gate,
-        std::slice::from_ref(&cache),
-        overlap::DEFAULT_TIMEOUT,
-        || {
-            emptied = empty_dir(&cache);
-            cover = Some(Tmpfs::read_only_over(&cache));
-        },
-    );
+    let forced = overlap::hold_cache_until_overlap_then(&run, &gate, &cache, || {
+        emptied = empty_dir(&cache);
+        cover = Some(Tmpfs::read_only_over(&cache));
+    });
     run.wait();
     run.served_from_routes(&[&route]);
     let mut cover = cover.transpose()?;

@@ -6,11 +6,10 @@ use stress_cache_metadata::ScenarioRecord;
 use crate::invariants::Invariant;
 use crate::run_metadata::RunMetadata;
 use crate::scenario::ScenarioError;
-use crate::server::FaultPlan;
 use crate::snapshot::CompiledSnapshot;
 
 use super::ScenarioOptions;
-use super::phases;
+use super::phases::{self, SharedModel};
 
 /// Processes of the compiled-cache scenario before the `STRESS_PROCESSES` cap (each loads a model).
 const PROCESSES: usize = 8;
@@ -25,14 +24,8 @@ pub fn compiled_cache_concurrency_builds_each_entry_once(
     let Some(patterns) = s.target().spec.compiled.clone() else {
         return Ok(s.not_applicable("the target declares no compiled cache"));
     };
-    let target = s.target().clone();
-    let server = phases::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::default());
-    let url = server.url(&route);
-    let reference_route = phases::serve_uncounted(&server, &target, &model, "reference");
-    let reference = s.compiled_reference(&[(&model, &server.url(&reference_route))])?;
-    let cache = s.cache_dir("shared");
+    let (SharedModel { target, server: _server, model, route, url, cache }, reference) =
+        phases::shared_model_with_compiled_reference(&mut s)?;
     let warmup = s.writer(900, &model, &url, &cache).compiled_dir(&s.compiled_dir("warmup")).role("warmup");
     if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {
         return Ok(s.error_record(&e));

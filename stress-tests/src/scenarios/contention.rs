@@ -2,13 +2,16 @@
 //! the same file name with different bytes. Overlap is forced with a gate in the middle of a download
 //! ([`overlap::hold_until_overlap`]), never by sleeping.
 
+use std::path::Path;
 use std::time::Duration;
 
 use stress_cache_metadata::ScenarioRecord;
 
-use crate::scenario::ScenarioError;
-use crate::server::{FaultPlan, Gate};
+use crate::scenario::{Scenario, ScenarioError, ScenarioRun};
+use crate::server::{FaultPlan, Gate, RouteHandle};
+use crate::target::ProcessPlan;
 
+use super::setup::SmallModel;
 use super::{ScenarioOptions, overlap, setup};
 
 /// How long a gate may hold a download while the rest of the fleet catches up.
@@ -26,22 +29,15 @@ pub fn same_model_from_n_processes_downloads_once(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario("same_model_from_n_processes_downloads_once", opts)?;
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
     let gate = Gate::named("same-model-mid-body");
-    let route = server.add_route(setup::gated_model_route(s.target(), &small, &gate));
-    let url = server.url(&route);
+    let SmallModel { server: _server, model: small, route, url } = SmallModel::gated(s.target(), &gate)?;
     let cache = s.cache_dir("shared");
     let n = s.tier().contention_processes();
     let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
     let mut run = s.launch(plans)?;
     run.start_reader();
-    let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
-    forced.record_into(&mut run);
-    run.wait();
-    run.served_from_routes(&[&route]);
-    run.recover(recovery);
-    Ok(run.evaluate())
+    force_overlap(&mut run, &gate, &cache);
+    Ok(finish(run, &[&route], recovery))
 }
 
 /// Half the processes ask for the small model, half for the large one, all on one shared cache, started
@@ -61,23 +57,10 @@ pub fn different_models_in_parallel_share_one_cache(
     let large_route = server.add_route(setup::model_route(s.target(), &large, FaultPlan::default()));
     let (small_url, large_url) = (server.url(&small_route), server.url(&large_route));
     let cache = s.cache_dir("shared");
-    let n = s.tier().contention_processes();
-    let plans: Vec<_> = (0..n)
-        .map(|i| {
-            if i % 2 == 0 {
-                s.writer(i, &small, &small_url, &cache)
-            } else {
-                s.writer(i, &large, &large_url, &cache)
-            }
-        })
-        .collect();
-    let recovery = s.writer(n, &large, &large_url, &cache).role("recovery");
+    let (plans, recovery) = alternating_writers(&s, (&small, &small_url), (&large, &large_url), &cache);
     let mut run = s.launch(plans)?;
     run.start_reader();
-    run.wait();
-    run.served_from_routes(&[&small_route, &large_route]);
-    run.recover(recovery);
-    Ok(run.evaluate())
+    Ok(finish(run, &[&small_route, &large_route], recovery))
 }
 
 /// Two different models served under the same file name at two URL paths (the target's path template with
@@ -116,21 +99,11 @@ pub fn same_file_name_with_different_bytes_stays_isolated(
     }
     let (url_a, url_b) = (server.url(&routes[0]), server.url(&routes[1]));
     let cache = s.cache_dir("shared");
-    let n = s.tier().contention_processes();
-    let plans: Vec<_> = (0..n)
-        .map(|i| {
-            if i % 2 == 0 { s.writer(i, &small, &url_a, &cache) } else { s.writer(i, &large, &url_b, &cache) }
-        })
-        .collect();
-    let recovery = s.writer(n, &large, &url_b, &cache).role("recovery");
+    let (plans, recovery) = alternating_writers(&s, (&small, &url_a), (&large, &url_b), &cache);
     let mut run = s.launch(plans)?;
     run.start_reader();
-    let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
-    forced.record_into(&mut run);
-    run.wait();
-    run.served_from_routes(&[&routes[0], &routes[1]]);
-    run.recover(recovery);
-    Ok(run.evaluate())
+    force_overlap(&mut run, &gate, &cache);
+    Ok(finish(run, &[&routes[0], &routes[1]], recovery))
 }
 
 /// Every process has its own cache dir; all fetch the same model at once. Property: each cache ends with
@@ -143,10 +116,8 @@ pub fn one_cache_per_process_downloads_once_per_cache(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario("one_cache_per_process_downloads_once_per_cache", opts)?;
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
-    let url = server.url(&route);
+    let SmallModel { server: _server, model: small, route, url } =
+        SmallModel::serve(s.target(), FaultPlan::default())?;
     let n = s.tier().contention_processes();
     let plans: Vec<_> =
         (0..n).map(|i| s.writer(i, &small, &url, &s.cache_dir(&format!("own-{i}")))).collect();
@@ -154,10 +125,7 @@ pub fn one_cache_per_process_downloads_once_per_cache(
     let mut run = s.launch(plans)?;
     run.body_bound(&small, n as u64);
     run.start_reader();
-    run.wait();
-    run.served_from_routes(&[&route]);
-    run.recover(recovery);
-    Ok(run.evaluate())
+    Ok(finish(run, &[&route], recovery))
 }
 
 /// One process starts downloading the model; once its download is parked mid-body with data on disk,
@@ -173,11 +141,8 @@ pub fn late_joiners_while_a_download_is_in_flight(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario("late_joiners_while_a_download_is_in_flight", opts)?;
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
     let gate = Gate::named("late-joiners-mid-body");
-    let route = server.add_route(setup::gated_model_route(s.target(), &small, &gate));
-    let url = server.url(&route);
+    let SmallModel { server: _server, model: small, route, url } = SmallModel::gated(s.target(), &gate)?;
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(JOINERS + 1).max(2);
     let first = vec![s.writer(0, &small, &url, &cache)];
@@ -190,18 +155,47 @@ pub fn late_joiners_while_a_download_is_in_flight(
         run.fleet().wait_until(|_| gate.parked() > 0 && overlap::data_on_disk(&run, &cache), OVERLAP_TIMEOUT);
     if parked {
         run.join(joiners)?;
-        let forced = overlap::hold_until_overlap(&run, &gate, std::slice::from_ref(&cache), OVERLAP_TIMEOUT);
-        forced.record_into(&mut run);
+        force_overlap(&mut run, &gate, &cache);
     } else {
         run.release_gate(&gate);
         run.setup_error(format!(
             "the first download never parked with data on disk within {OVERLAP_TIMEOUT:?}"
         ));
     }
+    Ok(finish(run, &[&route], recovery))
+}
+
+/// The tier's contention count of writers on `cache`, the even ones fetching `even` (model, URL), the odd
+/// ones `odd`; the recovery run after them fetches `odd`.
+fn alternating_writers(
+    s: &Scenario,
+    even: (&str, &str),
+    odd: (&str, &str),
+    cache: &Path,
+) -> (Vec<ProcessPlan>, ProcessPlan) {
+    let n = s.tier().contention_processes();
+    let plans = (0..n)
+        .map(|i| {
+            let (model, url) = if i % 2 == 0 { even } else { odd };
+            s.writer(i, model, url, cache)
+        })
+        .collect();
+    (plans, s.writer(n, odd.0, odd.1, cache).role("recovery"))
+}
+
+/// Holds the gated download until the rest of the fleet waits on `cache` (or [`OVERLAP_TIMEOUT`]), and
+/// records what was forced.
+fn force_overlap(run: &mut ScenarioRun<'_>, gate: &Gate, cache: &Path) {
+    let forced = overlap::hold_until_overlap(run, gate, &[cache.to_path_buf()], OVERLAP_TIMEOUT);
+    forced.record_into(run);
+}
+
+/// Waits for the fleet, counts what `routes` served, runs `recovery` and evaluates the scenario.
+fn finish(mut run: ScenarioRun<'_>, routes: &[&RouteHandle], recovery: ProcessPlan) -> ScenarioRecord {
     run.wait();
-    run.served_from_routes(&[&route]);
+    run.served_from_routes(routes);
     run.recover(recovery);
-    Ok(run.evaluate())
+    run.evaluate()
 }
 
 /// Late joiners of [`late_joiners_while_a_download_is_in_flight`] (before the `STRESS_PROCESSES` cap).

@@ -10,8 +10,8 @@ use stress_cache_metadata::{FilePattern, ScenarioRecord};
 use crate::invariants::{Expectations, Invariant, LiveLockObservation, OutcomeClass};
 use crate::orchestrator::{Fleet, ProcessOutcome};
 use crate::proc_locks;
-use crate::scenario::ScenarioError;
-use crate::server::FaultPlan;
+use crate::scenario::{Scenario, ScenarioError, ScenarioRun, TracedFleet};
+use crate::server::{FaultPlan, RouteHandle};
 use crate::snapshot::CacheSnapshot;
 use crate::target::ProcessPlan;
 
@@ -96,6 +96,71 @@ fn holder_holds_exclusive(
     }
 }
 
+/// A holder stopped (or not) at its first failpoint in a fleet of its own, and the waiters launched
+/// behind it.
+struct HeldHolder<'s> {
+    run: ScenarioRun<'s>,
+    holder_fleet: TracedFleet,
+    pid: u32,
+    /// `Err`: the holder never stopped at its failpoint (the setup error).
+    stopped: Result<(), String>,
+    /// The recovery writer, run after everyone.
+    last: ProcessPlan,
+}
+
+/// Starts `holder` alone, waits (bounded) for it to stop at `failpoint`, then launches the waiters
+/// behind it (writers `1..n`; writer `n` is the recovery run).
+fn launch_behind_holder<'s>(
+    s: &'s mut Scenario,
+    holder: &ProcessPlan,
+    shared: &SharedModel,
+    failpoint: &str,
+) -> Result<HeldHolder<'s>, ScenarioError> {
+    let SharedModel { model, url, cache, .. } = shared;
+    let n = s.tier().capped(WAITERS + 1).max(2);
+    let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, model, url, cache)).collect();
+    let last = s.writer(n, model, url, cache).role("recovery");
+    let holder_fleet = phases::side_fleet(s, "holder", std::slice::from_ref(holder))?;
+    let pid = holder_fleet.fleet.pids()[0];
+    let stopped = holder_stopped(&holder_fleet.fleet, pid, failpoint);
+    let run = s.launch(others)?;
+    Ok(HeldHolder { run, holder_fleet, pid, stopped, last })
+}
+
+/// At `moment` (the holder stopped at a failpoint holding the lock): the holder must hold an exclusive
+/// lock and every other live process must wait on it.
+fn observe_held(
+    run: &mut ScenarioRun<'_>,
+    pid: u32,
+    cache: &Path,
+    lock_pattern: &FilePattern,
+    moment: &str,
+    evidence: &mut Vec<String>,
+) {
+    run.add_live_locks(holder_holds_exclusive(pid, cache, lock_pattern, moment));
+    evidence.extend(others_wait(run.fleet(), cache, lock_pattern, moment));
+}
+
+/// Reaps the holder, waits for the others, checks the holder's phase and the live-holder verdict, runs
+/// the recovery writer and evaluates the scenario.
+fn conclude(
+    held: HeldHolder<'_>,
+    holder: &ProcessPlan,
+    killed: bool,
+    evidence: Vec<String>,
+    route: &RouteHandle,
+) -> ScenarioRecord {
+    let HeldHolder { mut run, mut holder_fleet, last, .. } = held;
+    let holder_outcomes = run.reap_side(&mut holder_fleet);
+    run.wait();
+    let phase = holder_phase(run.scenario(), holder, &holder_outcomes, killed);
+    run.add_phase(phase);
+    run.add_verdict(phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence));
+    run.recover(last);
+    run.served_from_routes(&[route]);
+    run.evaluate()
+}
+
 fn holder_phase_expectations(
     target: &crate::target::Target,
     plan: &ProcessPlan,
@@ -131,52 +196,38 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
     ) else {
         return Ok(s.not_applicable("needs before/after-rename failpoints, a pause action and lock files"));
     };
-    let SharedModel { target, server: _server, model, route, url, cache } =
-        phases::shared_model(&s, FaultPlan::default())?;
+    let shared = phases::shared_model(&s, FaultPlan::default())?;
+    let SharedModel { target, model, route, url, cache, .. } = &shared;
     let armed = format!("{};{}", phases::arm(&before_rename, &pause), phases::arm(&after_rename, &pause));
-    let holder = s.writer(0, &model, &url, &cache).failpoints(Some(&armed)).role("paused-writer");
-    let n = s.tier().capped(WAITERS + 1).max(2);
-    let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
-    let last = s.writer(n, &model, &url, &cache).role("recovery");
-    let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
-    let pid = holder_fleet.fleet.pids()[0];
+    let holder = s.writer(0, model, url, cache).failpoints(Some(&armed)).role("paused-writer");
+    let mut held = launch_behind_holder(&mut s, &holder, &shared, &before_rename)?;
+    let pid = held.pid;
     let mut evidence = Vec::new();
-    let stopped = holder_stopped(&holder_fleet.fleet, pid, &before_rename);
-    let mut run = s.launch(others)?;
-    match stopped {
+    match held.stopped.clone() {
         Ok(()) => {
             let moment = format!("holder stopped at {before_rename}");
-            run.add_live_locks(holder_holds_exclusive(pid, &cache, &lock_pattern, &moment));
-            evidence.extend(others_wait(run.fleet(), &cache, &lock_pattern, &moment));
-            let _ = holder_fleet.fleet.resume(pid);
-            let published = holder_fleet.fleet.wait_until(
-                |f| f.is_stopped(pid) && complete_final(&target, &cache, &model),
+            observe_held(&mut held.run, pid, cache, &lock_pattern, &moment, &mut evidence);
+            let _ = held.holder_fleet.fleet.resume(pid);
+            let published = held.holder_fleet.fleet.wait_until(
+                |f| f.is_stopped(pid) && complete_final(target, cache, model),
                 phases::EVENT_TIMEOUT,
             );
             if published {
                 let moment = format!("holder stopped at {after_rename}");
-                run.add_live_locks(holder_holds_exclusive(pid, &cache, &lock_pattern, &moment));
-                evidence.extend(others_wait(run.fleet(), &cache, &lock_pattern, &moment));
+                observe_held(&mut held.run, pid, cache, &lock_pattern, &moment, &mut evidence);
             } else {
                 evidence.push(format!(
                     "the holder (pid {pid}) never stopped at {after_rename} with the model published"
                 ));
             }
-            let _ = holder_fleet.fleet.resume(pid);
+            let _ = held.holder_fleet.fleet.resume(pid);
         }
         Err(e) => {
-            let _ = holder_fleet.fleet.resume(pid);
-            run.setup_error(e);
+            let _ = held.holder_fleet.fleet.resume(pid);
+            held.run.setup_error(e);
         }
     }
-    let holder_outcomes = run.reap_side(&mut holder_fleet);
-    run.wait();
-    let phase = holder_phase(run.scenario(), &holder, &holder_outcomes, false);
-    run.add_phase(phase);
-    run.add_verdict(phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence));
-    run.recover(last);
-    run.served_from_routes(&[&route]);
-    Ok(run.evaluate())
+    Ok(conclude(held, &holder, false, evidence, route))
 }
 
 fn complete_final(target: &crate::target::Target, cache: &Path, model: &str) -> bool {
@@ -229,35 +280,22 @@ pub fn live_lock_holder_blocks_others_and_a_killed_holder_releases(
     ) else {
         return Ok(s.not_applicable("needs an after-lock failpoint, a pause action and lock files"));
     };
-    let SharedModel { target: _, server: _server, model, route, url, cache } =
-        phases::shared_model(&s, FaultPlan::default())?;
+    let shared = phases::shared_model(&s, FaultPlan::default())?;
+    let SharedModel { model, route, url, cache, .. } = &shared;
     let holder =
-        s.writer(0, &model, &url, &cache).failpoints(Some(&phases::arm(&after_lock, &pause))).role("holder");
-    let n = s.tier().capped(WAITERS + 1).max(2);
-    let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
-    let last = s.writer(n, &model, &url, &cache).role("recovery");
-    let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
-    let pid = holder_fleet.fleet.pids()[0];
+        s.writer(0, model, url, cache).failpoints(Some(&phases::arm(&after_lock, &pause))).role("holder");
+    let mut held = launch_behind_holder(&mut s, &holder, &shared, &after_lock)?;
+    let pid = held.pid;
     let mut evidence = Vec::new();
-    let stopped = holder_stopped(&holder_fleet.fleet, pid, &after_lock);
-    let mut run = s.launch(others)?;
-    match stopped {
+    match held.stopped.clone() {
         Ok(()) => {
             let moment = format!("holder stopped at {after_lock}");
-            run.add_live_locks(holder_holds_exclusive(pid, &cache, &lock_pattern, &moment));
-            evidence.extend(others_wait(run.fleet(), &cache, &lock_pattern, &moment));
+            observe_held(&mut held.run, pid, cache, &lock_pattern, &moment, &mut evidence);
         }
         Err(e) => {
-            run.setup_error(e);
+            held.run.setup_error(e);
         }
     }
-    holder_fleet.fleet.kill(pid);
-    let holder_outcomes = run.reap_side(&mut holder_fleet);
-    run.wait();
-    let phase = holder_phase(run.scenario(), &holder, &holder_outcomes, true);
-    run.add_phase(phase);
-    run.add_verdict(phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence));
-    run.recover(last);
-    run.served_from_routes(&[&route]);
-    Ok(run.evaluate())
+    held.holder_fleet.fleet.kill(pid);
+    Ok(conclude(held, &holder, true, evidence, route))
 }

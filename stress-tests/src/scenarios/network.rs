@@ -7,9 +7,11 @@ use std::time::Duration;
 use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 
 use crate::invariants::OutcomeClass;
-use crate::scenario::{ScenarioError, ScenarioRun};
-use crate::server::{Fault, FaultPlan, RouteHandle};
+use crate::scenario::{Scenario, ScenarioError, ScenarioRun};
+use crate::server::{Fault, FaultPlan, ModelServer, RouteHandle};
+use crate::target::ProcessPlan;
 
+use super::setup::SmallModel;
 use super::{ScenarioOptions, setup};
 
 /// Processes per fault scenario (before the `STRESS_PROCESSES` cap): enough for one downloader and
@@ -34,6 +36,37 @@ pub fn faults_not_injected(route: &RouteHandle, wanted: &[Fault]) -> Vec<String>
         .collect()
 }
 
+/// The set-up of a fault scenario: the small model served with a fault plan on a fresh server, and the
+/// writers (the tier's count capped) on one shared cache with the recovery run after them.
+struct FaultSetup {
+    s: Scenario,
+    /// Keep it alive for the whole scenario.
+    server: ModelServer,
+    small: String,
+    route: RouteHandle,
+    plans: Vec<ProcessPlan>,
+    recovery: ProcessPlan,
+}
+
+impl FaultSetup {
+    /// Scenario `name` with the fault deadline; the small model served with `plan`; `processes` writers
+    /// before the tier's cap.
+    fn start(
+        name: &str,
+        plan: FaultPlan,
+        processes: usize,
+        opts: &ScenarioOptions,
+    ) -> Result<FaultSetup, ScenarioError> {
+        let mut s = setup::scenario(name, opts)?;
+        s.deadline(FAULT_DEADLINE);
+        let SmallModel { server, model: small, route, url } = SmallModel::serve(s.target(), plan)?;
+        let cache = s.cache_dir("shared");
+        let n = s.tier().capped(processes);
+        let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
+        Ok(FaultSetup { s, server, small, route, plans, recovery })
+    }
+}
+
 /// Runs the small model through `faults` then `Ok` for a few processes on one shared cache: all must
 /// succeed, one complete body, nothing left behind, the cache unpoisoned.
 fn recovers_from(
@@ -41,15 +74,9 @@ fn recovers_from(
     faults: Vec<Fault>,
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario(name, opts)?;
-    s.deadline(FAULT_DEADLINE);
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::new(faults.clone())));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
-    let n = s.tier().capped(FAULT_PROCESSES);
-    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
+    let FaultSetup { mut s, server: _server, route, plans, recovery, .. } =
+        FaultSetup::start(name, FaultPlan::new(faults.clone()), FAULT_PROCESSES, opts)?;
+    let n = plans.len();
     let retries = s.target().spec.features.retries;
     let mut run = s.launch(plans)?;
     if !retries {
@@ -154,15 +181,9 @@ pub fn every_download_fails_then_recovers(
     processes: usize,
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario(name, opts)?;
-    s.deadline(FAULT_DEADLINE);
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
-    let route = server.add_route(setup::model_route(s.target(), &small, plan));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
-    let n = s.tier().capped(processes);
-    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
+    let FaultSetup { mut s, server: _server, small, route, plans, recovery } =
+        FaultSetup::start(name, plan, processes, opts)?;
+    let n = plans.len();
     let mut run = s.launch(plans)?;
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Network], false);
@@ -242,15 +263,9 @@ pub fn wrong_bodies_then_the_model(
     opts: &ScenarioOptions,
     check: impl FnOnce(&mut ScenarioRun<'_>, &RouteHandle),
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario(name, opts)?;
-    s.deadline(FAULT_DEADLINE);
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::new(faults.clone())));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
-    let n = s.tier().capped(processes);
-    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
+    let FaultSetup { mut s, server: _server, small, route, plans, recovery } =
+        FaultSetup::start(name, FaultPlan::new(faults.clone()), processes, opts)?;
+    let n = plans.len();
     let mut run = s.launch(plans)?;
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Integrity], false);

@@ -104,6 +104,16 @@ pub fn hold_until_overlap(
     hold_until_overlap_then(run, gate, caches, timeout, || {})
 }
 
+/// [`hold_until_overlap_then`] on the one cache `cache`, with [`DEFAULT_TIMEOUT`].
+pub fn hold_cache_until_overlap_then(
+    run: &ScenarioRun<'_>,
+    gate: &Gate,
+    cache: &Path,
+    before_release: impl FnOnce(),
+) -> Overlap {
+    hold_until_overlap_then(run, gate, &[cache.to_path_buf()], DEFAULT_TIMEOUT, before_release)
+}
+
 /// [`hold_until_overlap`], running `before_release` after the parked scan and just before the release
 /// (e.g. to empty the cache or make it unwritable while the download is parked).
 pub fn hold_until_overlap_then(

@@ -10,7 +10,7 @@ use stress_cache_metadata::InvariantResult;
 use crate::invariants::{self, Expectations, Observations, ServedCounts};
 use crate::orchestrator::ProcessOutcome;
 use crate::scenario::{Phase, Scenario, ScenarioError, TracedFleet};
-use crate::server::{FaultPlan, ModelServer, Route, RouteHandle};
+use crate::server::{FaultPlan, Gate, ModelServer, Route, RouteHandle};
 use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot};
 use crate::target::{ProcessPlan, Target};
 
@@ -56,6 +56,28 @@ pub fn shared_model(s: &Scenario, plan: FaultPlan) -> Result<SharedModel, Scenar
     let url = server.url(&route);
     let cache = s.cache_dir("shared");
     Ok(SharedModel { target, server, model, route, url, cache })
+}
+
+/// [`shared_model`] with the model's body parked at `gate` mid-way (see [`super::overlap::gated_plan`]).
+pub fn gated_shared_model(s: &Scenario, gate: &Gate) -> Result<SharedModel, ScenarioError> {
+    let len = s.target().model(&first_model(s)).bytes.len();
+    shared_model(s, super::overlap::gated_plan(gate, len))
+}
+
+/// [`shared_model`] without faults, plus the compiled reference entry of a clean run of the model
+/// (served on an uncounted route beside it, so it is not counted as the scenario's downloads).
+pub fn shared_model_with_compiled_reference(
+    s: &mut Scenario,
+) -> Result<(SharedModel, CompiledReference), ScenarioError> {
+    let target = s.target().clone();
+    let server = server()?;
+    let model = first_model(s);
+    let route = serve(&server, &target, &model, FaultPlan::default());
+    let url = server.url(&route);
+    let reference_route = serve_uncounted(&server, &target, &model, "reference");
+    let reference = s.compiled_reference(&[(&model, &server.url(&reference_route))])?;
+    let cache = s.cache_dir("shared");
+    Ok((SharedModel { target, server, model, route, url, cache }, reference))
 }
 
 /// Serves `model` under the target's path prefixed by `prefix` (`""` for the declared path), with the

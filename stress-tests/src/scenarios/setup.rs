@@ -5,7 +5,7 @@
 use stress_cache_metadata::InvariantResult;
 
 use crate::scenario::{Scenario, ScenarioError};
-use crate::server::{FaultPlan, Gate, ModelServer, Route};
+use crate::server::{FaultPlan, Gate, ModelServer, Route, RouteHandle};
 use crate::target::Target;
 use crate::tier::TierConfig;
 
@@ -91,6 +91,38 @@ pub fn model_route(target: &Target, model: &str, plan: FaultPlan) -> Route {
 /// The route of `model` (see [`model_route`]) with its body parked at `gate` mid-way.
 pub fn gated_model_route(target: &Target, model: &str, gate: &Gate) -> Route {
     model_route(target, model, super::overlap::gated_plan(gate, target.model(model).bytes.len()))
+}
+
+/// The target's small model served on a fresh loopback server.
+pub struct SmallModel {
+    /// The server; keep it alive for the whole scenario.
+    pub server: ModelServer,
+    /// The model identity.
+    pub model: String,
+    /// Its route (counters).
+    pub route: RouteHandle,
+    /// Its URL.
+    pub url: String,
+}
+
+impl SmallModel {
+    /// The small model served with the schedule `plan` (see [`model_route`]).
+    pub fn serve(target: &Target, plan: FaultPlan) -> Result<SmallModel, ScenarioError> {
+        Self::serve_with(target, |model| model_route(target, model, plan))
+    }
+
+    /// The small model with its body parked at `gate` mid-way (see [`gated_model_route`]).
+    pub fn gated(target: &Target, gate: &Gate) -> Result<SmallModel, ScenarioError> {
+        Self::serve_with(target, |model| gated_model_route(target, model, gate))
+    }
+
+    fn serve_with(target: &Target, route: impl FnOnce(&str) -> Route) -> Result<SmallModel, ScenarioError> {
+        let server = server()?;
+        let (model, _) = small_and_large(target);
+        let route = server.add_route(route(&model));
+        let url = server.url(&route);
+        Ok(SmallModel { server, model, route, url })
+    }
 }
 
 /// A scenario-specific verdict: held when `evidence` is empty.

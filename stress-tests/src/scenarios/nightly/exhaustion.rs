@@ -17,9 +17,11 @@ use crate::invariants::OutcomeClass;
 use crate::orchestrator::ProcessOutcome;
 use crate::scenario::{Scenario, ScenarioError, ScenarioRun};
 use crate::scenarios::network::FAULT_DEADLINE;
+use crate::scenarios::setup::SmallModel;
 use crate::scenarios::tmpfs::Tmpfs;
 use crate::scenarios::{ScenarioFn, ScenarioOptions, phases, setup};
 use crate::server::FaultPlan;
+use crate::target::ProcessPlan;
 
 /// Record name: `RLIMIT_NOFILE` of 16.
 pub const NOFILE: &str = "sixteen_open_files_fail_cleanly_then_recover";
@@ -62,7 +64,7 @@ pub fn sixteen_open_files_fail_cleanly_then_recover(
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario(NOFILE, opts)?;
     s.deadline(FAULT_DEADLINE);
-    let (model, server, route, url) = serve_small(&s)?;
+    let SmallModel { server, model, route, url } = SmallModel::serve(s.target(), FaultPlan::default())?;
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(PROCESSES);
     let limits: Vec<u64> = std::iter::repeat_n(NOFILE_LIMIT, n).chain(TIGHTER_LIMITS).collect();
@@ -70,12 +72,8 @@ pub fn sixteen_open_files_fail_cleanly_then_recover(
         limits.iter().enumerate().map(|(i, l)| s.writer(i, &model, &url, &cache).nofile_limit(*l)).collect();
     let recovery = s.writer(limits.len(), &model, &url, &cache).role("recovery");
     let n = plans.len();
-    let mut run = s.launch(plans)?;
-    for i in 0..n {
-        run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Io], false);
-    }
     // A process may download the whole body and then fail to open its next file: one body each at most.
-    run.body_bound(&model, n as u64);
+    let mut run = launch_expecting(&mut s, plans, &[OutcomeClass::Ok, OutcomeClass::Io], &model)?;
     run.start_reader();
     run.wait();
     let failed =
@@ -105,17 +103,13 @@ pub fn disk_full_fails_cleanly_then_recovers_once_space_is_back(
     let cache = disk.path().join("cache");
     let n = s.tier().capped(PROCESSES);
     let (plans, recovery) = s.writers_and_recovery(n, &large, &url, &cache);
-    let mut run = s.launch(plans)?;
-    for i in 0..n {
-        run.expect(i, &[OutcomeClass::Io], false);
-    }
     // Each process may receive the whole body before its write fails (the server fills socket buffers).
-    run.body_bound(&large, n as u64);
-    run.wait();
-    run.snapshot_after_fleet();
-    if let Err(e) = disk.resize(4 * large_len + (1 << 20)) {
-        run.setup_error(format!("cannot give the disk its space back: {e}"));
-    }
+    let mut run = launch_expecting(&mut s, plans, &[OutcomeClass::Io], &large)?;
+    wait_then_restore(
+        &mut run,
+        || disk.resize(4 * large_len + (1 << 20)),
+        "cannot give the disk its space back",
+    );
     let record = finish(run, recovery, &route, server);
     drop(disk);
     record
@@ -130,7 +124,7 @@ pub fn unwritable_cache_dir_fails_cleanly_then_recovers(
     use std::os::unix::fs::PermissionsExt;
     let mut s = setup::scenario(UNWRITABLE, opts)?;
     s.deadline(FAULT_DEADLINE);
-    let (model, server, route, url) = serve_small(&s)?;
+    let SmallModel { server, model, route, url } = SmallModel::serve(s.target(), FaultPlan::default())?;
     let cache = s.cache_dir("shared");
     let set_mode = |mode: u32| std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(mode));
     if let Err(e) = set_mode(0o555) {
@@ -139,16 +133,9 @@ pub fn unwritable_cache_dir_fails_cleanly_then_recovers(
     let n = s.tier().capped(PROCESSES);
     let (plans, recovery) = s.writers_and_recovery(n, &model, &url, &cache);
     let plans = plans.into_iter().map(|p| p.without_dac_override()).collect();
-    let mut run = s.launch(plans)?;
-    for i in 0..n {
-        run.expect(i, &[OutcomeClass::Io], false);
-    }
-    run.body_bound(&model, n as u64);
-    run.wait();
-    run.snapshot_after_fleet();
-    if let Err(e) = set_mode(0o755) {
-        run.setup_error(format!("cannot make {} writable again: {e}", cache.display()));
-    }
+    let mut run = launch_expecting(&mut s, plans, &[OutcomeClass::Io], &model)?;
+    let failure = format!("cannot make {} writable again", cache.display());
+    wait_then_restore(&mut run, || set_mode(0o755), &failure);
     finish(run, recovery, &route, server)
 }
 
@@ -160,7 +147,8 @@ pub fn read_only_bind_mount_fails_cleanly_then_recovers(
 ) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario(READ_ONLY, opts)?;
     s.deadline(FAULT_DEADLINE);
-    let (model, _server, route, url) = serve_small(&s)?;
+    let SmallModel { server: _server, model, route, url } =
+        SmallModel::serve(s.target(), FaultPlan::default())?;
     let cache = s.cache_dir("shared");
     let warmup = s.writer(900, &model, &url, &cache).role("warmup");
     if let Err(e) = phases::setup_run(&mut s, &[warmup], "warmup") {
@@ -170,32 +158,44 @@ pub fn read_only_bind_mount_fails_cleanly_then_recovers(
     let mut bind = Tmpfs::read_only_bind(&cache)?;
     let n = s.tier().capped(PROCESSES);
     let (plans, recovery) = s.writers_and_recovery(n, &model, &url, &cache);
-    let mut run = s.launch(plans)?;
-    for i in 0..n {
-        run.expect(i, &[OutcomeClass::Ok, OutcomeClass::Io], false);
-    }
-    run.body_bound(&model, n as u64);
+    let mut run = launch_expecting(&mut s, plans, &[OutcomeClass::Ok, OutcomeClass::Io], &model)?;
     run.start_reader();
-    run.wait();
-    run.snapshot_after_fleet();
-    if let Err(e) = bind.unmount() {
-        run.setup_error(format!("cannot remove the read-only bind: {e}"));
-    }
+    wait_then_restore(&mut run, || bind.unmount(), "cannot remove the read-only bind");
     run.add_verdict(clear_error_line(run.outcomes(), &run.target().spec.exit_codes));
     run.recover(recovery);
     run.served(phases::served_since(&route, &before));
     Ok(run.evaluate())
 }
 
-/// The small model served on a fresh server.
-fn serve_small(
-    s: &Scenario,
-) -> Result<(String, crate::server::ModelServer, crate::server::RouteHandle, String), ScenarioError> {
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
-    let route = server.add_route(setup::model_route(s.target(), &small, FaultPlan::default()));
-    let url = server.url(&route);
-    Ok((small, server, route, url))
+/// Launches `plans` together, each expected to end in one of `classes` (no hang), with a bound of one
+/// body of `model` per process.
+fn launch_expecting<'s>(
+    s: &'s mut Scenario,
+    plans: Vec<ProcessPlan>,
+    classes: &[OutcomeClass],
+    model: &str,
+) -> Result<ScenarioRun<'s>, ScenarioError> {
+    let n = plans.len();
+    let mut run = s.launch(plans)?;
+    for i in 0..n {
+        run.expect(i, classes, false);
+    }
+    run.body_bound(model, n as u64);
+    Ok(run)
+}
+
+/// Waits for the fleet and snapshots its cache while the resource is still exhausted, then gives the
+/// resource back with `restore` (a failure to do so is a setup error starting with `failure`).
+fn wait_then_restore<E: std::fmt::Display>(
+    run: &mut ScenarioRun<'_>,
+    restore: impl FnOnce() -> Result<(), E>,
+    failure: &str,
+) {
+    run.wait();
+    run.snapshot_after_fleet();
+    if let Err(e) = restore() {
+        run.setup_error(format!("{failure}: {e}"));
+    }
 }
 
 /// The clear-line verdict, the recovery run and the server counts, then the record.

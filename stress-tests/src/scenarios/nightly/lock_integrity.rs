@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 
 use stress_cache_metadata::{FilePattern, FileRoles, ScenarioRecord};
 
-use crate::invariants::{Expectations, Invariant, OutcomeClass};
-use crate::scenario::ScenarioError;
+use crate::invariants::{Expectations, Invariant, OutcomeClass, ServedCounts};
+use crate::scenario::{Scenario, ScenarioError};
 use crate::server::{FaultPlan, Gate};
 use crate::snapshot::walk;
 use crate::target::ProcessPlan;
 
-use crate::scenarios::phases::{self, PhaseInput};
+use crate::scenarios::phases::{self, PhaseInput, SharedModel};
 use crate::scenarios::{ScenarioFn, ScenarioOptions, overlap, setup};
 
 /// Record name: a lock file deleted while its holder holds it.
@@ -75,13 +75,9 @@ pub fn lock_file_deleted_under_a_holder_never_gives_two_holders(
     else {
         return Ok(s.not_applicable("needs a stale-cleanup failpoint, a pause action and lock files"));
     };
-    let target = s.target().clone();
-    let server = setup::server()?;
-    let model = phases::first_model(&s);
     let gate = Gate::named("lock-deleted-mid-body");
-    let route = server.add_route(setup::gated_model_route(&target, &model, &gate));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { target, server: _server, model, route, url, cache } =
+        phases::gated_shared_model(&s, &gate)?;
     let holder =
         s.writer(0, &model, &url, &cache).failpoints(Some(&phases::arm(&cleanup, &pause))).role("holder");
     let n = s.tier().capped(NEWCOMERS).max(2);
@@ -112,28 +108,22 @@ pub fn lock_file_deleted_under_a_holder_never_gives_two_holders(
     }
     run.start_reader();
     let mut after_resume = String::new();
-    let forced = overlap::hold_until_overlap_then(
-        &run,
-        &gate,
-        std::slice::from_ref(&cache),
-        overlap::DEFAULT_TIMEOUT,
-        || {
-            let _ = holder_fleet.fleet.resume(pid);
-            let shown = holder_fleet.fleet.wait_until(
-                |f| {
-                    f.alive().is_empty()
-                        || f.lock_waiters(&cache, &lock_pattern).contains(&pid)
-                        || gate.parked() > 1
-                },
-                phases::EVENT_TIMEOUT,
-            );
-            after_resume = match (shown, gate.parked() > 1) {
-                (false, _) => "the resumed holder neither blocked, parked nor exited in time".into(),
-                (true, true) => "the resumed holder downloaded next to the new holder".into(),
-                (true, false) => "the resumed holder blocked on the new lock file or exited".into(),
-            };
-        },
-    );
+    let forced = overlap::hold_cache_until_overlap_then(&run, &gate, &cache, || {
+        let _ = holder_fleet.fleet.resume(pid);
+        let shown = holder_fleet.fleet.wait_until(
+            |f| {
+                f.alive().is_empty()
+                    || f.lock_waiters(&cache, &lock_pattern).contains(&pid)
+                    || gate.parked() > 1
+            },
+            phases::EVENT_TIMEOUT,
+        );
+        after_resume = match (shown, gate.parked() > 1) {
+            (false, _) => "the resumed holder neither blocked, parked nor exited in time".into(),
+            (true, true) => "the resumed holder downloaded next to the new holder".into(),
+            (true, false) => "the resumed holder blocked on the new lock file or exited".into(),
+        };
+    });
     log::info!("{DELETED}: deleted {deleted:?}; {}; {after_resume}", forced.describe());
     forced.record_into(&mut run);
     let holder_outcomes = run.reap_side(&mut holder_fleet);
@@ -170,24 +160,16 @@ pub fn lock_file_deleted_under_a_holder_never_gives_two_holders(
 pub fn garbage_in_a_lock_file_changes_nothing(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario(GARBAGE, opts)?;
-    let Some(lock_pattern) = FileRoles::from_validated(&s.target().spec.files).lock else {
-        return Ok(s.not_applicable("the target declares no lock files"));
-    };
-    let prepared = match cold_entry_with_lock_files(&mut s, &lock_pattern)? {
-        Ok(p) => p,
-        Err(e) => return Ok(s.error_record(&e)),
-    };
     let mut garbage = b"pid=not-a-pid 4294967296\n\0\xff\xfe".to_vec();
     garbage.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
-    for lock in &prepared.locks {
-        if let Err(e) = std::fs::write(lock, &garbage) {
-            return Ok(s.error_record(&format!("cannot write garbage into {}: {e}", lock.display())));
-        }
-    }
-    let before = phases::counts(&prepared.route);
-    let n = s.tier().capped(NEWCOMERS);
-    let (plans, recovery) = s.writers_and_recovery(n, &prepared.model, &prepared.url, &prepared.cache);
+    let damaged = DamagedLocks::start(GARBAGE, opts, |lock| {
+        std::fs::write(lock, &garbage)
+            .map_err(|e| format!("cannot write garbage into {}: {e}", lock.display()))
+    })?;
+    let DamagedLocks { mut s, entry: prepared, before, plans, recovery } = match damaged {
+        Ok(d) => d,
+        Err(record) => return Ok(record),
+    };
     let mut run = s.launch(plans)?;
     run.start_reader();
     run.wait();
@@ -203,25 +185,17 @@ pub fn garbage_in_a_lock_file_changes_nothing(
 pub fn lock_file_replaced_by_a_directory_fails_cleanly_then_recovers(
     opts: &ScenarioOptions,
 ) -> Result<ScenarioRecord, ScenarioError> {
-    let mut s = setup::scenario(DIRECTORY, opts)?;
-    let Some(lock_pattern) = FileRoles::from_validated(&s.target().spec.files).lock else {
-        return Ok(s.not_applicable("the target declares no lock files"));
-    };
-    let prepared = match cold_entry_with_lock_files(&mut s, &lock_pattern)? {
-        Ok(p) => p,
-        Err(e) => return Ok(s.error_record(&e)),
-    };
-    for lock in &prepared.locks {
-        let made = std::fs::remove_file(lock)
+    let damaged = DamagedLocks::start(DIRECTORY, opts, |lock| {
+        std::fs::remove_file(lock)
             .and_then(|()| std::fs::create_dir(lock))
-            .and_then(|()| std::fs::write(lock.join("not-a-lock"), b"x"));
-        if let Err(e) = made {
-            return Ok(s.error_record(&format!("cannot replace {} by a directory: {e}", lock.display())));
-        }
-    }
-    let before = phases::counts(&prepared.route);
-    let n = s.tier().capped(NEWCOMERS);
-    let (plans, recovery) = s.writers_and_recovery(n, &prepared.model, &prepared.url, &prepared.cache);
+            .and_then(|()| std::fs::write(lock.join("not-a-lock"), b"x"))
+            .map_err(|e| format!("cannot replace {} by a directory: {e}", lock.display()))
+    })?;
+    let DamagedLocks { mut s, entry: prepared, before, plans, recovery } = match damaged {
+        Ok(d) => d,
+        Err(record) => return Ok(record),
+    };
+    let n = plans.len();
     let mut run = s.launch(plans)?;
     for i in 0..n {
         run.expect(i, &[OutcomeClass::Io], false);
@@ -264,13 +238,9 @@ pub fn stale_lock_file_of_a_dead_process_is_broken(
              cover them): a stale lock file is a `lock-kind = \"exists\"` case",
         ));
     }
-    let target = s.target().clone();
-    let server = setup::server()?;
-    let model = phases::first_model(&s);
     let gate = Gate::named("stale-lock-holder");
-    let route = server.add_route(setup::gated_model_route(&target, &model, &gate));
-    let url = server.url(&route);
-    let cache = s.cache_dir("shared");
+    let SharedModel { server: _server, model, route, url, cache, .. } =
+        phases::gated_shared_model(&s, &gate)?;
     let holder = s.writer(0, &model, &url, &cache).role("holder");
     let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
     let pid = holder_fleet.fleet.pids()[0];
@@ -299,6 +269,47 @@ pub fn stale_lock_file_of_a_dead_process_is_broken(
     Ok(run.evaluate())
 }
 
+/// Scenario set-up of the damaged-lock-file scenarios: a [`ColdEntry`] whose every lock file was damaged,
+/// and the newcomers to start on it.
+struct DamagedLocks {
+    s: Scenario,
+    entry: ColdEntry,
+    /// The route's counts once the lock files were damaged.
+    before: ServedCounts,
+    /// The tier's count of newcomers (capped [`NEWCOMERS`]).
+    plans: Vec<ProcessPlan>,
+    recovery: ProcessPlan,
+}
+
+impl DamagedLocks {
+    /// Scenario `name` on a cold entry whose every lock file went through `damage` (its `Err` is a setup
+    /// error). The inner `Err` is the record to return at once: not applicable (the target declares no
+    /// lock files) or a setup error.
+    fn start(
+        name: &str,
+        opts: &ScenarioOptions,
+        damage: impl Fn(&Path) -> Result<(), String>,
+    ) -> Result<Result<DamagedLocks, ScenarioRecord>, ScenarioError> {
+        let mut s = setup::scenario(name, opts)?;
+        let Some(lock_pattern) = FileRoles::from_validated(&s.target().spec.files).lock else {
+            return Ok(Err(s.not_applicable("the target declares no lock files")));
+        };
+        let entry = match cold_entry_with_lock_files(&mut s, &lock_pattern)? {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(s.error_record(&e))),
+        };
+        for lock in &entry.locks {
+            if let Err(e) = damage(lock) {
+                return Ok(Err(s.error_record(&e)));
+            }
+        }
+        let before = phases::counts(&entry.route);
+        let n = s.tier().capped(NEWCOMERS);
+        let (plans, recovery) = s.writers_and_recovery(n, &entry.model, &entry.url, &entry.cache);
+        Ok(Ok(DamagedLocks { s, entry, before, plans, recovery }))
+    }
+}
+
 /// A served model whose cache entry was made once (so its lock files exist) and then made cold again.
 struct ColdEntry {
     model: String,
@@ -313,7 +324,7 @@ struct ColdEntry {
 /// Warms the cache once (learning the lock file names from what the target made), then removes every
 /// final so the next processes must take the lock to download. The inner `Err` is a setup error.
 fn cold_entry_with_lock_files(
-    s: &mut crate::scenario::Scenario,
+    s: &mut Scenario,
     lock_pattern: &FilePattern,
 ) -> Result<Result<ColdEntry, String>, ScenarioError> {
     let server = setup::server()?;

@@ -18,6 +18,7 @@ use super::stats;
 use crate::invariants::{Expectations, OutcomeClass};
 use crate::scenario::ScenarioError;
 use crate::scenarios::phases::{self, PhaseInput};
+use crate::scenarios::setup::SmallModel;
 use crate::scenarios::{ScenarioFn, ScenarioOptions, overlap, setup};
 use crate::server::{FaultPlan, Gate};
 use crate::tier::TierConfig;
@@ -88,11 +89,8 @@ pub fn scale_processes_started_together_keep_every_invariant(
 pub fn burst(opts: &ScenarioOptions, processes: usize) -> Result<ScenarioRecord, ScenarioError> {
     let mut s = setup::scenario(BURST, opts)?;
     s.deadline(BURST_DEADLINE);
-    let server = setup::server()?;
-    let (small, _) = setup::small_and_large(s.target());
     let gate = Gate::named("scale-burst-mid-body");
-    let route = server.add_route(setup::gated_model_route(s.target(), &small, &gate));
-    let url = server.url(&route);
+    let SmallModel { server: _server, model: small, route, url } = SmallModel::gated(s.target(), &gate)?;
     let cache = s.cache_dir("shared");
     let n = s.tier().capped(processes);
     let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);

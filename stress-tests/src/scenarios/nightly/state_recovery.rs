@@ -12,6 +12,7 @@ use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 use crate::invariants::OutcomeClass;
 use crate::orchestrator::ProcessOutcome;
 use crate::scenario::{ScenarioError, ScenarioRun};
+use crate::scenarios::phases::SharedModel;
 use crate::scenarios::{ScenarioFn, ScenarioOptions, phases, setup};
 use crate::server::FaultPlan;
 use crate::snapshot::{CacheSnapshot, CompiledSnapshot, Content};
@@ -163,14 +164,8 @@ pub fn damaged_compiled_entry_is_rebuilt(
     let Some(patterns) = s.target().spec.compiled.clone() else {
         return Ok(s.not_applicable("the target declares no compiled cache"));
     };
-    let target = s.target().clone();
-    let server = setup::server()?;
-    let model = phases::first_model(&s);
-    let route = phases::serve(&server, &target, &model, FaultPlan::default());
-    let url = server.url(&route);
-    let reference_route = phases::serve_uncounted(&server, &target, &model, "reference");
-    let reference = s.compiled_reference(&[(&model, &server.url(&reference_route))])?;
-    let cache = s.cache_dir("shared");
+    let (SharedModel { target, server: _server, model, route, url, cache }, reference) =
+        phases::shared_model_with_compiled_reference(&mut s)?;
     let warmup = s.writer(900, &model, &url, &cache).role("warmup");
     let Some(compiled_dir) = warmup.compiled_dir.clone() else {
         return Ok(s.error_record("the writers get no compiled dir"));

@@ -282,3 +282,22 @@ fn a_mutants_page_shows_the_matrix_and_takes_its_verdict_from_it() {
         view.rows.iter().map(|r| (r.mutant.as_str(), r.cells[0].0.as_str(), r.cells[0].1)).collect();
     assert_eq!(cells, [("no-lock", "single_download", "killed"), ("no-fsync", "survived", "survived")]);
 }
+
+#[test]
+fn a_shrunk_record_is_drawn_next_to_its_original_and_stays_out_of_the_verdict() {
+    let mut inputs = violated_run();
+    let mut shrunk = inputs.records[0].1.clone();
+    shrunk.process_runs.truncate(2);
+    shrunk.plan = Some(stress_cache_metadata::RunPlan { process_cap: Some(2), ..Default::default() });
+    let original = inputs.records[0].0.clone();
+    inputs.shrunk.push((original.with_file_name("0.shrunk.json"), shrunk));
+    let agg = Aggregate::from_inputs(&inputs);
+    let page = page("t", &agg, &Extras { inputs: Some(&inputs), ..Extras::default() });
+    assert_eq!(page.runs.len(), 2, "the shrunk run is not one of the run's own timelines");
+    let [view] = page.shrunk.as_slice() else { panic!("one shrunk view: {:?}", page.shrunk) };
+    let labels: Vec<&str> = view.sides.iter().map(|s| s.label).collect();
+    assert_eq!(labels, ["original", "shrunk"]);
+    assert!(view.sides.iter().all(|s| s.svg.markup.is_some()));
+    let html = render("t", &agg, &Extras { inputs: Some(&inputs), ..Extras::default() }).expect("renders");
+    assert!(html.contains("id=\"shrunk\"") && html.contains("class=\"side-by-side\""));
+}

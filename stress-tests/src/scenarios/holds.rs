@@ -19,8 +19,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,7 @@ struct Held {
 /// The watcher thread of a fleet's holds.
 pub struct Holds {
     stop: Arc<AtomicBool>,
+    pids: Arc<Mutex<Vec<u32>>>,
     thread: Option<JoinHandle<Vec<(u32, PlannedHold)>>>,
 }
 
@@ -70,12 +71,20 @@ impl Holds {
     /// `caches`.
     pub fn start(pids: Vec<u32>, caches: Vec<PathBuf>, locks: Option<FilePattern>) -> Holds {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let pids = Arc::new(Mutex::new(pids));
+        let (flag, watched) = (stop.clone(), pids.clone());
         let thread = std::thread::Builder::new()
             .name("holds".into())
-            .spawn(move || Watcher { pids, caches, locks, ..Watcher::default() }.run(&flag))
+            .spawn(move || Watcher { pids: watched, caches, locks, ..Watcher::default() }.run(&flag))
             .ok();
-        Holds { stop, thread }
+        Holds { stop, pids, thread }
+    }
+
+    /// Watches `more` processes too (a fleet started after the first, e.g. the waiters of a holder).
+    pub fn watch(&self, more: &[u32]) {
+        if let Ok(mut pids) = self.pids.lock() {
+            pids.extend_from_slice(more);
+        }
     }
 
     /// Stops watching (after the fleet was reaped) and returns every hold in release order, with the
@@ -94,7 +103,7 @@ impl Drop for Holds {
 
 #[derive(Default)]
 struct Watcher {
-    pids: Vec<u32>,
+    pids: Arc<Mutex<Vec<u32>>>,
     caches: Vec<PathBuf>,
     locks: Option<FilePattern>,
     /// Stops already handled, by pid: the process's context-switch count when it was seen stopped (a
@@ -116,7 +125,8 @@ impl Watcher {
     fn run(mut self, stop: &AtomicBool) -> Vec<(u32, PlannedHold)> {
         // Bounded: the fleet's watchdog ends every process long before this many 1 ms rounds.
         for _ in 0..600_000 {
-            let alive: Vec<u32> = self.pids.iter().copied().filter(|p| alive(*p)).collect();
+            let pids = self.pids.lock().map(|p| p.clone()).unwrap_or_default();
+            let alive: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
             if stop.load(Ordering::SeqCst) || alive.is_empty() {
                 break;
             }

@@ -147,14 +147,16 @@ impl Watcher {
             let holding = held_by(&lines, pid, &lock_files);
             self.had.entry(pid).or_default().extend(holding);
         }
-        for &pid in alive {
-            if self.held.iter().any(|h| h.pid == pid) {
-                continue;
-            }
-            let Some((nr, fd, switches)) = injected_stop(pid) else { continue };
-            if self.handled.get(&pid) == Some(&switches) {
-                continue;
-            }
+        let stops: Vec<(u32, i64, i64, u64)> = alive
+            .iter()
+            .filter(|pid| !self.held.iter().any(|h| h.pid == **pid))
+            .filter_map(|&pid| injected_stop(pid).map(|(nr, fd, switches)| (pid, nr, fd, switches)))
+            .filter(|(pid, _, _, switches)| self.handled.get(pid) != Some(switches))
+            .collect();
+        // Read again once the stops are seen: a stopped process changes no lock, but one that unlocked
+        // while this round began would still show as holding in the first reading.
+        let lines = if stops.is_empty() { lines } else { proc_locks::read_proc_locks().unwrap_or(lines) };
+        for (pid, nr, fd, switches) in stops {
             self.handled.insert(pid, switches);
             let holding = held_by(&lines, pid, &lock_files);
             let had = std::mem::replace(self.had.entry(pid).or_default(), holding.clone());

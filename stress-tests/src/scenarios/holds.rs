@@ -360,3 +360,29 @@ fn resume(pid: u32) {
         libc::kill(pid as libc::pid_t, libc::SIGCONT);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_holds_the_locks_it_has_not_the_ones_it_waits_for() {
+        let text = "1: FLOCK  ADVISORY  WRITE 10 fe:01:5 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 11 fe:01:5 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ  11 fe:01:6 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 10 fe:01:7 0 EOF\n";
+        let lines = proc_locks::parse_proc_locks(text);
+        let file = |inode| FileId { major: 0xfe, minor: 1, inode };
+        let cache: BTreeSet<FileId> = [file(5), file(6)].into();
+        assert_eq!(held_by(&lines, 10, &cache), BTreeSet::from([file(5)]), "inode 7 is not a cache lock");
+        assert_eq!(held_by(&lines, 11, &cache), BTreeSet::from([file(6)]), "waiting on 5 is not holding it");
+        assert!(held_by(&lines, 12, &cache).is_empty());
+    }
+
+    #[test]
+    fn only_a_tracing_stop_inside_an_injected_call_is_an_injected_stop() {
+        // This test process is running, not stopped in close/fsync.
+        assert_eq!(injected_stop(std::process::id()), None);
+        assert!(INJECT.contains("signal=SIGSTOP") && !INJECT.contains("flock"));
+    }
+}

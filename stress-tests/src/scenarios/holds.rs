@@ -5,7 +5,8 @@
 //!
 //! How: every armed process runs under its tracer with `SIGSTOP` injected after each `close`, `fsync`
 //! and `fdatasync` ([`INJECT`]; the tracer cannot inject a signal with `--seccomp-bpf`, so these run
-//! without it); `/proc/locks`, read every round, says which cache locks each process held. A thread watches the fleet. A process stopped there is resumed at once unless
+//! without it); `/proc/locks`, read every round, says which cache locks each process held. A thread
+//! watches the fleet. A process stopped there is resumed at once unless
 //! - it synced a file another live process has open for writing: it is *held* until every such writer
 //!   has synced it too (is held) or closed it, then resumed, one such process at a time in the order
 //!   they were held, each once the one before is quiet;
@@ -29,7 +30,7 @@ use stress_cache_metadata::{FilePattern, PlannedHold};
 use crate::orchestrator::{blocked_waiting_for_input, proc_state};
 use crate::proc_locks::{self, FileId};
 
-/// The tracer's injection that stops a process right after each lock and sync call.
+/// The tracer's injection that stops a process right after each `close` and sync call.
 /// Not `flock` itself: a signal injected into a blocking `flock` interrupts the wait, and the restarted
 /// call would be stopped again and again (nor can the injection pick the unlock among a process's
 /// calls: a reader's shared lock comes first, a writer's exclusive one after it). The `close` after an
@@ -37,7 +38,7 @@ use crate::proc_locks::{self, FileId};
 /// the tracer's `inject` expressions.
 pub const INJECT: &str = "close,fsync,fdatasync:signal=SIGSTOP";
 
-/// How long one hold may last before it is released anyway.
+/// How long one hold may last before it is released anyway (well inside a fleet's watchdog).
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a process is held.

@@ -148,12 +148,17 @@ impl Watcher {
             let holding = held_by(&lines, pid, &lock_files);
             self.had.entry(pid).or_default().extend(holding);
         }
-        let stops: Vec<(u32, i64, i64, u64)> = alive
+        let (stops, again): (Vec<(u32, i64, i64, u64)>, Vec<_>) = alive
             .iter()
             .filter(|pid| !self.held.iter().any(|h| h.pid == **pid))
             .filter_map(|&pid| injected_stop(pid).map(|(nr, fd, switches)| (pid, nr, fd, switches)))
-            .filter(|(pid, _, _, switches)| self.handled.get(pid) != Some(switches))
-            .collect();
+            .partition(|(pid, _, _, switches)| self.handled.get(pid) != Some(switches));
+        // Still in a stop already resumed: the SIGCONT came while the tracer was still delivering the
+        // injected SIGSTOP, which then stopped the process anyway. Not resumed again, it would hang
+        // until the watchdog; a SIGCONT to a process that did resume changes nothing.
+        for (pid, ..) in again {
+            resume(pid);
+        }
         // Read again once the stops are seen: a stopped process changes no lock, but one that unlocked
         // while this round began would still show as holding in the first reading.
         let lines = if stops.is_empty() { lines } else { proc_locks::read_proc_locks().unwrap_or(lines) };

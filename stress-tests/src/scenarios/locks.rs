@@ -134,21 +134,15 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
     let SharedModel { target, server: _server, model, route, url, cache } =
         phases::shared_model(&s, FaultPlan::default())?;
     let armed = format!("{};{}", phases::arm(&before_rename, &pause), phases::arm(&after_rename, &pause));
-    let mut holder = s.writer(0, &model, &url, &cache).failpoints(Some(&armed)).role("paused-writer");
+    let holder = s.writer(0, &model, &url, &cache).failpoints(Some(&armed)).role("paused-writer");
     let n = s.tier().capped(WAITERS + 1).max(2);
-    let mut others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
-    // What the holder does after its unlock comes after the waiters' go (see `holds`).
-    for p in std::iter::once(&mut holder).chain(others.iter_mut()) {
-        p.trace_inject = Some(super::holds::INJECT.to_string());
-    }
+    let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, &model, &url, &cache)).collect();
     let last = s.writer(n, &model, &url, &cache).role("recovery");
     let mut holder_fleet = phases::side_fleet(&mut s, "holder", std::slice::from_ref(&holder))?;
     let pid = holder_fleet.fleet.pids()[0];
-    let held = super::holds::Holds::start(vec![pid], vec![cache.clone()], Some(lock_pattern.clone()));
     let mut evidence = Vec::new();
     let stopped = holder_stopped(&holder_fleet.fleet, pid, &before_rename);
     let mut run = s.launch(others)?;
-    held.watch(&run.fleet().pids());
     match stopped {
         Ok(()) => {
             let moment = format!("holder stopped at {before_rename}");
@@ -177,7 +171,6 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
     }
     let holder_outcomes = run.reap_side(&mut holder_fleet);
     run.wait();
-    run.record_holds(held);
     let phase = holder_phase(run.scenario(), &holder, &holder_outcomes, false);
     run.add_phase(phase);
     run.add_verdict(phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence));

@@ -1,6 +1,6 @@
 //! A replay's record against the recorded one: whether it reproduced (the same invariants violated
 //! again; for a passing record, a pass again) and, in plain words, what differed — outcome, invariants,
-//! processes, faults, gate releases, kills.
+//! processes, faults, gate releases, holds, kills.
 
 use std::collections::BTreeSet;
 
@@ -103,6 +103,21 @@ pub fn plan_differences(a: &RunPlan, b: &RunPlan) -> Vec<String> {
             ));
         }
     }
+    let kinds = |p: &RunPlan| p.holds.iter().map(|h| h.kind.clone()).collect::<Vec<_>>();
+    if kinds(a) != kinds(b) {
+        out.push(format!("holds: [{}] recorded, [{}] this time", kinds(a).join(", "), kinds(b).join(", ")));
+    }
+    for (i, (h0, h1)) in a.holds.iter().zip(&b.holds).enumerate() {
+        if h0.released != h1.released {
+            out.push(format!(
+                "hold {} ({}) was released because {} this time (recorded: {})",
+                i + 1,
+                h1.kind,
+                h1.released,
+                h0.released
+            ));
+        }
+    }
     let triggers = |p: &RunPlan| p.kills.iter().map(|k| k.trigger.clone()).collect::<Vec<_>>();
     if triggers(a) != triggers(b) {
         out.push(format!(
@@ -178,6 +193,27 @@ mod tests {
             ),
             "{:?}",
             c.differences
+        );
+    }
+
+    #[test]
+    fn a_hold_released_otherwise_is_a_difference() {
+        let hold = |released: &str| stress_cache_metadata::PlannedHold {
+            kind: "after-unlock".into(),
+            released: released.into(),
+            ..Default::default()
+        };
+        let a = RunPlan { holds: vec![hold("the lock's next holder was quiet")], ..RunPlan::default() };
+        let b = RunPlan { holds: vec![hold("deadline")], ..RunPlan::default() };
+        assert_eq!(
+            plan_differences(&a, &b),
+            [
+                "hold 1 (after-unlock) was released because deadline this time (recorded: the lock's next holder was quiet)"
+            ]
+        );
+        assert_eq!(
+            plan_differences(&a, &RunPlan::default()),
+            ["holds: [after-unlock] recorded, [] this time"]
         );
     }
 

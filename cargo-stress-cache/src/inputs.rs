@@ -17,6 +17,10 @@ const MAX_DEPTH: usize = 8;
 /// temp dirs (which may contain anything, `junit.xml` included), the pinned binary, the self-check's.
 const NOT_RESULTS: [&str; 4] = ["kept", "tmp", "bin", "self-check"];
 
+/// How `shrink` names the minimal run's record it saves beside the original (`<stem>.shrunk.json`): not
+/// a result of the run, so kept apart ([`Inputs::shrunk`]).
+pub const SHRUNK_SUFFIX: &str = ".shrunk.json";
+
 /// Everything read from run directories.
 #[derive(Debug, Default)]
 pub struct Inputs {
@@ -30,6 +34,8 @@ pub struct Inputs {
     pub self_checks: usize,
     /// Every `run.json` found, with its file.
     pub runs: Vec<(PathBuf, RunInfo)>,
+    /// Minimal runs `shrink` saved beside a record of the run ([`SHRUNK_SUFFIX`]), with their files.
+    pub shrunk: Vec<(PathBuf, ScenarioRecord)>,
 }
 
 impl Inputs {
@@ -60,6 +66,7 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Inputs> {
     inputs.records.sort_by(|a, b| a.0.cmp(&b.0));
     inputs.junit.sort_by(|a, b| a.0.cmp(&b.0));
     inputs.runs.sort_by(|a, b| a.0.cmp(&b.0));
+    inputs.shrunk.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(inputs)
 }
 
@@ -85,7 +92,9 @@ fn walk(dir: &Path, depth: usize, in_records: bool, scope: &Scope, inputs: &mut 
                 walk(&path, depth + 1, in_records || name == "records", scope, inputs)?;
             }
         } else if file_type.is_file() {
-            if in_records && name.ends_with(".json") {
+            if in_records && name.ends_with(SHRUNK_SUFFIX) {
+                inputs.shrunk.push((path.clone(), read_record(&path)?));
+            } else if in_records && name.ends_with(".json") {
                 let record = read_record(&path)?;
                 match scope {
                     Some(expected) if *expected != record.mutant => inputs.self_checks += 1,

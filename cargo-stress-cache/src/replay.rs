@@ -91,6 +91,18 @@ impl<'a> Replayer<'a> {
         &self.prepared.dir
     }
 
+    /// The size in bytes of each prepared model fixture, by id (the ones that cannot be read are left
+    /// out).
+    pub fn fixture_sizes(&self) -> std::collections::BTreeMap<String, u64> {
+        let Ok(set) = stress_cache_metadata::FixtureSet::read(&self.prepared.fixtures) else {
+            return Default::default();
+        };
+        set.models
+            .iter()
+            .filter_map(|m| Some((m.id.clone(), std::fs::metadata(&m.path).ok()?.len())))
+            .collect()
+    }
+
     fn selection(&self, scenario: &str) -> Selection {
         Selection {
             filtersets: vec![plan_check::test_filter(scenario)],

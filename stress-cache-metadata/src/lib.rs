@@ -27,7 +27,8 @@ pub use nightly::{
 };
 pub use patterns::{FilePattern, FileRoles, PatternList, Role};
 pub use plan::{
-    GateRelease, PLAN_SCHEMA_VERSION, PlannedKill, PlannedProcess, PlannedRoute, RunPlan, failpoint_names,
+    GateRelease, OPTIONAL_ROLES, PLAN_SCHEMA_VERSION, PlannedHold, PlannedKill, PlannedProcess, PlannedRoute,
+    RunPlan, failpoint_names,
 };
 pub use record::{
     CrashStateCounts, EventKind, Figures, Finding, InvariantResult, Phase, ProcessRun, RECORD_SCHEMA_VERSION,

@@ -33,6 +33,17 @@ pub struct RunPlan {
     /// Cap on the scheduled faults per route (a shrunk plan lowers it; `None`: as the scenario plans).
     #[serde(default)]
     pub fault_cap: Option<usize>,
+    /// Caps on the processes of a role in the scenario's main fleets and its recovery run (a shrunk
+    /// plan sets them; a role absent: as the scenario plans). Only [`OPTIONAL_ROLES`] may go to 0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub role_caps: BTreeMap<String, usize>,
+    /// Failpoints left unarmed (a shrunk plan's: their configurations are dropped from every process).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub disarmed_failpoints: BTreeSet<String>,
+    /// The scenario picks its models among the `model_cap` smallest fixtures only (a shrunk plan's:
+    /// 1 serves one model, the smallest, wherever the scenario would use another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_cap: Option<usize>,
     /// Every target process started, fleet by fleet, in start order.
     pub processes: Vec<PlannedProcess>,
     /// The server's routes and the faults each served, in order.
@@ -41,6 +52,10 @@ pub struct RunPlan {
     /// Gate releases, in order.
     #[serde(default)]
     pub gate_releases: Vec<GateRelease>,
+    /// Processes the harness held right after a sync or an unlock (the overlaps after a gate's release),
+    /// in the order it released them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<PlannedHold>,
     /// Processes the harness killed from outside, in order.
     #[serde(default)]
     pub kills: Vec<PlannedKill>,
@@ -48,6 +63,10 @@ pub struct RunPlan {
     #[serde(default)]
     pub fixtures: BTreeMap<String, String>,
 }
+
+/// Roles a shrunk plan may drop entirely: the clean run(s) after the case, which check what it left
+/// but are not part of the case itself.
+pub const OPTIONAL_ROLES: [&str; 1] = ["recovery"];
 
 /// One target process of a plan.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,6 +115,21 @@ pub struct GateRelease {
     pub processes: usize,
 }
 
+/// A process the harness held right after a sync or an unlock, and what released it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlannedHold {
+    /// `after-sync` (it synced a file others were still writing) or `after-unlock` (it released a lock
+    /// others were blocked on).
+    pub kind: String,
+    /// Index into [`RunPlan::processes`], when the pid is known.
+    pub process: Option<usize>,
+    /// What released it (the condition that held, or the deadline).
+    pub released: String,
+    /// How long it was held (ms); not part of what a replay must match.
+    #[serde(default)]
+    pub held_ms: u64,
+}
+
 /// A process killed from outside, and why.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PlannedKill {
@@ -135,17 +169,36 @@ impl RunPlan {
         self.processes.iter().map(|p| p.model.clone()).collect()
     }
 
-    /// One line: processes by role, faults, failpoints, gate releases, kills.
+    /// The cap on the processes of `role`, if the plan sets one.
+    pub fn role_cap(&self, role: &str) -> Option<usize> {
+        self.role_caps.get(role).copied()
+    }
+
+    /// The failpoint configuration `config` without the parts naming a disarmed failpoint (`None` when
+    /// nothing is left).
+    pub fn armed(&self, config: &str) -> Option<String> {
+        let kept: Vec<&str> = config
+            .split(';')
+            .filter(|part| {
+                let name = part.split('=').next().unwrap_or("").trim();
+                !name.is_empty() && !self.disarmed_failpoints.contains(name)
+            })
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(";"))
+    }
+
+    /// One line: processes by role, faults, failpoints, gate releases, holds, kills.
     pub fn summary(&self) -> String {
         let roles: Vec<String> = self.roles().iter().map(|(r, n)| format!("{n} {r}")).collect();
         let failpoints: Vec<String> = self.failpoints().into_iter().collect();
         format!(
-            "{} processes ({}), {} faults, failpoints [{}], {} gate releases, {} kills",
+            "{} processes ({}), {} faults, failpoints [{}], {} gate releases, {} holds, {} kills",
             self.process_count(),
             roles.join(", "),
             self.fault_count(),
             failpoints.join(", "),
             self.gate_releases.len(),
+            self.holds.len(),
             self.kills.len()
         )
     }
@@ -177,6 +230,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(plan.failpoints().into_iter().collect::<Vec<_>>(), ["a.b", "c"]);
+    }
+
+    #[test]
+    fn disarmed_failpoints_are_dropped_from_a_configuration() {
+        let plan = RunPlan { disarmed_failpoints: ["a.b".to_string()].into(), ..Default::default() };
+        assert_eq!(plan.armed("a.b=return(crash);c=pause").as_deref(), Some("c=pause"));
+        assert_eq!(plan.armed("a.b=return(crash)"), None);
+        assert_eq!(RunPlan::default().armed("a.b=x").as_deref(), Some("a.b=x"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The plan a replay runs (`STRESS_REPLAY_PLAN`, set by `cargo stress-cache replay` and `shrink`): read
 //! once per test process. Its knobs take precedence over the other variables: the tier, seed, mutant and
-//! process cap of the recorded run, and the fault cap of a shrunk plan (applied to every route's schedule
-//! in [`crate::scenarios::setup::route`]).
+//! process cap of the recorded run, and the reductions of a shrunk plan: the fault cap (applied to every
+//! route's schedule in [`crate::scenarios::setup::route`]), role caps ([`crate::scenario::Scenario::launch`]
+//! and the recovery run), disarmed failpoints ([`crate::target::ProcessPlan::failpoints`]) and the model
+//! cap ([`crate::scenarios::setup::models_by_size`]).
 
 use std::sync::OnceLock;
 
@@ -55,4 +57,32 @@ pub fn apply(plan: &RunPlan, tier: &mut TierConfig) {
 /// The fault cap of the replayed plan, if any.
 pub fn fault_cap() -> Option<usize> {
     plan().ok().flatten().and_then(|p| p.fault_cap)
+}
+
+/// The replayed plan's cap on the processes of `role`, if any.
+pub fn role_cap(role: &str) -> Option<usize> {
+    plan().ok().flatten().and_then(|p| p.role_cap(role))
+}
+
+/// `config` without the failpoints the replayed plan disarms (unchanged without a plan).
+pub fn armed(config: &str) -> Option<String> {
+    match plan().ok().flatten() {
+        Some(p) => p.armed(config),
+        None => Some(config.to_string()),
+    }
+}
+
+/// The replayed plan's model cap, if any.
+pub fn model_cap() -> Option<usize> {
+    plan().ok().flatten().and_then(|p| p.model_cap)
+}
+
+/// The replayed plan's reductions (role caps, disarmed failpoints, model cap) carried into `into`, so
+/// the record's plan says what it ran with.
+pub fn carry_reductions(into: &mut RunPlan) {
+    if let Ok(Some(p)) = plan() {
+        into.role_caps = p.role_caps.clone();
+        into.disarmed_failpoints = p.disarmed_failpoints.clone();
+        into.model_cap = p.model_cap;
+    }
 }

@@ -1,5 +1,5 @@
-//! `cargo xtask`: the project's maintenance commands (`ci`, `nightly`, `fixtures`, `third-party`), runnable from any
-//! directory of the workspace through the `.cargo/config.toml` alias.
+//! `cargo xtask`: the project's maintenance commands (`ci`, `nightly`, `fixtures`, `third-party`,
+//! `replay-matrix`), runnable from any directory of the workspace through the `.cargo/config.toml` alias.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod replay_matrix;
 
 /// Maintenance tasks of the cargo-stress-cache workspace.
 #[derive(Debug, Parser)]
@@ -47,6 +49,15 @@ enum Task {
         #[arg(long)]
         check_spec: bool,
     },
+    /// For each seeded bug (or those named): record a failing run of its first killed-by scenario,
+    /// replay it `--times N`, shrink it; print the reproduction rates and the shrinks as one table.
+    ReplayMatrix {
+        /// Mutants to measure (default: every one the target declares).
+        mutants: Vec<String>,
+        /// Replays per record.
+        #[arg(long, default_value_t = 10)]
+        times: u32,
+    },
     /// Build beaker and write its deterministic model fixtures and input image.
     Fixtures {
         /// Output directory (default: `target/fixtures`).
@@ -71,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Task::Fixtures { out_dir } => fixtures(&root, out_dir),
         Task::ThirdParty { tier, check_spec } => third_party(&root, &tier, check_spec),
+        Task::ReplayMatrix { mutants, times } => replay_matrix::run(&root, &mutants, times),
     }
 }
 

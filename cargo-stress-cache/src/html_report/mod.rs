@@ -3,13 +3,15 @@
 //! invariants; violated cells carry their evidence), a timeline per scenario run (one row per process:
 //! its phases, stops, signals and exit class, with the gate releases and faults of the server on the
 //! same axis), latency histograms, benchmarks with their change against `--baseline`, flakes, the
-//! mutant × scenario matrix of a `mutants` run, and for nightly runs the soak windows (p50/p95/CV) and the
-//! trend over earlier nightly runs.
+//! mutant × scenario matrix of a `mutants` run, for nightly runs the soak windows (p50/p95/CV) and the
+//! trend over earlier nightly runs, and for a record `shrink` reduced, the shrunk run's timeline next to
+//! the original's ([`shrunk`]).
 //!
 //! The page is a minijinja template (`report.html.j2`, autoescaped); the pictures are drawn by plotters
 //! ([`charts`]). Nothing here builds HTML or SVG by hand.
 
 pub mod charts;
+mod shrunk;
 mod soak;
 mod view;
 

@@ -321,3 +321,22 @@ fn a_soak_record_shows_each_windows_p50_p95_and_cv_and_marks_a_cv_above_the_boun
         render("t", &Aggregate::default(), &Extras { inputs: Some(&inputs), ..Extras::default() }).unwrap();
     assert!(html.contains(r#"id="soak""#) && html.contains("50.8") && html.contains("(above bound)"));
 }
+
+#[test]
+fn a_shrunk_record_is_drawn_next_to_its_original_and_stays_out_of_the_verdict() {
+    let mut inputs = violated_run();
+    let mut shrunk = inputs.records[0].1.clone();
+    shrunk.process_runs.truncate(2);
+    shrunk.plan = Some(stress_cache_metadata::RunPlan { process_cap: Some(2), ..Default::default() });
+    let original = inputs.records[0].0.clone();
+    inputs.shrunk.push((original.with_file_name("0.shrunk.json"), shrunk));
+    let agg = crate::aggregate::from_inputs(&inputs);
+    let page = page("t", &agg, &Extras { inputs: Some(&inputs), ..Extras::default() });
+    assert_eq!(page.runs.len(), 2, "the shrunk run is not one of the run's own timelines");
+    let [view] = page.shrunk.as_slice() else { panic!("one shrunk view: {:?}", page.shrunk) };
+    let labels: Vec<&str> = view.sides.iter().map(|s| s.label).collect();
+    assert_eq!(labels, ["original", "shrunk"]);
+    assert!(view.sides.iter().all(|s| s.svg.markup.is_some()));
+    let html = render("t", &agg, &Extras { inputs: Some(&inputs), ..Extras::default() }).expect("renders");
+    assert!(html.contains("id=\"shrunk\"") && html.contains("class=\"side-by-side\""));
+}

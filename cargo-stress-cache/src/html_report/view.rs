@@ -64,6 +64,8 @@ pub struct Page {
     pub trend: Vec<ChartView>,
     /// The nightly runs the trend covers, oldest first.
     pub trend_runs: Vec<String>,
+    /// Minimal runs `shrink` saved beside records of this run, each next to its original.
+    pub shrunk: Vec<super::shrunk::ShrunkView>,
 }
 
 /// The invariant matrix.
@@ -309,6 +311,7 @@ pub fn page(title: &str, agg: &Aggregate, extras: &Extras<'_>) -> Page {
         soak: super::soak::soak_views(&records),
         trend: trend(&extras.nightly),
         trend_runs: extras.nightly.iter().map(|(name, _)| name.clone()).collect(),
+        shrunk: super::shrunk::views(extras.inputs),
     }
 }
 

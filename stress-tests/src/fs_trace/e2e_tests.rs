@@ -153,6 +153,20 @@ fn wrap_keeps_pid_exit_status_signal_env_and_cwd() {
 }
 
 #[test]
+fn a_signal_injection_drops_the_seccomp_filter_and_each_expression_gets_its_own_flag() {
+    let cmd = Command::new("prog");
+    let inject = "close,fsync:signal=SIGSTOP;flock:delay_exit=1s";
+    let wrapped = wrap(&cmd, Path::new("/usr/bin/strace"), Path::new("/t/trace"), Some(inject));
+    let args: Vec<_> = wrapped.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    assert!(!args.iter().any(|a| a == "--seccomp-bpf"), "{args:?}");
+    let injects: Vec<&String> = args.iter().filter(|a| a.starts_with("inject=")).collect();
+    assert_eq!(injects, ["inject=close,fsync:signal=SIGSTOP", "inject=flock:delay_exit=1s"]);
+    let delay_only =
+        wrap(&cmd, Path::new("/usr/bin/strace"), Path::new("/t/trace"), Some("rename:delay_exit=1s"));
+    assert!(delay_only.get_args().any(|a| a == "--seccomp-bpf"));
+}
+
+#[test]
 fn wrap_builds_the_strace_command() {
     let mut cmd = Command::new("prog");
     cmd.args(["a b", "--x"]).env("K", "v").env_remove("R").current_dir("/somewhere");

@@ -79,12 +79,20 @@ pub fn strace_path() -> Result<PathBuf, TraceError> {
 /// `env_clear` on `cmd` is not visible either and is not reproduced.
 pub fn wrap(cmd: &Command, strace: &Path, trace_file: &Path, inject: Option<&str>) -> Command {
     let mut wrapped = Command::new(strace);
+    // The tracer injects no signal under `--seccomp-bpf` (it never sees the syscall's exit): a process
+    // whose injection stops it (the holds) is traced without the filter, at the cost of more tracer stops.
+    let seccomp = !inject.is_some_and(|i| i.contains("signal="));
+    wrapped.arg("-D");
+    if seccomp {
+        wrapped.arg("--seccomp-bpf");
+    }
     wrapped
-        .args(["-D", "--seccomp-bpf", "-f", "-q", "-ttt", "-T", "-y", "-s", "0", "-o"])
+        .args(["-f", "-q", "-ttt", "-T", "-y", "-s", "0", "-o"])
         .arg(trace_file)
         .arg("-e")
         .arg(format!("trace={TRACED_SYSCALLS}"));
-    if let Some(inject) = inject {
+    // Several injections are `;`-separated, one `-e inject=` each.
+    for inject in inject.into_iter().flat_map(|i| i.split(';')).filter(|i| !i.is_empty()) {
         wrapped.arg("-e").arg(format!("inject={inject}"));
     }
     wrapped.arg("--").arg(cmd.get_program()).args(cmd.get_args());

@@ -256,7 +256,9 @@ impl Scenario {
 
     /// Starts `plans` as one fleet released together, with `{ok}`-only expectations and a body bound of 1
     /// per requested model (adjust with [`ScenarioRun::expect`] / [`ScenarioRun::expectations_mut`]).
+    /// A replayed plan's role caps keep only the first processes of each capped role.
     pub fn launch(&mut self, plans: Vec<ProcessPlan>) -> Result<ScenarioRun<'_>, ScenarioError> {
+        let plans = within_role_caps(plans);
         let fleet = self.start_fleet(&plans, "fleet")?;
         let expectations = Expectations::clean(&self.target, &plans);
         Ok(ScenarioRun {
@@ -499,6 +501,20 @@ impl Scenario {
         }
         Ok(CompiledReference::from_snapshots(&snapshots))
     }
+}
+
+/// `plans` without the processes of a role beyond the replayed plan's cap on it (in order: the first
+/// ones of each role stay).
+fn within_role_caps(plans: Vec<ProcessPlan>) -> Vec<ProcessPlan> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    plans
+        .into_iter()
+        .filter(|p| {
+            let n = seen.entry(p.role.clone()).or_default();
+            *n += 1;
+            crate::replay::role_cap(&p.role).is_none_or(|cap| *n <= cap)
+        })
+        .collect()
 }
 
 /// The roles of the files in `caches` and `compiled` for the trace checks, from the target's patterns.

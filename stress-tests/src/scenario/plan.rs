@@ -3,8 +3,8 @@
 //! were parked out of how many processes, every external kill with its trigger, and the fixtures.
 
 use stress_cache_metadata::{
-    EventKind, GateRelease, PLAN_SCHEMA_VERSION, PlannedKill, PlannedProcess, PlannedRoute, RunPlan,
-    TimelineEvent,
+    EventKind, GateRelease, PLAN_SCHEMA_VERSION, PlannedHold, PlannedKill, PlannedProcess, PlannedRoute,
+    RunPlan, TimelineEvent,
 };
 
 use crate::orchestrator::ProcessOutcome;
@@ -18,6 +18,8 @@ pub struct PlanRecorder {
     processes: Vec<PlannedProcess>,
     routes: Vec<PlannedRoute>,
     gate_releases: Vec<GateRelease>,
+    /// Holds in release order, with the pid held (mapped to a process index once pids are known).
+    holds: Vec<(u32, PlannedHold)>,
 }
 
 impl PlanRecorder {
@@ -72,6 +74,11 @@ impl PlanRecorder {
         self.gate_releases.push(GateRelease { gate: gate.to_string(), parked, processes });
     }
 
+    /// Records the holds of a fleet (see [`crate::scenarios::holds`]), in release order.
+    pub fn held(&mut self, holds: Vec<(u32, PlannedHold)>) {
+        self.holds.extend(holds);
+    }
+
     /// The plan: the knobs of `tier` for `scenario`, what was recorded, kills from `events`, fixtures.
     pub fn plan(
         &self,
@@ -88,7 +95,7 @@ impl PlanRecorder {
                 trigger: e.detail.clone(),
             })
             .collect();
-        RunPlan {
+        let mut plan = RunPlan {
             schema_version: PLAN_SCHEMA_VERSION,
             scenario: scenario.to_string(),
             seed: tier.seed,
@@ -99,8 +106,19 @@ impl PlanRecorder {
             processes: self.processes.clone(),
             routes: self.routes.clone(),
             gate_releases: self.gate_releases.clone(),
+            holds: self
+                .holds
+                .iter()
+                .map(|(pid, h)| PlannedHold {
+                    process: self.processes.iter().position(|p| p.pid == Some(*pid)),
+                    ..h.clone()
+                })
+                .collect(),
             kills,
             fixtures: target.models.iter().map(|(id, m)| (id.clone(), m.sha256.clone())).collect(),
-        }
+            ..RunPlan::default()
+        };
+        crate::replay::carry_reductions(&mut plan);
+        plan
     }
 }

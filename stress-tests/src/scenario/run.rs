@@ -263,9 +263,13 @@ impl ScenarioRun<'_> {
     /// Runs the clean recovery process after the fleet (expected `{ok}` and the right model) for
     /// `no_poisoning`. The caches are snapshotted first, so what the fleet left is checked before the
     /// recovery run cleans anything.
+    /// A replayed plan that caps the recovery's role at 0 runs none: what only it observes is skipped.
     pub fn recover(&mut self, plan: ProcessPlan) -> &[ProcessOutcome] {
         self.wait();
         self.snapshot_after_fleet();
+        if crate::replay::role_cap(&plan.role) == Some(0) {
+            return &[];
+        }
         let plans = vec![plan];
         let expectations: Vec<ProcessExpectation> =
             plans.iter().map(|p| ProcessExpectation::for_plan(&self.scenario.target, p)).collect();
@@ -277,6 +281,12 @@ impl ScenarioRun<'_> {
             }
         };
         &self.recovery.insert(RecoveryRun { outcomes, expectations }).outcomes
+    }
+
+    /// Records the holds of this run's fleet in its plan (after [`ScenarioRun::wait`]).
+    pub fn record_holds(&mut self, holds: crate::scenarios::holds::Holds) -> &mut Self {
+        self.scenario.recorder.held(holds.finish());
+        self
     }
 
     /// Sets the server counters.
@@ -311,15 +321,18 @@ impl ScenarioRun<'_> {
 
     /// Releases `gate` now and puts the release on the record's timeline.
     pub fn release_gate(&mut self, gate: &Gate) -> &mut Self {
+        let parked = gate.parked();
         gate.release();
-        self.gate_released(gate, crate::orchestrator::unix_ms_now());
+        self.gate_released(gate, parked, crate::orchestrator::unix_ms_now());
         self
     }
 
-    /// Puts a release of `gate` at `unix_ms` on the record's timeline.
-    pub fn gate_released(&mut self, gate: &Gate, unix_ms: u64) -> &mut Self {
-        let detail = format!("gate {} released ({} parked)", gate.name(), gate.parked());
-        self.scenario.recorder.gate_released(gate.name(), gate.parked(), self.plans.len());
+    /// Puts a release of `gate`, with `parked` responses held at it, at `unix_ms` on the record's
+    /// timeline and in its plan. The count is the one taken before the release: read after it, it
+    /// falls as the responses leave.
+    pub fn gate_released(&mut self, gate: &Gate, parked: u64, unix_ms: u64) -> &mut Self {
+        let detail = format!("gate {} released ({parked} parked)", gate.name());
+        self.scenario.recorder.gate_released(gate.name(), parked, self.plans.len());
         self.scenario.events.push(TimelineEvent { unix_ms, kind: EventKind::GateRelease, pid: None, detail });
         self
     }

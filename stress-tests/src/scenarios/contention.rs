@@ -12,15 +12,17 @@ use crate::server::{FaultPlan, Gate, RouteHandle};
 use crate::target::ProcessPlan;
 
 use super::setup::SmallModel;
-use super::{ScenarioOptions, overlap, setup};
+use super::{ScenarioOptions, holds, overlap, setup};
 
 /// How long a gate may hold a download while the rest of the fleet catches up.
 const OVERLAP_TIMEOUT: Duration = overlap::DEFAULT_TIMEOUT;
 
 /// N processes (16 in the PR tier) ask for the same model on one shared cache; the first download is
 /// parked mid-body until every other process is blocked on the cache lock (or parked too), and a reader
-/// scans the cache meanwhile. Property: all succeed, one complete body is served, one final artifact, no
-/// partial, no lock held, the reader never sees a prefix under a final name.
+/// scans the cache meanwhile; after the release, a writer that synced a file others still write, or
+/// released the lock others wait for, is held until they are quiet ([`holds`]). Property: all succeed,
+/// one complete body is served, one final artifact, no partial, no lock held, the reader never sees a
+/// prefix under a final name.
 ///
 /// Catches `no-lock` and `shared-tmp-name` (every process downloads: `download_amplification_bounded`;
 /// the shared temp file is renamed away under the others: `failures_have_expected_class`) and
@@ -33,11 +35,20 @@ pub fn same_model_from_n_processes_downloads_once(
     let SmallModel { server: _server, model: small, route, url } = SmallModel::gated(s.target(), &gate)?;
     let cache = s.cache_dir("shared");
     let n = s.tier().contention_processes();
-    let (plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
+    let (mut plans, recovery) = s.writers_and_recovery(n, &small, &url, &cache);
+    for p in &mut plans {
+        p.trace_inject = Some(holds::INJECT.to_string());
+    }
     let mut run = s.launch(plans)?;
+    let lock = stress_cache_metadata::FileRoles::from_validated(&run.target().spec.files).lock;
+    let held = holds::Holds::start(run.fleet().pids(), vec![cache.clone()], lock);
     run.start_reader();
     force_overlap(&mut run, &gate, &cache);
-    Ok(finish(run, &[&route], recovery))
+    run.wait();
+    run.record_holds(held);
+    run.served_from_routes(&[&route]);
+    run.recover(recovery);
+    Ok(run.evaluate())
 }
 
 /// Half the processes ask for the small model, half for the large one, all on one shared cache, started

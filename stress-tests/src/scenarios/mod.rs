@@ -10,6 +10,7 @@ use crate::scenario::ScenarioError;
 pub mod at_rest;
 pub mod cache_dir;
 pub mod contention;
+pub mod holds;
 pub mod network;
 pub mod nightly;
 pub mod overlap;

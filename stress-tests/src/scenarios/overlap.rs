@@ -87,7 +87,7 @@ impl Overlap {
             ));
         }
         run.add_live_locks(self.live_locks);
-        run.gate_released(&self.released.0, self.released.1);
+        run.gate_released(&self.released.0, self.parked, self.released.1);
     }
 }
 

@@ -25,8 +25,12 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 // Scenario and server set-up are shared with the other scenario modules.
 pub use super::setup::{scenario, scenario_on, server};
 
-/// The first model identity of the target (models are used generically).
+/// The first model identity of the target (models are used generically); under a replayed plan's model
+/// cap, the smallest.
 pub fn first_model(s: &Scenario) -> String {
+    if crate::replay::model_cap().is_some() {
+        return super::setup::models_by_size(s.target())[0].clone();
+    }
     s.target().model_ids().into_iter().next().unwrap_or_default()
 }
 

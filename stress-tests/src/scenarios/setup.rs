@@ -53,12 +53,15 @@ pub fn server() -> Result<ModelServer, ScenarioError> {
     })
 }
 
-/// The target's model ids ordered by size (smallest first, ties by id). Panics if the target declares
-/// no model.
+/// The target's model ids ordered by size (smallest first, ties by id); a replayed plan's model cap
+/// keeps only that many of the smallest. Panics if the target declares no model.
 pub fn models_by_size(target: &Target) -> Vec<String> {
     let mut ids = target.model_ids();
     assert!(!ids.is_empty(), "the target declares no model fixture");
     ids.sort_by_key(|id| (target.model(id).bytes.len(), id.clone()));
+    if let Some(cap) = crate::replay::model_cap() {
+        ids.truncate(cap.max(1));
+    }
     ids
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
-    /// Every pull request: the scenarios once, 16 processes per contention scenario.
+    /// Every pull request: the scenarios once, 10 processes per contention scenario (seed 000's fleet).
     #[default]
     Pr,
     /// Every night: the PR scenarios at 48 processes plus the nightly-only ones.
@@ -37,7 +37,7 @@ impl Tier {
     /// Processes of a contention scenario in this tier, before the `STRESS_PROCESSES` cap.
     pub fn contention_processes(self) -> usize {
         match self {
-            Tier::Pr => 16,
+            Tier::Pr => 10,
             Tier::Nightly => 48,
         }
     }

@@ -94,7 +94,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.tier, Tier::Pr);
         assert_eq!(c.seed, DEFAULT_SEED);
-        assert_eq!(c.contention_processes(), 16);
+        assert_eq!(c.contention_processes(), 10);
         assert_eq!(c.mutant, None);
     }
 

@@ -11,6 +11,27 @@ use std::time::Duration;
 use super::*;
 use stress_cache_metadata::FilePattern;
 
+/// `python3` started as the interpreter itself, not through a version manager's shim (pyenv's is a shell
+/// script that starts several processes, each of them traced here: ten times the interpreter's own
+/// start), and without `site` (`-S`): the scripts here use built-in modules only.
+pub(crate) fn python3() -> Command {
+    static REAL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let real = REAL.get_or_init(|| {
+        Command::new("python3")
+            .args(["-S", "-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| PathBuf::from(s.trim()))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("python3"))
+    });
+    let mut cmd = Command::new(real);
+    cmd.arg("-S");
+    cmd
+}
+
 /// A publisher: optional flock on `m.lock`, write `m.onnx.partial`, optional fsync, rename to
 /// `m.onnx`, optional fsync of the directory. argv: dir, lock (0/1), sync (0/1), pause (`lock`: print
 /// ready once the lock is held; `temp`: once the temp is written; else none).
@@ -84,7 +105,12 @@ impl Lab {
     /// Starts `program args...` under strace in the lab root, stdin and stdout piped.
     fn start(&mut self, program: &str, args: &[&str]) -> Traced {
         let mut cmd = Command::new(program);
-        cmd.args(args).current_dir(&self.root);
+        cmd.args(args);
+        self.start_command(cmd)
+    }
+
+    fn start_command(&mut self, mut cmd: Command) -> Traced {
+        cmd.current_dir(&self.root);
         let process = self.next;
         self.next += 1;
         let trace = self.root.join(format!("trace-{process}"));
@@ -98,7 +124,9 @@ impl Lab {
 
     fn publisher(&mut self, lock: bool, sync: bool, pause: &str) -> Traced {
         let (lock, sync) = (if lock { "1" } else { "0" }, if sync { "1" } else { "0" });
-        self.start("python3", &["-c", PUBLISHER, "c", lock, sync, pause])
+        let mut python = python3();
+        python.args(["-c", PUBLISHER, "c", lock, sync, pause]);
+        self.start_command(python)
     }
 
     /// Reaps the process, waits for its trace to be complete and parses it.

@@ -18,7 +18,7 @@ mod syntax;
 #[cfg(test)]
 mod checks_tests;
 #[cfg(test)]
-mod e2e_tests;
+pub(crate) mod e2e_tests;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;

@@ -325,7 +325,7 @@ fn no_lock_held_applies_to_exists_locks_only() {
 /// writes, as a downloader does).
 fn writer(lock: Option<&Path>, partial: &Path) -> std::process::Child {
     let script = "import fcntl,sys\nif sys.argv[1]:\n    l=open(sys.argv[1],'w'); fcntl.flock(l, fcntl.LOCK_EX)\nf=open(sys.argv[2],'wb'); f.write(b'x'); f.flush()\nprint('ready', flush=True)\nsys.stdin.read()\n";
-    let mut child = Command::new("python3")
+    let mut child = crate::fs_trace::e2e_tests::python3()
         .arg("-c")
         .arg(script)
         .arg(lock.map(|l| l.display().to_string()).unwrap_or_default())

@@ -9,8 +9,10 @@
 pub mod aggregate;
 pub mod benchmarks;
 pub mod checkspec;
+mod clean;
 pub mod cli;
 pub mod compare;
+mod conclusion;
 pub mod errors;
 pub mod flakes;
 pub mod github_summary;
@@ -27,6 +29,7 @@ pub mod nextest;
 pub mod outcomes;
 pub mod overview;
 pub mod plan_check;
+mod prepared_run;
 pub mod progress;
 pub mod publish;
 pub mod replay;
@@ -56,8 +59,10 @@ use crate::interrupt::{Grace, Interrupt};
 use crate::kills::MutantClass;
 use crate::knobs::{Knobs, env_knobs};
 use crate::nextest::Selection;
-use crate::run::TierRun;
-use crate::workspace::{Target, TargetSource, Workspace};
+
+use crate::conclusion::{emit, finish, log_findings, print_notes, stderr_line, stdout_color};
+use crate::prepared_run::PreparedRun;
+use crate::workspace::{Target, Workspace};
 
 /// Parses `args` (as cargo passes them: `cargo-stress-cache stress-cache ...`), runs, and returns the
 /// exit code. Errors are printed here as one `error:` line (plus maybe one `help:` line).
@@ -168,7 +173,7 @@ fn dispatch(args: StressCache) -> Result<()> {
             run_tier(cargo, &request, args.run.repeat)
         }
         Some(Command::List { filtersets }) => list(cargo, &global, &filtersets),
-        Some(Command::Clean { keep }) => clean(cargo, &global, keep),
+        Some(Command::Clean { keep }) => clean::clean(cargo, &global, keep),
         Some(Command::Report { dirs, html }) => report(&global, &dirs, html),
         Some(Command::Replay { record, times }) => {
             let interrupt = install_interrupt()?;
@@ -221,7 +226,7 @@ fn stop_if_interrupted(interrupt: &Interrupt, during: &'static str) -> Result<()
 }
 
 /// What every run needs after setup: workspace, target, and a cargo pinned to the target dir.
-struct Setup {
+pub(crate) struct Setup {
     cargo: Cargo,
     workspace: Workspace,
     target_dir: PathBuf,
@@ -242,7 +247,7 @@ fn setup(mut cargo: Cargo, global: &GlobalOpts, target: &TargetOpts) -> Result<S
     Ok(Setup { cargo, workspace, target_dir, target: resolved })
 }
 
-fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
+pub(crate) fn selection(global: &GlobalOpts, tier: &TierOpts) -> Selection {
     Selection {
         filtersets: tier.filtersets.clone(),
         partition: tier.partition.clone(),
@@ -374,91 +379,6 @@ fn check_declared(setup: &Setup, name: &str, origin: &'static str) -> Result<()>
     Err(Error::UnknownMutant { name: name.to_string(), origin, known: known.join(", ") })
 }
 
-/// Writes the reports, prints the tables to stdout and the verdict and artifacts path to stderr.
-fn finish(agg: &Aggregate, run_dir: &std::path::Path, global: &GlobalOpts) -> Result<()> {
-    report::write_all(run_dir, agg)?;
-    publish::after_run(run_dir, agg, global)?;
-    emit(&render_stdout(agg, global));
-    log_findings(agg);
-    if !agg.kept_dirs.is_empty() {
-        log::warn!("temp dirs of failed scenarios kept in: {}", agg.kept_dirs.join(", "));
-    }
-    print_notes(agg);
-    // The path is the one line every user needs, even with -q.
-    stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
-    // The summary line is the last line: printed by `main_with_args` when the verdict is not a pass.
-    let outcome = crate::aggregate::outcome(agg);
-    if outcome.is_ok() {
-        log::info!("{}", report::summary_line(agg));
-    }
-    outcome
-}
-
-/// What stdout shows of a run: the compact overview on a terminal format, the full tables with
-/// `--verbose` (and always in `report.txt`), or the requested machine format.
-fn render_stdout(agg: &Aggregate, global: &GlobalOpts) -> String {
-    let color = stdout_color(global.color);
-    if global.format == cli::Format::Table && global.verbose == 0 {
-        terminal::render_compact(agg, color)
-    } else {
-        report::render_with(agg, global.format, color)
-    }
-}
-
-/// On stderr even with -q: a failed self-check (first: it voids every verdict), then the runs that did
-/// not complete (every table is partial).
-fn print_notes(agg: &Aggregate) {
-    if let Some(check) = agg.self_check.as_ref().filter(|_| agg.self_check_failed()) {
-        stderr_line(&format!("stress-cache: {}", check.line()));
-    }
-    for line in agg.interrupted.iter().chain(&agg.aborted).chain(&agg.harness_leaks) {
-        stderr_line(&format!("stress-cache: {line}"));
-    }
-}
-
-/// One stderr line per kind of finding, so a log alone says why a run did not pass.
-fn log_findings(agg: &Aggregate) {
-    let violated = agg.violated_names();
-    if !violated.is_empty() {
-        log::warn!("violated invariants: {}", violated.join("; "));
-    }
-    if !agg.setup_errors.is_empty() {
-        let errors: Vec<String> = agg
-            .setup_errors
-            .iter()
-            .map(|e| format!("{} ({})", e.scenario, e.setup_errors.join("; ")))
-            .collect();
-        log::warn!("scenario setup errors: {}", errors.join("; "));
-    }
-    let unstable: Vec<String> =
-        agg.unstable_tests().iter().map(|f| format!("{} ({})", f.test, f.verdict.as_str())).collect();
-    if !unstable.is_empty() {
-        log::warn!("unstable tests: {}", unstable.join("; "));
-    }
-}
-
-/// Writes one line to stderr. A closed stderr (`... | tee log`, whose tee a Ctrl-C ended too) must not
-/// turn the end of a run into a panic — its clean-up and exit code matter more than the line.
-fn stderr_line(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// Writes to stdout; a closed pipe (`| head`) is not an error worth reporting.
-fn emit(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
-/// Whether tables on stdout get colours.
-fn stdout_color(choice: cli::Color) -> bool {
-    use std::io::IsTerminal;
-    match choice {
-        cli::Color::Always => true,
-        cli::Color::Never => false,
-        cli::Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    }
-}
-
 fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<()> {
     nextest::check_available(&cargo)?;
     let workspace = Workspace::load(&cargo)?;
@@ -569,113 +489,4 @@ fn mutants(
     }
     stderr_line(&format!("stress-cache: artifacts in {}", run_dir.display()));
     matrix.outcome()
-}
-
-/// The run directory of one invocation, claimed by this process, with the stored target, the spec
-/// and the fixtures the suite reads.
-struct PreparedRun {
-    dir: PathBuf,
-    target_bin: PathBuf,
-    spec: PathBuf,
-    fixtures: PathBuf,
-    /// Held until the run ends: a `clean` or another run's pruning must not remove this directory.
-    _claim: retention::RunDirClaim,
-}
-
-impl PreparedRun {
-    fn create(setup: &Setup, tier: &TierOpts, knobs: &Knobs, label: &str, built: PathBuf) -> Result<Self> {
-        let root = knobs.results_dir.clone().unwrap_or_else(|| setup.target_dir.join("stress-cache"));
-        let dir = rundir::create(&root, label, tier.run_dir.as_deref())?;
-        let claim = retention::claim(&dir)?;
-        let target_bin = store_if_built(&setup.target, &root, &dir, built)?;
-        let spec = rundir::write_spec(&dir, &setup.target.spec, &target_bin)?;
-        // Once here, so that no test process produces fixtures (or runs cargo) again.
-        let fixtures_root = setup.target_dir.join("stress-cache").join("fixtures");
-        let (fixtures, _) =
-            stress_cache_runner::fixtures::prepare(&target_bin, &setup.target.spec, &fixtures_root)?;
-        report_pruned(&retention::prune(&root, tier.keep.max(1))?, tier.keep.max(1));
-        Ok(PreparedRun { dir, target_bin, spec, fixtures, _claim: claim })
-    }
-
-    fn tier_run<'a>(
-        &'a self,
-        setup: &'a Setup,
-        global: &GlobalOpts,
-        tier: &TierOpts,
-        knobs: &Knobs,
-        interrupt: &'a Interrupt,
-    ) -> TierRun<'a> {
-        TierRun {
-            cargo: &setup.cargo,
-            workspace_root: setup.workspace.root(),
-            target_dir: &setup.target_dir,
-            target_bin: &self.target_bin,
-            target_spec: &self.spec,
-            fixtures: &self.fixtures,
-            tier: knobs.tier,
-            selection: selection(global, tier),
-            seed: knobs.seed,
-            processes: knobs.processes,
-            trace: knobs.trace,
-            run_root: &self.dir,
-            keep_dir: knobs.keep_dir.clone(),
-            interrupt,
-            selected: std::cell::OnceCell::new(),
-        }
-    }
-}
-
-/// A binary cargo built is stored by content and named by the run (see
-/// [`retention::store_executable`]); a `--spec` program is run where it is installed, next to whatever
-/// it needs.
-fn store_if_built(
-    target: &Target,
-    root: &std::path::Path,
-    run_dir: &std::path::Path,
-    executable: PathBuf,
-) -> Result<PathBuf> {
-    match target.source {
-        TargetSource::Package { .. } => Ok(retention::store_executable(root, run_dir, &executable)?),
-        TargetSource::SpecFile { .. } => Ok(executable),
-    }
-}
-
-/// One log line per kind of thing pruning did or could not do.
-fn report_pruned(pruned: &retention::Pruned, keep: usize) {
-    if !pruned.removed.is_empty() {
-        log::info!(
-            "removed {} old run dirs and {} unused target binaries (keeping the newest {keep}; `--keep N`)",
-            pruned.removed.len(),
-            pruned.binaries_removed.len()
-        );
-    }
-    for dir in &pruned.in_use {
-        log::info!("kept old run dir {}: another process is writing it", dir.display());
-    }
-    for dir in &pruned.mounted {
-        log::warn!("kept old run dir {}: something is mounted beneath it", dir.display());
-    }
-    for (dir, cause) in &pruned.failed {
-        log::warn!("cannot remove old run dir {}: {cause}", dir.display());
-    }
-}
-
-/// `clean [--keep N]`: prunes the store root and says what it did on one line.
-fn clean(cargo: Cargo, global: &GlobalOpts, keep: usize) -> Result<()> {
-    let workspace = Workspace::load(&cargo)?;
-    let target_dir = match &global.target_dir {
-        Some(dir) => std::path::absolute(dir).map_err(|source| Error::io("cannot resolve", dir, source))?,
-        None => workspace.target_dir().to_path_buf(),
-    };
-    let root = env_knobs()?.results_dir.unwrap_or_else(|| target_dir.join("stress-cache"));
-    let pruned = retention::prune(&root, keep)?;
-    report_pruned(&pruned, keep);
-    let left = pruned.kept.len() + pruned.in_use.len() + pruned.mounted.len() + pruned.failed.len();
-    stderr_line(&format!(
-        "stress-cache: removed {} run dirs and {} target binaries from {}; {left} run dirs left",
-        pruned.removed.len(),
-        pruned.binaries_removed.len(),
-        root.display()
-    ));
-    Ok(())
 }

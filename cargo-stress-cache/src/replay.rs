@@ -224,7 +224,7 @@ pub fn replay(
     let inputs = crate::inputs::collect(&[replayer.dir().to_path_buf()])?;
     let agg = crate::aggregate::from_inputs(&inputs);
     crate::report::write_all(replayer.dir(), &agg)?;
-    emit(&crate::render_stdout(&agg, global));
+    emit(&crate::conclusion::render_stdout(&agg, global));
     let reproduced = comparisons.iter().filter(|c| c.reproduced).count();
     let target = if record.violated().is_empty() {
         "a pass".to_string()

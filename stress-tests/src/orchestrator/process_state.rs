@@ -1,26 +1,49 @@
 //! What `/proc` says about a process's state: stopped by a signal, asleep waiting for input, its state
 //! letter.
 
-/// Whether `pid` is stopped by a stop signal (job-control stop). Under the file-system tracer a process
-/// shows state `t` both in such a stop and, for microseconds, at every traced syscall; the tracer traces
-/// no `kill`/`tkill`/`tgkill`, so a `t` stop inside one of those (a process that raised SIGSTOP on
-/// itself, as a pause failpoint does) or outside any syscall (stopped from outside) is the job-control
-/// stop, and a `t` inside any other syscall is the tracer at work.
+/// Whether `pid` is in a job-control stop: a `SIGSTOP` took effect (a pause failpoint's own, or the
+/// harness's) and no `SIGCONT` came since.
+///
+/// Under the file-system tracer a process shows state `t` both in such a stop and at every traced
+/// syscall; the tracer traces no `kill`/`tkill`/`tgkill` when it runs with its seccomp filter, so a `t`
+/// inside one of those (a process that raised SIGSTOP on itself) or outside any syscall (stopped from
+/// outside) is the job-control stop, and a `t` inside any other syscall (a `close` after which the
+/// tracer injects a stop, see `holds`) is the tracer at work. Without the filter the tracer also stops
+/// at the entry of `tgkill`, before the signal takes effect: a `SIGCONT` sent then is lost, and the
+/// process stops for good right after. So for a child of this process (every fleet process is one:
+/// the tracer is a detached grandchild) the kernel must agree: `waitid(WSTOPPED | WNOWAIT)` reports a
+/// completed group stop to the real parent even while another process traces the child, never a
+/// tracer's syscall stop, and `WNOWAIT` leaves the report for the next look.
 pub fn is_job_stopped(pid: u32) -> bool {
-    match proc_state(pid) {
+    let looks_stopped = match proc_state(pid) {
         Some('T') => true,
-        Some('t') => {
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else { return false };
-            match text.split_whitespace().next() {
-                Some("-1") => true,
-                Some(nr) => nr
-                    .parse::<i64>()
-                    .is_ok_and(|nr| nr == libc::SYS_kill || nr == libc::SYS_tkill || nr == libc::SYS_tgkill),
-                None => false,
-            }
-        }
+        Some('t') => current_syscall(pid).is_some_and(|nr| {
+            nr == -1 || nr == libc::SYS_kill || nr == libc::SYS_tkill || nr == libc::SYS_tgkill
+        }),
         _ => false,
+    };
+    looks_stopped && group_stop_reported(pid) != Some(false)
+}
+
+/// What `waitid` reports of `pid`'s group stop: `None` when `pid` is not a child of this process.
+fn group_stop_reported(pid: u32) -> Option<bool> {
+    // SAFETY: siginfo_t is plain data; waitid fills it or leaves it zeroed (WNOHANG, nothing to report).
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: a non-blocking query about one pid; WNOWAIT consumes nothing.
+    let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+    if rc != 0 {
+        return None;
     }
+    // SAFETY: si_pid is set by waitid when it reports a child (zero when it reports nothing).
+    Some(unsafe { info.si_pid() } == pid as libc::pid_t)
+}
+
+/// The syscall `pid` is in or stopped after, as `/proc/<pid>/syscall` numbers it (`-1`: none); `None`
+/// while it runs.
+fn current_syscall(pid: u32) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Whether every thread of `pid` is asleep waiting for input: in `read`/`recv*` or a readiness wait

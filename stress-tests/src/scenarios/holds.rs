@@ -38,6 +38,9 @@ use crate::proc_locks::{self, FileId};
 /// the tracer's `inject` expressions.
 pub const INJECT: &str = "close,fsync,fdatasync:signal=SIGSTOP";
 
+/// The calls [`INJECT`] stops a process after, as `/proc/<pid>/syscall` numbers them.
+const INJECTED_AFTER: [i64; 3] = [libc::SYS_close, libc::SYS_fsync, libc::SYS_fdatasync];
+
 /// How long one hold may last before it is released anyway (well inside a fleet's watchdog).
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -115,6 +118,11 @@ struct Watcher {
     /// Processes seen blocked on each cache lock file in the previous round (an unlock wakes every
     /// waiter: for a moment none shows as blocked, nor yet as holding).
     waited: BTreeMap<FileId, BTreeSet<u32>>,
+    /// Every process ever seen blocked on each cache lock file. The previous round alone is not
+    /// enough: an unlock wakes every waiter, and a target that looks under a shared lock first and
+    /// then asks for the exclusive one is, for a moment, neither blocked nor holding — still about to
+    /// race for the lock the holder just let go.
+    ever_waited: BTreeMap<FileId, BTreeSet<u32>>,
     /// Held processes, in the order they were held.
     held: VecDeque<Held>,
     /// The process last resumed from a sync hold (the next one waits until it is quiet).
@@ -177,6 +185,9 @@ impl Watcher {
             .iter()
             .map(|f| (*f, proc_locks::blocked_on(&lines, alive, &BTreeSet::from([*f]))))
             .collect();
+        for (file, pids) in &self.waited {
+            self.ever_waited.entry(*file).or_default().extend(pids);
+        }
         let quiet: BTreeSet<u32> =
             alive.iter().copied().filter(|p| self.quiet(*p, &lines, &lock_files)).collect();
         let held: BTreeSet<u32> = self.held.iter().map(|h| h.pid).collect();
@@ -200,8 +211,11 @@ impl Watcher {
                     let waiting = proc_locks::blocked_on(&lines, alive, &files);
                     let holders = proc_locks::holding(&lines, alive, &files);
                     let waited = waited_before.get(file).is_some_and(|w| !w.is_empty());
+                    // The next *exclusive* holder: a target that looks under a shared lock first lets
+                    // it go again before it asks for the exclusive one, and what it decides is decided
+                    // under that one.
                     if h.next.is_none() {
-                        h.next = holders.iter().copied().find(|p| *p != h.pid);
+                        h.next = exclusive_holders(&lines, alive, *file).into_iter().find(|p| *p != h.pid);
                     }
                     // A waiter that took and gave back the lock between two looks: it is quiet, and
                     // neither waits nor holds any more.
@@ -222,7 +236,15 @@ impl Watcher {
                             Some("the lock's next holder was quiet or had let go")
                         }
                         Some(_) => None,
-                        None if waiting.is_empty() && !waited => Some("nobody waited for the lock any more"),
+                        // Nobody holds it yet: released once every other process that ever waited
+                        // for it is quiet or gone (not merely unblocked for a moment by the unlock).
+                        None if waiting.is_empty() && !waited && {
+                            let others = self.ever_waited.get(file).into_iter().flatten();
+                            others.filter(|p| **p != h.pid && alive.contains(p)).all(|p| quiet.contains(p))
+                        } =>
+                        {
+                            Some("nobody waited for the lock any more")
+                        }
                         None => None,
                     }
                 }
@@ -259,7 +281,7 @@ impl Watcher {
                 let files = BTreeSet::from([**f]);
                 !proc_locks::blocked_on(lines, &others, &files).is_empty()
                     || !proc_locks::holding(lines, &others, &files).is_empty()
-                    || self.waited.get(f).is_some_and(|w| w.iter().any(|p| others.contains(p)))
+                    || self.ever_waited.get(f).is_some_and(|w| w.iter().any(|p| others.contains(p)))
             });
             return wanted.map(|f| Why::Released(*f));
         }
@@ -282,6 +304,13 @@ impl Watcher {
     fn quiet(&self, pid: u32, lines: &[proc_locks::LockLine], lock_files: &BTreeSet<FileId>) -> bool {
         if self.held.iter().any(|h| h.pid == pid) || !alive(pid) {
             return true;
+        }
+        // At one of the tracer's injected stops (a job-control stop like any other to the kernel): it
+        // is between two steps and about to go on, not done with its turn. A process that took the
+        // lock and stopped after a `close` before it looked for the final is exactly the one whose
+        // next step decides the race.
+        if injected_stop(pid).is_some() {
+            return false;
         }
         if crate::orchestrator::is_job_stopped(pid) || blocked_waiting_for_input(pid) {
             return true;
@@ -310,17 +339,53 @@ fn injected_stop(pid: u32) -> Option<(i64, i64, u64)> {
     let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
     let mut fields = syscall.split_whitespace();
     let nr: i64 = fields.next()?.parse().ok()?;
-    if ![libc::SYS_close, libc::SYS_fsync, libc::SYS_fdatasync].contains(&nr) {
+    if !INJECTED_AFTER.contains(&nr) {
         return None;
     }
     let fd = i64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+    Some((nr, fd, context_switches(pid)?))
+}
+
+/// Whether `pid` of `fleet` is in a job-control stop that is not one of the tracer's injected stops
+/// ([`INJECT`]): stopped by a `pause` failpoint's own `SIGSTOP`, or by the harness. A scenario that
+/// parks a process at a failpoint while holds are armed waits for this: taking an injected stop for
+/// the failpoint, it would resume the process before it gets there, and the process would then stay
+/// stopped at the failpoint until the watchdog. Checked on both sides of the stop: a process resumed
+/// from an injected stop in between is not taken for one stopped at its failpoint: a stopped process
+/// neither changes its syscall nor switches, so the same reading on both sides is the same stop.
+pub fn stopped_outside_injection(fleet: &crate::orchestrator::Fleet, pid: u32) -> bool {
+    let Some(before) = stop_point(pid) else { return false };
+    let stopped = fleet.is_stopped(pid);
+    stopped && !INJECTED_AFTER.contains(&before.0) && stop_point(pid) == Some(before)
+}
+
+/// `(syscall, context switches)` of `pid`; `None` while it runs (its syscall file says `running`).
+fn stop_point(pid: u32) -> Option<(i64, u64)> {
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let nr = syscall.split_whitespace().next()?.parse().ok()?;
+    Some((nr, context_switches(pid)?))
+}
+
+/// Voluntary and involuntary context switches of `pid` so far.
+fn context_switches(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let switches = status
-        .lines()
-        .filter(|l| l.contains("ctxt_switches"))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-        .sum();
-    Some((nr, fd, switches))
+    Some(
+        status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
+/// Of `pids`, those holding an exclusive lock on `file`.
+fn exclusive_holders(lines: &[proc_locks::LockLine], pids: &[u32], file: FileId) -> Vec<u32> {
+    lines
+        .iter()
+        .filter(|l| !l.blocked && l.write && l.file() == file)
+        .filter_map(|l| u32::try_from(l.pid).ok())
+        .filter(|pid| pids.contains(pid))
+        .collect()
 }
 
 /// The ones of `files` `pid` holds a lock on (not waits for).

@@ -16,6 +16,7 @@ use crate::snapshot::CacheSnapshot;
 use crate::target::ProcessPlan;
 
 use super::ScenarioOptions;
+use super::holds;
 use super::phases::SharedModel;
 use super::phases::{self, LIVE_HOLDER_BLOCKS_OTHERS, PhaseInput};
 
@@ -54,7 +55,8 @@ fn others_wait(fleet: &Fleet, cache: &Path, lock_pattern: &FilePattern, moment: 
 
 /// Waits (bounded) for the holder to stop at its failpoint; `Err` is the setup error when it never does.
 fn holder_stopped(fleet: &Fleet, pid: u32, what: &str) -> Result<(), String> {
-    if fleet.wait_until(|f| f.is_stopped(pid), phases::EVENT_TIMEOUT) {
+    // Not any stop: with holds armed, the tracer also stops the holder after each `close` and sync.
+    if fleet.wait_until(|f| holds::stopped_outside_injection(f, pid), phases::EVENT_TIMEOUT) {
         Ok(())
     } else {
         Err(format!(
@@ -106,25 +108,39 @@ struct HeldHolder<'s> {
     stopped: Result<(), String>,
     /// The recovery writer, run after everyone.
     last: ProcessPlan,
+    /// The holds of the holder and the waiters, when armed ([`holds`]).
+    holds: Option<holds::Holds>,
 }
 
 /// Starts `holder` alone, waits (bounded) for it to stop at `failpoint`, then launches the waiters
-/// behind it (writers `1..n`; writer `n` is the recovery run).
+/// behind it (writers `1..n`; writer `n` is the recovery run). With `hold`, the holder and the
+/// waiters run with [`holds::INJECT`] and are watched ([`holds::Holds`]).
 fn launch_behind_holder<'s>(
     s: &'s mut Scenario,
     holder: &ProcessPlan,
     shared: &SharedModel,
     failpoint: &str,
+    hold: bool,
 ) -> Result<HeldHolder<'s>, ScenarioError> {
     let SharedModel { model, url, cache, .. } = shared;
     let n = s.tier().capped(WAITERS + 1).max(2);
-    let others: Vec<ProcessPlan> = (1..n).map(|i| s.writer(i, model, url, cache)).collect();
+    let inject = hold.then(|| holds::INJECT.to_string());
+    let mut holder = holder.clone();
+    holder.trace_inject.clone_from(&inject);
+    let others: Vec<ProcessPlan> = (1..n)
+        .map(|i| ProcessPlan { trace_inject: inject.clone(), ..s.writer(i, model, url, cache) })
+        .collect();
     let last = s.writer(n, model, url, cache).role("recovery");
-    let holder_fleet = phases::side_fleet(s, "holder", std::slice::from_ref(holder))?;
+    let holder_fleet = phases::side_fleet(s, "holder", std::slice::from_ref(&holder))?;
     let pid = holder_fleet.fleet.pids()[0];
+    let lock = stress_cache_metadata::FileRoles::from_validated(&s.target().spec.files).lock;
+    let holds = hold.then(|| holds::Holds::start(vec![pid], vec![cache.clone()], lock));
     let stopped = holder_stopped(&holder_fleet.fleet, pid, failpoint);
     let run = s.launch(others)?;
-    Ok(HeldHolder { run, holder_fleet, pid, stopped, last })
+    if let Some(h) = &holds {
+        h.watch(&run.fleet().pids());
+    }
+    Ok(HeldHolder { run, holder_fleet, pid, stopped, last, holds })
 }
 
 /// At `moment` (the holder stopped at a failpoint holding the lock): the holder must hold an exclusive
@@ -150,9 +166,12 @@ fn conclude(
     evidence: Vec<String>,
     route: &RouteHandle,
 ) -> ScenarioRecord {
-    let HeldHolder { mut run, mut holder_fleet, last, .. } = held;
+    let HeldHolder { mut run, mut holder_fleet, last, holds, .. } = held;
     let holder_outcomes = run.reap_side(&mut holder_fleet);
     run.wait();
+    if let Some(h) = holds {
+        run.record_holds(h);
+    }
     let phase = holder_phase(run.scenario(), holder, &holder_outcomes, killed);
     run.add_phase(phase);
     run.add_verdict(phases::verdict(LIVE_HOLDER_BLOCKS_OTHERS, evidence));
@@ -200,7 +219,10 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
     let SharedModel { target, model, route, url, cache, .. } = &shared;
     let armed = format!("{};{}", phases::arm(&before_rename, &pause), phases::arm(&after_rename, &pause));
     let holder = s.writer(0, model, url, cache).failpoints(Some(&armed)).role("paused-writer");
-    let mut held = launch_behind_holder(&mut s, &holder, &shared, &before_rename)?;
+    // Holds: a holder that lets go of the lock before it publishes (`unlock-before-rename`) is held
+    // right after the release until the waiter that took the lock has had its go, so the waiter
+    // finds no final and downloads again in every run, not when the scheduler says.
+    let mut held = launch_behind_holder(&mut s, &holder, &shared, &before_rename, true)?;
     let pid = held.pid;
     let mut evidence = Vec::new();
     match held.stopped.clone() {
@@ -209,7 +231,7 @@ pub fn writer_paused_before_publish_keeps_others_waiting(
             observe_held(&mut held.run, pid, cache, &lock_pattern, &moment, &mut evidence);
             let _ = held.holder_fleet.fleet.resume(pid);
             let published = held.holder_fleet.fleet.wait_until(
-                |f| f.is_stopped(pid) && complete_final(target, cache, model),
+                |f| holds::stopped_outside_injection(f, pid) && complete_final(target, cache, model),
                 phases::EVENT_TIMEOUT,
             );
             if published {
@@ -284,7 +306,7 @@ pub fn live_lock_holder_blocks_others_and_a_killed_holder_releases(
     let SharedModel { model, route, url, cache, .. } = &shared;
     let holder =
         s.writer(0, model, url, cache).failpoints(Some(&phases::arm(&after_lock, &pause))).role("holder");
-    let mut held = launch_behind_holder(&mut s, &holder, &shared, &after_lock)?;
+    let mut held = launch_behind_holder(&mut s, &holder, &shared, &after_lock, false)?;
     let pid = held.pid;
     let mut evidence = Vec::new();
     match held.stopped.clone() {

@@ -169,7 +169,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION};
+    use stress_cache_metadata::{Figures, InvariantResult};
 
     use super::*;
     use crate::benchmarks::BenchmarkRow;
@@ -180,28 +180,15 @@ mod tests {
 
     fn record(scenario: &str, invariants: Vec<InvariantResult>) -> ScenarioRecord {
         ScenarioRecord {
-            schema_version: RECORD_SCHEMA_VERSION,
             scenario: scenario.to_string(),
             tier: "pr".into(),
             seed: 1,
-            mutant: None,
             target: "beaker".into(),
             processes: 4,
-            started_unix_ms: 0,
             outcomes: BTreeMap::from([("ok".to_string(), 4)]),
             invariants,
             figures: Figures { processes_per_sec: 10.0, ..Figures::default() },
-            process_runs: vec![],
-            kept_dir: None,
-            setup_errors: vec![],
-            not_applicable: None,
-            mutant_active: None,
-            findings: Vec::new(),
-            crash_states: None,
-            plan: None,
-            soak: None,
-            scale: None,
-            events: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -119,37 +119,20 @@ fn repeat_dir_of(record: &Path) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use quick_junit::Report;
-    use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION, ScenarioRecord};
+    use stress_cache_metadata::{InvariantResult, ScenarioRecord};
 
     use super::*;
 
     fn record(scenario: &str, invariants: Vec<InvariantResult>) -> ScenarioRecord {
         ScenarioRecord {
-            schema_version: RECORD_SCHEMA_VERSION,
             scenario: scenario.into(),
             tier: "pr".into(),
             seed: 1,
-            mutant: None,
             target: "beaker".into(),
             processes: 2,
-            started_unix_ms: 0,
-            outcomes: BTreeMap::new(),
             invariants,
-            figures: Figures::default(),
-            process_runs: vec![],
-            kept_dir: None,
-            setup_errors: vec![],
-            not_applicable: None,
-            mutant_active: None,
-            findings: vec![],
-            events: vec![],
-            crash_states: None,
-            plan: None,
-            soak: None,
-            scale: None,
+            ..Default::default()
         }
     }
 

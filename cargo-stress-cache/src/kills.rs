@@ -201,7 +201,7 @@ pub fn classify(
 mod tests {
     use std::collections::BTreeMap;
 
-    use stress_cache_metadata::{Figures, InvariantResult, RECORD_SCHEMA_VERSION};
+    use stress_cache_metadata::InvariantResult;
 
     use super::*;
 
@@ -222,28 +222,16 @@ mod tests {
             })
             .collect();
         ScenarioRecord {
-            schema_version: RECORD_SCHEMA_VERSION,
             scenario: scenario.to_string(),
             tier: "pr".into(),
             seed: 1,
             mutant: mutant.map(str::to_string),
             target: "beaker".into(),
             processes: 16,
-            started_unix_ms: 0,
             outcomes: BTreeMap::from([("ok".to_string(), 16)]),
             invariants,
-            figures: Figures::default(),
-            process_runs: vec![],
-            kept_dir: None,
-            setup_errors: vec![],
-            not_applicable: None,
             mutant_active: mutant.map(|_| true),
-            findings: Vec::new(),
-            crash_states: None,
-            plan: None,
-            soak: None,
-            scale: None,
-            events: Vec::new(),
+            ..Default::default()
         }
     }
 

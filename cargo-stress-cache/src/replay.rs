@@ -82,7 +82,7 @@ impl<'a> Replayer<'a> {
             trace: knobs.trace,
             attempts: std::cell::Cell::new(0),
         };
-        replayer.require_test(&plan.scenario)?;
+        replayer.require_test(&plan.scenario, Tier::from_name(&plan.tier).unwrap_or(Tier::Pr))?;
         Ok(replayer)
     }
 
@@ -112,10 +112,11 @@ impl<'a> Replayer<'a> {
         }
     }
 
-    fn require_test(&self, scenario: &str) -> Result<()> {
+    /// The plan's scenario test must be in its tier's profile (a nightly part is not in the PR one).
+    fn require_test(&self, scenario: &str, tier: Tier) -> Result<()> {
         let listed = nextest::list(
             &self.setup.cargo,
-            Tier::Pr.nextest_profile(),
+            tier.nextest_profile(),
             &self.selection(scenario),
             Some(self.interrupt),
         )?;

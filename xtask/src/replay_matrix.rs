@@ -1,6 +1,6 @@
 //! `cargo xtask replay-matrix [MUTANT...]`: for each seeded bug of the target (all it declares, or the
 //! ones named), records a failing run of its first killed-by scenario (`cargo stress-cache --tier pr
-//! --mutant NAME -E ...`), replays it `--times N` (the reproduction rate) and shrinks it (processes and
+//! --mutant NAME -E ...`; `--tier nightly` when only that tier runs the scenario), replays it `--times N` (the reproduction rate) and shrinks it (processes and
 //! faults before → after); then prints one table. Every run dir lands under
 //! `target/stress-cache/replay-matrix-<unix time>/<mutant>/`.
 
@@ -63,14 +63,25 @@ pub fn run(root: &Path, only: &[String], times: u32) -> Result<()> {
 }
 
 fn one(root: &Path, dir: &Path, mutant: &str, scenario: &str, times: u32) -> Result<Row> {
-    let record_dir = dir.join("record");
     let test = scenario.replace(['.', '-'], "_");
     let filter = format!("test(/(^|::){test}$/)");
-    let record_dir_s = record_dir.display().to_string();
-    let args =
-        ["stress-cache", "--tier", "pr", "--mutant", mutant, "-E", &filter, "--run-dir", &record_dir_s];
-    let _ = output(root, &args)?; // exit 1 is the expected verdict: the record says what happened
-    let record = find_record(&record_dir, scenario)?;
+    // The PR tier first; a killer that only the nightly tier runs (the nightly parts' seeded bugs) is
+    // recorded there, and the row says so.
+    let mut recorded = None;
+    for tier in ["pr", "nightly"] {
+        let record_dir = dir.join(format!("record-{tier}"));
+        let record_dir_s = record_dir.display().to_string();
+        let args =
+            ["stress-cache", "--tier", tier, "--mutant", mutant, "-E", &filter, "--run-dir", &record_dir_s];
+        let _ = output(root, &args)?; // exit 1 is the expected verdict: the record says what happened
+        if let Ok(record) = find_record(&record_dir, scenario) {
+            recorded = Some((tier, record));
+            break;
+        }
+    }
+    let Some((tier, record)) = recorded else {
+        bail!("no record of {scenario} under {} in the pr or nightly tier", dir.display())
+    };
     let record_s = record.display().to_string();
     let times_s = times.to_string();
     let replayed = output(root, &["stress-cache", "replay", &record_s, "--times", &times_s])?;
@@ -86,6 +97,7 @@ fn one(root: &Path, dir: &Path, mutant: &str, scenario: &str, times: u32) -> Res
         reproduced,
         processes: pair("processes: ").unwrap_or_else(|| "?".into()),
         faults: pair("faults: ").unwrap_or_else(|| "?".into()),
+        note: if tier == "pr" { String::new() } else { format!("recorded in the {tier} tier") },
         ..Row::default()
     })
 }

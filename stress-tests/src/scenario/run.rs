@@ -265,12 +265,20 @@ impl ScenarioRun<'_> {
     /// recovery run cleans anything.
     /// A replayed plan that caps the recovery's role at 0 runs none: what only it observes is skipped.
     pub fn recover(&mut self, plan: ProcessPlan) -> &[ProcessOutcome] {
+        self.recover_each(vec![plan])
+    }
+
+    /// [`ScenarioRun::recover`] with several processes at once, e.g. one per model the fleet cached:
+    /// a cache poisoned for one model is poisoned for whichever model's process comes next, so each
+    /// model gets its own clean run.
+    pub fn recover_each(&mut self, plans: Vec<ProcessPlan>) -> &[ProcessOutcome] {
         self.wait();
         self.snapshot_after_fleet();
-        if crate::replay::role_cap(&plan.role) == Some(0) {
+        let plans: Vec<ProcessPlan> =
+            plans.into_iter().filter(|p| crate::replay::role_cap(&p.role) != Some(0)).collect();
+        if plans.is_empty() {
             return &[];
         }
-        let plans = vec![plan];
         let expectations: Vec<ProcessExpectation> =
             plans.iter().map(|p| ProcessExpectation::for_plan(&self.scenario.target, p)).collect();
         let outcomes = match self.scenario.run_to_completion(&plans, "recovery") {

@@ -136,7 +136,7 @@ pub fn one_cache_per_process_downloads_once_per_cache(
     let mut run = s.launch(plans)?;
     run.body_bound(&small, n as u64);
     run.start_reader();
-    Ok(finish(run, &[&route], recovery))
+    Ok(finish(run, &[&route], vec![recovery]))
 }
 
 /// One process starts downloading the model; once its download is parked mid-body with data on disk,
@@ -173,7 +173,7 @@ pub fn late_joiners_while_a_download_is_in_flight(
             "the first download never parked with data on disk within {OVERLAP_TIMEOUT:?}"
         ));
     }
-    Ok(finish(run, &[&route], recovery))
+    Ok(finish(run, &[&route], vec![recovery]))
 }
 
 /// The tier's contention count of writers on `cache`, the even ones fetching `even` (model, URL), the odd
@@ -183,7 +183,7 @@ fn alternating_writers(
     even: (&str, &str),
     odd: (&str, &str),
     cache: &Path,
-) -> (Vec<ProcessPlan>, ProcessPlan) {
+) -> (Vec<ProcessPlan>, Vec<ProcessPlan>) {
     let n = s.tier().contention_processes();
     let plans = (0..n)
         .map(|i| {
@@ -191,7 +191,13 @@ fn alternating_writers(
             s.writer(i, model, url, cache)
         })
         .collect();
-    (plans, s.writer(n, odd.0, odd.1, cache).role("recovery"))
+    // A recovery run per model: which model's bytes a mixed-up cache ends with is the scheduler's
+    // choice, and whichever it is poisons the other model's process.
+    let recovery = vec![
+        s.writer(n, odd.0, odd.1, cache).role("recovery"),
+        s.writer(n + 1, even.0, even.1, cache).role("recovery"),
+    ];
+    (plans, recovery)
 }
 
 /// Holds the gated download until the rest of the fleet waits on `cache` (or [`OVERLAP_TIMEOUT`]), and
@@ -202,10 +208,10 @@ fn force_overlap(run: &mut ScenarioRun<'_>, gate: &Gate, cache: &Path) {
 }
 
 /// Waits for the fleet, counts what `routes` served, runs `recovery` and evaluates the scenario.
-fn finish(mut run: ScenarioRun<'_>, routes: &[&RouteHandle], recovery: ProcessPlan) -> ScenarioRecord {
+fn finish(mut run: ScenarioRun<'_>, routes: &[&RouteHandle], recovery: Vec<ProcessPlan>) -> ScenarioRecord {
     run.wait();
     run.served_from_routes(routes);
-    run.recover(recovery);
+    run.recover_each(recovery);
     run.evaluate()
 }
 

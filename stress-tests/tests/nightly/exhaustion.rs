@@ -12,17 +12,17 @@ fn sixteen_open_files_fail_cleanly_then_recover() {
 }
 
 #[test]
-fn a_full_disk_fails_cleanly_then_recovers_once_space_is_back() {
+fn disk_full_fails_cleanly_then_recovers_once_space_is_back() {
     run_and_assert(DISK_FULL);
 }
 
 #[test]
-fn an_unwritable_cache_dir_fails_cleanly_then_recovers() {
+fn unwritable_cache_dir_fails_cleanly_then_recovers() {
     run_and_assert(UNWRITABLE);
 }
 
 #[test]
-fn a_read_only_bind_mount_fails_cleanly_then_recovers() {
+fn read_only_bind_mount_fails_cleanly_then_recovers() {
     run_and_assert(READ_ONLY);
 }
 

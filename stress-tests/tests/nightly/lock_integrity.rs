@@ -8,7 +8,7 @@ use stress_tests::scenarios::nightly::lock_integrity::{DELETED, DIRECTORY, GARBA
 use stress_tests::scenarios::run_and_assert;
 
 #[test]
-fn a_holder_whose_lock_file_is_deleted_never_acts_next_to_the_new_holder() {
+fn lock_file_deleted_under_a_holder_never_gives_two_holders() {
     run_and_assert(DELETED);
 }
 
@@ -18,11 +18,11 @@ fn garbage_in_a_lock_file_changes_nothing() {
 }
 
 #[test]
-fn a_lock_file_replaced_by_a_directory_fails_every_process_cleanly_then_recovers() {
+fn lock_file_replaced_by_a_directory_fails_cleanly_then_recovers() {
     run_and_assert(DIRECTORY);
 }
 
 #[test]
-fn a_stale_lock_file_of_a_dead_holder_is_broken_where_locks_are_files() {
+fn stale_lock_file_of_a_dead_process_is_broken() {
     run_and_assert(STALE);
 }

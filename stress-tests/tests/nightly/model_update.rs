@@ -15,12 +15,16 @@ fn model_updated_while_readers_run_loads_one_whole_version() {
 }
 
 #[test]
-fn model_updated_while_readers_run_without_checksum_loads_one_whole_version() {
+fn model_updated_while_readers_run_loads_one_whole_version_without_checksum() {
     run_and_assert(&format!("{NAME}{WITHOUT_CHECKSUM}"));
 }
 
 #[test]
 fn model_updated_after_a_reader_died_mid_download_never_mixes_versions() {
     run_and_assert(NAME_AFTER_KILL);
+}
+
+#[test]
+fn model_updated_after_a_reader_died_mid_download_never_mixes_versions_without_checksum() {
     run_and_assert(&format!("{NAME_AFTER_KILL}{WITHOUT_CHECKSUM}"));
 }

@@ -14,13 +14,13 @@ fn assert_caught(record: &ScenarioRecord, invariant: &str) {
 }
 
 #[test]
-fn processes_started_together_keep_every_invariant() {
+fn scale_processes_started_together_keep_every_invariant() {
     let record = run_and_assert(BURST);
     println!("{:?}", record.scale);
 }
 
 #[test]
-fn a_sustained_rolling_pool_keeps_every_invariant() {
+fn scale_sustained_rolling_pool_keeps_every_invariant() {
     let record = run_and_assert(SUSTAINED);
     let figures = record.scale.expect("scale figures");
     println!("{}", serde_json::to_string_pretty(&figures).unwrap());

@@ -11,7 +11,7 @@ use stress_tests::scenarios::nightly::state_recovery::{
 use stress_tests::scenarios::run_and_assert;
 
 #[test]
-fn a_final_replaced_by_a_directory_is_reported_by_verify_then_moved_aside_and_refetched() {
+fn final_replaced_by_a_directory_is_moved_aside_and_refetched() {
     let record = run_and_assert(DIRECTORY_FINAL);
     if record.setup_errors.is_empty() {
         let check = record.invariants.iter().find(|i| i.name == CACHE_CHECK_REPORTS_DAMAGE);
@@ -20,16 +20,16 @@ fn a_final_replaced_by_a_directory_is_reported_by_verify_then_moved_aside_and_re
 }
 
 #[test]
-fn a_compiled_entry_missing_a_file_is_reported_then_rebuilt() {
+fn compiled_entry_missing_a_file_is_rebuilt() {
     run_and_assert(COMPILED_MISSING);
 }
 
 #[test]
-fn a_compiled_entry_with_a_corrupted_file_is_reported_then_rebuilt_never_run() {
+fn compiled_entry_with_a_corrupted_file_is_rebuilt() {
     run_and_assert(COMPILED_CORRUPTED);
 }
 
 #[test]
-fn a_compiled_entry_with_its_metadata_truncated_is_reported_then_rebuilt() {
+fn compiled_entry_metadata_truncated_is_rebuilt() {
     run_and_assert(COMPILED_METADATA_TRUNCATED);
 }

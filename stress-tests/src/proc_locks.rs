@@ -132,9 +132,23 @@ pub fn blocked_on(lines: &[LockLine], pids: &[u32], files: &BTreeSet<FileId>) ->
 
 /// Of `pids`, those holding (not waiting for) a lock on one of `files`.
 pub fn holding(lines: &[LockLine], pids: &[u32], files: &BTreeSet<FileId>) -> BTreeSet<u32> {
+    holders(lines, pids, files, |_| true)
+}
+
+/// Of `pids`, those holding an exclusive (write) lock on one of `files`.
+pub fn holding_exclusively(lines: &[LockLine], pids: &[u32], files: &BTreeSet<FileId>) -> BTreeSet<u32> {
+    holders(lines, pids, files, |l| l.write)
+}
+
+fn holders(
+    lines: &[LockLine],
+    pids: &[u32],
+    files: &BTreeSet<FileId>,
+    kind: impl Fn(&LockLine) -> bool,
+) -> BTreeSet<u32> {
     lines
         .iter()
-        .filter(|l| !l.blocked && files.contains(&l.file()))
+        .filter(|l| !l.blocked && kind(l) && files.contains(&l.file()))
         .filter_map(|l| u32::try_from(l.pid).ok())
         .filter(|pid| pids.contains(pid))
         .collect()

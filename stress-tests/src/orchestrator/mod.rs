@@ -28,7 +28,7 @@ mod process_state;
 mod start_line;
 
 use child::{kill_group, run_one, watchdog};
-pub use process_state::{blocked_waiting_for_input, is_job_stopped, proc_state};
+pub use process_state::{blocked_waiting_for_input, current_syscall, is_job_stopped, proc_state};
 
 /// Error starting a fleet.
 #[derive(Debug, thiserror::Error)]

@@ -41,7 +41,7 @@ fn group_stop_reported(pid: u32) -> Option<bool> {
 
 /// The syscall `pid` is in or stopped after, as `/proc/<pid>/syscall` numbers it (`-1`: none); `None`
 /// while it runs.
-fn current_syscall(pid: u32) -> Option<i64> {
+pub fn current_syscall(pid: u32) -> Option<i64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
     text.split_whitespace().next()?.parse().ok()
 }

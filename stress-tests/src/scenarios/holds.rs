@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use stress_cache_metadata::{FilePattern, PlannedHold};
 
-use crate::orchestrator::{blocked_waiting_for_input, proc_state};
+use crate::orchestrator::{blocked_waiting_for_input, current_syscall, proc_state};
 use crate::proc_locks::{self, FileId};
 
 /// The tracer's injection that stops a process right after each `close` and sync call.
@@ -215,7 +215,9 @@ impl Watcher {
                     // it go again before it asks for the exclusive one, and what it decides is decided
                     // under that one.
                     if h.next.is_none() {
-                        h.next = exclusive_holders(&lines, alive, *file).into_iter().find(|p| *p != h.pid);
+                        h.next = proc_locks::holding_exclusively(&lines, alive, &files)
+                            .into_iter()
+                            .find(|p| *p != h.pid);
                     }
                     // A waiter that took and gave back the lock between two looks: it is quiet, and
                     // neither waits nor holds any more.
@@ -361,9 +363,7 @@ pub fn stopped_outside_injection(fleet: &crate::orchestrator::Fleet, pid: u32) -
 
 /// `(syscall, context switches)` of `pid`; `None` while it runs (its syscall file says `running`).
 fn stop_point(pid: u32) -> Option<(i64, u64)> {
-    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-    let nr = syscall.split_whitespace().next()?.parse().ok()?;
-    Some((nr, context_switches(pid)?))
+    Some((current_syscall(pid)?, context_switches(pid)?))
 }
 
 /// Voluntary and involuntary context switches of `pid` so far.
@@ -376,16 +376,6 @@ fn context_switches(pid: u32) -> Option<u64> {
             .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
             .sum(),
     )
-}
-
-/// Of `pids`, those holding an exclusive lock on `file`.
-fn exclusive_holders(lines: &[proc_locks::LockLine], pids: &[u32], file: FileId) -> Vec<u32> {
-    lines
-        .iter()
-        .filter(|l| !l.blocked && l.write && l.file() == file)
-        .filter_map(|l| u32::try_from(l.pid).ok())
-        .filter(|pid| pids.contains(pid))
-        .collect()
 }
 
 /// The ones of `files` `pid` holds a lock on (not waits for).

@@ -26,29 +26,40 @@ pub use replay::{Loss, References, Replay};
 
 use crate::fs_trace::{FsOp, FsTrace};
 
-/// A state-changing operation on the cache, with paths `<root index>/<relative path>`.
+/// A state-changing operation on the cache: the trace's own [`FsOp`] with its paths as
+/// `<root index>/<relative path>`, and the byte figures the replay needs to rebuild contents. (One
+/// vocabulary of operations: the trace's. Locks, closes and exits change no state and are never
+/// projected into an `Op`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// An open (with `O_CREAT`: creates a missing file; with `O_TRUNC`: empties it).
-    Open { path: PathBuf, create: bool, trunc: bool },
-    /// `len` bytes written at `offset` (or at the open file's position).
-    Write { path: PathBuf, offset: Option<u64>, len: u64 },
-    /// Size set to `len`.
-    Truncate { path: PathBuf, len: u64 },
-    /// fsync/fdatasync of a file or directory.
-    Fsync { path: PathBuf },
-    /// rename.
-    Rename { from: PathBuf, to: PathBuf },
-    /// unlink.
-    Unlink { path: PathBuf },
-    /// rmdir.
-    Rmdir { path: PathBuf },
-    /// mkdir.
-    Mkdir { path: PathBuf },
-    /// Hard link.
-    Link { from: PathBuf, to: PathBuf },
-    /// Symlink.
-    Symlink { target: PathBuf, link: PathBuf },
+pub struct Op {
+    /// What was done, on projected paths.
+    pub fs: FsOp,
+    /// Bytes a write wrote, or the length a truncate set (0 for every other op).
+    pub len: u64,
+    /// The explicit offset of a positional write; `None` writes at the open file's position.
+    pub offset: Option<u64>,
+}
+
+impl Op {
+    /// An op that carries no byte figures (open, fsync, rename, unlink, ...).
+    pub fn new(fs: FsOp) -> Self {
+        Op { fs, len: 0, offset: None }
+    }
+
+    /// An open: with `create` it creates a missing file, with `trunc` it empties it.
+    pub fn open(path: PathBuf, create: bool, trunc: bool) -> Self {
+        Op::new(FsOp::Open { path, create, trunc, excl: false, write: true })
+    }
+
+    /// `len` bytes written to `path` at `offset` (or at the open file's position).
+    pub fn write(path: PathBuf, offset: Option<u64>, len: u64) -> Self {
+        Op { fs: FsOp::Write { path }, len, offset }
+    }
+
+    /// A write (the unit runs of writes are collapsed and sampled by).
+    pub fn is_write(&self) -> bool {
+        matches!(self.fs, FsOp::Write { .. })
+    }
 }
 
 /// A cache directory the trace is projected onto, with the label evidence uses for it.
@@ -79,30 +90,32 @@ pub fn ops_from_trace(trace: &FsTrace, roots: &[Root]) -> Vec<Op> {
     let mut ops = Vec::new();
     for e in trace.events.iter().filter(|e| e.ok && !e.deleted) {
         let op = match &e.op {
-            FsOp::Open { path, create, trunc, .. } => {
-                p(path).map(|path| Op::Open { path, create: *create, trunc: *trunc })
-            }
-            FsOp::Write { path } => {
-                p(path).map(|path| Op::Write { path, offset: e.offset, len: e.bytes.unwrap_or(0) })
-            }
-            FsOp::Truncate { path } => p(path).map(|path| Op::Truncate { path, len: e.bytes.unwrap_or(0) }),
-            FsOp::Fsync { path } => p(path).map(|path| Op::Fsync { path }),
+            FsOp::Open { path, create, trunc, excl, write } => p(path).map(|path| {
+                Op::new(FsOp::Open { path, create: *create, trunc: *trunc, excl: *excl, write: *write })
+            }),
+            FsOp::Write { path } => p(path).map(|path| Op::write(path, e.offset, e.bytes.unwrap_or(0))),
+            FsOp::Truncate { path } => p(path).map(|path| Op {
+                fs: FsOp::Truncate { path },
+                len: e.bytes.unwrap_or(0),
+                offset: None,
+            }),
+            FsOp::Fsync { path } => p(path).map(|path| Op::new(FsOp::Fsync { path })),
             FsOp::Rename { from, to } => match (p(from), p(to)) {
-                (Some(from), Some(to)) => Some(Op::Rename { from, to }),
+                (Some(from), Some(to)) => Some(Op::new(FsOp::Rename { from, to })),
                 (None, Some(to)) => {
-                    ops.push(Op::Open { path: to.clone(), create: true, trunc: true });
+                    ops.push(Op::open(to.clone(), true, true));
                     let len = std::fs::metadata(to_disk(&to, &roots)).map(|m| m.len()).unwrap_or(0);
-                    Some(Op::Write { path: to, offset: Some(0), len })
+                    Some(Op::write(to, Some(0), len))
                 }
-                (Some(from), None) => Some(Op::Unlink { path: from }),
+                (Some(from), None) => Some(Op::new(FsOp::Unlink { path: from })),
                 (None, None) => None,
             },
-            FsOp::Unlink { path } => p(path).map(|path| Op::Unlink { path }),
-            FsOp::Rmdir { path } => p(path).map(|path| Op::Rmdir { path }),
-            FsOp::Mkdir { path } => p(path).map(|path| Op::Mkdir { path }),
-            FsOp::Link { from, to } => p(from).zip(p(to)).map(|(from, to)| Op::Link { from, to }),
+            FsOp::Unlink { path } => p(path).map(|path| Op::new(FsOp::Unlink { path })),
+            FsOp::Rmdir { path } => p(path).map(|path| Op::new(FsOp::Rmdir { path })),
+            FsOp::Mkdir { path } => p(path).map(|path| Op::new(FsOp::Mkdir { path })),
+            FsOp::Link { from, to } => p(from).zip(p(to)).map(|(from, to)| Op::new(FsOp::Link { from, to })),
             FsOp::Symlink { target, link } => {
-                p(link).map(|link| Op::Symlink { target: target.clone(), link })
+                p(link).map(|link| Op::new(FsOp::Symlink { target: target.clone(), link }))
             }
             FsOp::Lock { .. } | FsOp::Close { .. } | FsOp::Exit => None,
         };
@@ -216,10 +229,10 @@ pub fn describe_ops(ops: &[Op], roots: &[Root]) -> Vec<String> {
     let mut items: Vec<String> = Vec::new();
     let mut i = 0;
     while i < ops.len() {
-        let item = match &ops[i] {
-            Op::Write { path, .. } => {
+        let item = match &ops[i].fs {
+            FsOp::Write { path } => {
                 let (start, mut bytes) = (i, 0u64);
-                while let Some(Op::Write { path: q, len, .. }) = ops.get(i) {
+                while let Some(Op { fs: FsOp::Write { path: q }, len, .. }) = ops.get(i) {
                     if q != path {
                         break;
                     }
@@ -231,7 +244,7 @@ pub fn describe_ops(ops: &[Op], roots: &[Root]) -> Vec<String> {
                 items.push(format!("{number} write {} ({n} call(s), {bytes} B)", l(path)));
                 continue;
             }
-            Op::Open { path, create, trunc } => {
+            FsOp::Open { path, create, trunc, .. } => {
                 let flags = match (create, trunc) {
                     (true, true) => " O_CREAT|O_TRUNC",
                     (true, false) => " O_CREAT",
@@ -240,14 +253,17 @@ pub fn describe_ops(ops: &[Op], roots: &[Root]) -> Vec<String> {
                 };
                 format!("open{flags} {}", l(path))
             }
-            Op::Truncate { path, len } => format!("truncate {} to {len}", l(path)),
-            Op::Fsync { path } => format!("fsync {}", l(path)),
-            Op::Rename { from, to } => format!("rename {} -> {}", l(from), l(to)),
-            Op::Unlink { path } => format!("unlink {}", l(path)),
-            Op::Rmdir { path } => format!("rmdir {}", l(path)),
-            Op::Mkdir { path } => format!("mkdir {}", l(path)),
-            Op::Link { from, to } => format!("link {} -> {}", l(from), l(to)),
-            Op::Symlink { target, link } => format!("symlink {} -> {}", l(link), target.display()),
+            FsOp::Truncate { path } => format!("truncate {} to {}", l(path), ops[i].len),
+            FsOp::Fsync { path } => format!("fsync {}", l(path)),
+            FsOp::Rename { from, to } => format!("rename {} -> {}", l(from), l(to)),
+            FsOp::Unlink { path } => format!("unlink {}", l(path)),
+            FsOp::Rmdir { path } => format!("rmdir {}", l(path)),
+            FsOp::Mkdir { path } => format!("mkdir {}", l(path)),
+            FsOp::Link { from, to } => format!("link {} -> {}", l(from), l(to)),
+            FsOp::Symlink { target, link } => format!("symlink {} -> {}", l(link), target.display()),
+            // Never projected into an `Op` (they change no state).
+            FsOp::Lock { path, .. } | FsOp::Close { path } => format!("(no state change) {}", l(path)),
+            FsOp::Exit => "(exit)".to_string(),
         };
         i += 1;
         items.push(format!("#{i} {item}"));
@@ -259,8 +275,8 @@ pub fn describe_ops(ops: &[Op], roots: &[Root]) -> Vec<String> {
 /// file, where only the first, middle and last write are points (the states between differ only in how
 /// long the same temp file is).
 pub fn crash_points(ops: &[Op]) -> Vec<usize> {
-    let write_path = |i: usize| match ops.get(i) {
-        Some(Op::Write { path, .. }) => Some(path),
+    let write_path = |i: usize| match ops.get(i).map(|op| &op.fs) {
+        Some(FsOp::Write { path }) => Some(path),
         _ => None,
     };
     let mut points = vec![0];

@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use super::{Op, StateEntry};
+use crate::fs_trace::FsOp;
 
 /// What a power loss at a point throws away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,8 +145,8 @@ impl Replay {
     /// Applies one operation (an op on a path the model cannot resolve is ignored: the trace saw it
     /// succeed, so the path was outside what the model tracks).
     pub fn apply(&mut self, op: &Op, refs: &References<'_>) {
-        match op {
-            Op::Open { path, create, trunc } => {
+        match &op.fs {
+            FsOp::Open { path, create, trunc, .. } => {
                 let id = match self.lookup(path) {
                     Some(id) => Some(id),
                     None if *create => self.create(path, Kind::File),
@@ -158,7 +159,8 @@ impl Replay {
                 }
                 self.position.insert(path.clone(), 0);
             }
-            Op::Write { path, offset, len } => {
+            FsOp::Write { path } => {
+                let (offset, len) = (op.offset, op.len);
                 let Some(id) = self.lookup(path) else { return };
                 let at = offset.unwrap_or_else(|| self.position.get(path).copied().unwrap_or(0));
                 let end = at + len;
@@ -174,19 +176,19 @@ impl Replay {
                     self.position.insert(path.clone(), end);
                 }
             }
-            Op::Truncate { path, len } => {
+            FsOp::Truncate { path } => {
                 if let Some(id) = self.lookup(path) {
-                    self.inodes[id].data.resize(*len as usize, 0);
+                    self.inodes[id].data.resize(op.len as usize, 0);
                 }
             }
-            Op::Fsync { path } => {
+            FsOp::Fsync { path } => {
                 if let Some(id) = self.lookup(path) {
                     let inode = &mut self.inodes[id];
                     inode.durable_data = inode.data.clone();
                     inode.durable_entries = inode.entries.clone();
                 }
             }
-            Op::Rename { from, to } => {
+            FsOp::Rename { from, to } => {
                 if let Some(id) = self.unlink(from)
                     && let Some((dir, name)) = self.parent_of(to)
                 {
@@ -196,20 +198,22 @@ impl Replay {
                     }
                 }
             }
-            Op::Unlink { path } | Op::Rmdir { path } => {
+            FsOp::Unlink { path } | FsOp::Rmdir { path } => {
                 self.unlink(path);
             }
-            Op::Mkdir { path } => {
+            FsOp::Mkdir { path } => {
                 self.create(path, Kind::Dir);
             }
-            Op::Link { from, to } => {
+            FsOp::Link { from, to } => {
                 if let (Some(id), Some((dir, name))) = (self.lookup(from), self.parent_of(to)) {
                     self.inodes[dir].entries.insert(name, id);
                 }
             }
-            Op::Symlink { target, link } => {
+            FsOp::Symlink { target, link } => {
                 self.create(link, Kind::Symlink(target.clone()));
             }
+            // Change no state (and are never projected into an `Op`).
+            FsOp::Lock { .. } | FsOp::Close { .. } | FsOp::Exit => {}
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::fs_trace::FsOp;
 
 fn p(s: &str) -> PathBuf {
     PathBuf::from(s)
@@ -8,16 +9,16 @@ fn p(s: &str) -> PathBuf {
 /// fsynced.
 fn publish(sync_file: bool, sync_dir: bool) -> Vec<Op> {
     let mut ops = vec![
-        Op::Open { path: p("0/m.tmp"), create: true, trunc: false },
-        Op::Write { path: p("0/m.tmp"), offset: None, len: 4 },
-        Op::Write { path: p("0/m.tmp"), offset: None, len: 4 },
+        Op::open(p("0/m.tmp"), true, false),
+        Op::write(p("0/m.tmp"), None, 4),
+        Op::write(p("0/m.tmp"), None, 4),
     ];
     if sync_file {
-        ops.push(Op::Fsync { path: p("0/m.tmp") });
+        ops.push(Op::new(FsOp::Fsync { path: p("0/m.tmp") }));
     }
-    ops.push(Op::Rename { from: p("0/m.tmp"), to: p("0/m.bin") });
+    ops.push(Op::new(FsOp::Rename { from: p("0/m.tmp"), to: p("0/m.bin") }));
     if sync_dir {
-        ops.push(Op::Fsync { path: p("0") });
+        ops.push(Op::new(FsOp::Fsync { path: p("0") }));
     }
     ops
 }
@@ -66,7 +67,7 @@ fn a_rename_whose_directory_was_not_fsynced_is_lost_with_the_unsynced_entries() 
     assert!(replay.state(Loss::AllUnsynced).is_empty());
     let with_names = replay.state(Loss::UnsyncedData);
     assert_eq!(with_names, vec![(p("0/m.bin"), StateEntry::File(b"ABCDEFGH".to_vec()))]);
-    replay.apply(&Op::Fsync { path: p("0") }, &refs);
+    replay.apply(&Op::new(FsOp::Fsync { path: p("0") }), &refs);
     assert_eq!(replay.state(Loss::AllUnsynced), with_names);
 }
 
@@ -88,8 +89,8 @@ fn identical_states_are_explored_once() {
 
 #[test]
 fn runs_of_writes_are_sampled_at_first_middle_and_last() {
-    let mut ops = vec![Op::Open { path: p("0/t"), create: true, trunc: false }];
-    ops.extend((0..10).map(|_| Op::Write { path: p("0/t"), offset: None, len: 1 }));
-    ops.push(Op::Fsync { path: p("0/t") });
+    let mut ops = vec![Op::open(p("0/t"), true, false)];
+    ops.extend((0..10).map(|_| Op::write(p("0/t"), None, 1)));
+    ops.push(Op::new(FsOp::Fsync { path: p("0/t") }));
     assert_eq!(crash_points(&ops), vec![0, 1, 2, 6, 11, 12]);
 }

@@ -94,7 +94,7 @@ pub fn power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache(
     let mut roots = vec![Root { dir: cache.clone(), label: "cache".into() }];
     roots.extend(compiled_dir.iter().map(|d| Root { dir: d.clone(), label: "compiled".into() }));
     let ops = crash_states::ops_from_trace(&trace, &roots);
-    if !ops.iter().any(|op| matches!(op, crash_states::Op::Write { .. })) {
+    if !ops.iter().any(crash_states::Op::is_write) {
         run.setup_error("the clean cold run's trace shows no write to the cache: nothing to crash");
         return Ok(run.evaluate());
     }
@@ -200,10 +200,7 @@ pub fn power_loss_at_any_point_of_a_cold_run_leaves_a_recoverable_cache(
 fn last_op(e: &Exploration, k: usize, roots: &[Root]) -> String {
     let prefix = crash_states::describe_ops(&e.ops[..k], roots);
     let item = prefix.last().cloned().unwrap_or_default();
-    match &e.ops[k - 1] {
-        crash_states::Op::Write { .. } => format!("op #{k}, the last of {item}"),
-        _ => format!("op {item}"),
-    }
+    if e.ops[k - 1].is_write() { format!("op #{k}, the last of {item}") } else { format!("op {item}") }
 }
 
 /// `<invariant> (<when>)` for every violated invariant of a phase.

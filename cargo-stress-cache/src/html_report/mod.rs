@@ -11,6 +11,7 @@
 //! ([`charts`]). Nothing here builds HTML or SVG by hand.
 
 pub mod charts;
+mod figures;
 mod shrunk;
 mod soak;
 mod view;

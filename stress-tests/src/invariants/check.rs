@@ -2,86 +2,15 @@
 //! with the reason. Nothing is dropped: an invariant without an observation is `skipped`, never `held`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use stress_cache_metadata::{ExitCodes, Finding, InvariantResult, LockKind};
+use stress_cache_metadata::{ExitCodes, InvariantResult, LockKind};
 
-use super::{Expectations, Invariant, OutcomeClass, ProcessExpectation, RecoveryRun, ServedCounts};
+use super::findings::{bad_final, undetectable, undetectable_sha};
+use super::observations::{Observations, TraceObservation};
+use super::{Invariant, OutcomeClass, ProcessExpectation};
 use crate::orchestrator::ProcessOutcome;
-use crate::reader_probe::ReaderReport;
 use crate::run_metadata::RunMetadata;
-use crate::snapshot::{CacheSnapshot, CompiledReference, CompiledSnapshot, Content};
-use crate::target::Target;
-
-/// What the file-system trace of every process of the scenario showed, per trace invariant.
-pub use crate::fs_trace::TraceVerdicts as TraceObservation;
-
-/// Live lock checks made while processes ran (a download parked at a gate, a process stopped at a
-/// failpoint): evidence against [`Invariant::WriterHoldsExclusiveLock`], and how many checks were made.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LiveLockObservation {
-    /// Checks made.
-    pub checks: usize,
-    /// What each check saw (witnesses of writers holding their lock).
-    pub witnesses: Vec<String>,
-    /// Violations.
-    pub evidence: Vec<String>,
-}
-
-/// Everything observed in one scenario, for [`check`].
-#[derive(Debug, Clone, Copy)]
-pub struct Observations<'a> {
-    /// The target.
-    pub target: &'a Target,
-    /// The expectations.
-    pub expectations: &'a Expectations,
-    /// Fleet outcomes, by index.
-    pub outcomes: &'a [ProcessOutcome],
-    /// Snapshots of every download cache, right after the fleet (before any recovery run).
-    pub caches: &'a [CacheSnapshot],
-    /// Snapshots of every compiled cache, right after the fleet.
-    pub compiled: &'a [CompiledSnapshot],
-    /// The same caches again after the recovery run, if one ran.
-    pub after_recovery: Option<(&'a [CacheSnapshot], &'a [CompiledSnapshot])>,
-    /// Reference for compiled entries (none: `compiled_entries_complete_or_absent` skipped).
-    pub compiled_reference: Option<&'a CompiledReference>,
-    /// The reader probe's report (none: skipped).
-    pub readers: Option<&'a ReaderReport>,
-    /// Server counters (none: amplification skipped).
-    pub served: Option<&'a ServedCounts>,
-    /// The recovery run (none: `no_poisoning` skipped).
-    pub recovery: Option<&'a RecoveryRun>,
-    /// The file-system trace's verdicts (none: the trace invariants are skipped).
-    pub trace: Option<&'a TraceObservation>,
-    /// Live lock checks (none made: only the trace speaks for `writer_holds_exclusive_lock`).
-    pub live_locks: Option<&'a LiveLockObservation>,
-}
-
-impl<'a> Observations<'a> {
-    /// Observations with only the fleet and its caches; the optional ones unset.
-    pub fn new(
-        target: &'a Target,
-        expectations: &'a Expectations,
-        outcomes: &'a [ProcessOutcome],
-        caches: &'a [CacheSnapshot],
-        compiled: &'a [CompiledSnapshot],
-    ) -> Self {
-        Observations {
-            target,
-            expectations,
-            outcomes,
-            caches,
-            compiled,
-            after_recovery: None,
-            compiled_reference: None,
-            readers: None,
-            served: None,
-            recovery: None,
-            trace: None,
-            live_locks: None,
-        }
-    }
-}
+use crate::snapshot::{CacheSnapshot, CompiledSnapshot, Content};
 
 fn excerpt(outcome: &ProcessOutcome) -> String {
     let tail = outcome.stderr_tail(400);
@@ -153,74 +82,8 @@ fn printed_paths(obs: &Observations<'_>) -> Vec<String> {
     evidence
 }
 
-/// Whether the processes on cache `dir` were given the model's checksum (any of them).
-fn checksum_given(obs: &Observations<'_>, dir: &Path) -> bool {
-    obs.expectations.processes.iter().any(|p| p.cache_dir == dir && p.checksum_given)
-}
-
-/// Whether `content` in cache `dir` is wrong bytes the server served that the target had no way to tell
-/// from the model (see [`Content::undetectable_without`]).
-fn undetectable(obs: &Observations<'_>, dir: &Path, content: &Content) -> bool {
-    content.undetectable_without(checksum_given(obs, dir), obs.target.spec.features.loads_model)
-}
-
-/// Whether `sha` (of `len` bytes, when known) is a wrong body the server served for `model` that the
-/// target could not tell from it.
-fn undetectable_sha(obs: &Observations<'_>, dir: &Path, model: &str, sha: &str, len: Option<u64>) -> bool {
-    match crate::snapshot::known_by_hash(sha, len, &obs.target.models) {
-        Some(content @ Content::ServedErrorPage) => undetectable(obs, dir, &content),
-        Some(content @ Content::ServedCorrupt(_)) if content.model() == Some(model) => {
-            undetectable(obs, dir, &content)
-        }
-        _ => false,
-    }
-}
-
-/// A final that must not be there: not a complete model, and not a wrong body the target could not
-/// tell (that is a finding, see [`findings`]).
-fn bad_final(obs: &Observations<'_>, dir: &Path, content: &Content) -> bool {
-    !matches!(content, Content::Complete(_)) && !undetectable(obs, dir, content)
-}
-
-/// Findings that are not failures: what the target cannot do by design, and what it costs.
-///
-/// `cached_undetectable_corruption`: a final holding exactly a wrong body the server served (a corrupted
-/// copy, or an HTML page sent with 200), in a cache whose processes were given no checksum, of a target
-/// that (for the page) does not validate by loading. The target had no way to tell; the file is served to
-/// every later process until it is evicted.
-pub fn findings(obs: &Observations<'_>) -> Vec<Finding> {
-    let mut evidence: Vec<String> = Vec::new();
-    for (label, caches, _) in snapshot_sets(obs) {
-        for cache in caches {
-            for f in cache.finals().into_iter().filter(|f| undetectable(obs, &cache.dir, &f.content)) {
-                let what = match f.content {
-                    Content::ServedErrorPage => {
-                        "an HTML page the server sent with 200 is cached as the model; the processes had no \
-                         checksum and the target does not load what it caches"
-                    }
-                    _ => {
-                        "the corrupted body the server served is cached as the model; the processes had no checksum"
-                    }
-                };
-                let line = format!(
-                    "{}: {what}, so every later process gets it until it is evicted (give the target a checksum)",
-                    f.evidence()
-                );
-                if !evidence.iter().any(|e| e.ends_with(&line)) {
-                    evidence.push(format!("[{label}] {line}"));
-                }
-            }
-        }
-    }
-    if evidence.is_empty() {
-        Vec::new()
-    } else {
-        vec![Finding { name: "cached_undetectable_corruption".into(), evidence }]
-    }
-}
-
 /// The snapshots to check: after the fleet, and after the recovery run when one ran.
-fn snapshot_sets<'a>(
+pub(super) fn snapshot_sets<'a>(
     obs: &Observations<'a>,
 ) -> Vec<(&'static str, &'a [CacheSnapshot], &'a [CompiledSnapshot])> {
     let mut sets = vec![("after the fleet", obs.caches, obs.compiled)];

@@ -313,8 +313,12 @@ pub struct RecoveryRun {
 }
 
 mod check;
+mod findings;
+mod observations;
 
-pub use check::{LiveLockObservation, Observations, TraceObservation, check, findings, summary};
+pub use check::{check, summary};
+pub use findings::findings;
+pub use observations::{LiveLockObservation, Observations, TraceObservation};
 
 /// Panics with every violated invariant and its evidence (no-op when all held).
 pub fn assert_all_held(scenario: &str, results: &[InvariantResult]) {

@@ -8,10 +8,13 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use stress_cache_metadata::FilePattern;
-use stress_cache_metadata::{CompiledCache, FilePatterns, FileRoles, LockKind, Role, SymlinkPolicy};
+use stress_cache_metadata::{FilePatterns, FileRoles, LockKind, Role, SymlinkPolicy};
 
 use crate::target::{ModelFixture, sha256_hex};
+
+mod compiled;
+
+pub use compiled::{CompiledEntry, CompiledReference, CompiledSnapshot, ReferenceFile};
 
 /// Maximum directory depth and entry count a walk visits (bounds every walk).
 const MAX_DEPTH: usize = 16;
@@ -164,7 +167,15 @@ pub fn classify(bytes: &[u8], models: &BTreeMap<String, ModelFixture>) -> Conten
     if bytes.is_empty() {
         return Content::Empty;
     }
-    if let Some(known) = known_by_hash(&sha256_hex(bytes), Some(bytes.len() as u64), models) {
+    // The common case, a complete copy, by comparing bytes: the reader probe classifies every final it
+    // sees every few milliseconds while writers run, and hashing megabytes each time was the probe's
+    // whole cost. Hashing is left for the lengths a known wrong body can have.
+    if let Some(m) = models.values().find(|m| m.bytes.as_slice() == bytes) {
+        return Content::Complete(m.id.clone());
+    }
+    let known_len = bytes.len() == crate::server::ERROR_PAGE_HTML.len()
+        || models.values().any(|m| m.bytes.len() == bytes.len());
+    if known_len && let Some(known) = known_by_hash(&sha256_hex(bytes), Some(bytes.len() as u64), models) {
         return known;
     }
     if let Some(m) = models.values().find(|m| bytes.len() < m.bytes.len() && m.bytes.starts_with(bytes)) {
@@ -360,281 +371,5 @@ impl CacheSnapshot {
     }
 }
 
-/// One file of a compiled entry in a reference: its length, and its hash when it is stable across runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReferenceFile {
-    /// Length in bytes.
-    pub len: u64,
-    /// SHA-256, `None` when it differed between reference runs (e.g. a timestamp): compared by length.
-    pub sha256: Option<String>,
-}
-
-/// What complete compiled entries look like: from one or more clean single runs in separate caches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CompiledReference {
-    /// Entry name → files (relative to the entry) → expected content.
-    pub entries: BTreeMap<String, BTreeMap<String, ReferenceFile>>,
-}
-
-impl CompiledReference {
-    /// Builds a reference from snapshots of clean runs. Files whose hash differs between the runs are
-    /// compared by length only.
-    pub fn from_snapshots(snapshots: &[CompiledSnapshot]) -> Self {
-        let mut reference = CompiledReference::default();
-        for snapshot in snapshots {
-            for entry in &snapshot.entries {
-                let name = entry.relative.display().to_string();
-                match reference.entries.get_mut(&name) {
-                    None => {
-                        let files = entry
-                            .files
-                            .iter()
-                            .map(|(f, (len, sha))| {
-                                (f.clone(), ReferenceFile { len: *len, sha256: Some(sha.clone()) })
-                            })
-                            .collect();
-                        reference.entries.insert(name, files);
-                    }
-                    Some(files) => {
-                        for (f, (_, sha)) in &entry.files {
-                            if let Some(r) = files.get_mut(f)
-                                && r.sha256.as_deref() != Some(sha.as_str())
-                            {
-                                r.sha256 = None;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        reference
-    }
-
-    /// Whether `entry` matches some reference entry: same file set, stable files by hash, others by length.
-    pub fn is_complete(&self, entry: &CompiledEntry) -> bool {
-        self.entries.values().any(|files| {
-            files.len() == entry.files.len()
-                && files.iter().all(|(name, r)| {
-                    entry.files.get(name).is_some_and(|(len, sha)| {
-                        *len == r.len && r.sha256.as_ref().is_none_or(|expected| expected == sha)
-                    })
-                })
-        })
-    }
-}
-
-/// A published compiled entry (a directory or a file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompiledEntry {
-    /// Relative to the compiled dir.
-    pub relative: PathBuf,
-    /// Full path.
-    pub path: PathBuf,
-    /// Files (relative to the entry; `""` when the entry is a file) → (length, sha256).
-    pub files: BTreeMap<String, (u64, String)>,
-}
-
-/// The content of a compiled cache at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompiledSnapshot {
-    /// The compiled dir.
-    pub dir: PathBuf,
-    /// Published entries.
-    pub entries: Vec<CompiledEntry>,
-    /// Entries under construction (matching the partial pattern).
-    pub partials: Vec<PathBuf>,
-    /// Lock files.
-    pub locks: Vec<LockEntry>,
-}
-
-impl CompiledSnapshot {
-    /// Snapshots the top level of a compiled dir (lock, then partial, then entry pattern decide).
-    pub fn take(dir: &Path, patterns: &CompiledCache, lock_kind: LockKind) -> Self {
-        let entry_p = FilePattern::new(&patterns.entry);
-        let partial_p = FilePattern::new(&patterns.partial);
-        let lock_p = patterns.lock.as_deref().map(FilePattern::new);
-        let mut snapshot = CompiledSnapshot {
-            dir: dir.to_path_buf(),
-            entries: Vec::new(),
-            partials: Vec::new(),
-            locks: Vec::new(),
-        };
-        let top: Vec<WalkEntry> =
-            walk(dir).into_iter().filter(|e| e.relative.components().count() == 1).collect();
-        for e in top {
-            if e.is_file && lock_p.as_ref().is_some_and(|p| p.matches(&e.relative)) {
-                let held = probe_lock(&e.path, lock_kind);
-                snapshot.locks.push(LockEntry { relative: e.relative, path: e.path, held });
-            } else if partial_p.matches(&e.relative) {
-                snapshot.partials.push(e.path);
-            } else if entry_p.matches(&e.relative) {
-                let mut files = BTreeMap::new();
-                if e.is_dir {
-                    for f in walk(&e.path).into_iter().filter(|f| f.is_file) {
-                        if let Ok(bytes) = fs::read(&f.path) {
-                            files.insert(
-                                f.relative.display().to_string(),
-                                (bytes.len() as u64, sha256_hex(&bytes)),
-                            );
-                        }
-                    }
-                } else if let Ok(bytes) = fs::read(&e.path) {
-                    files.insert(String::new(), (bytes.len() as u64, sha256_hex(&bytes)));
-                }
-                snapshot.entries.push(CompiledEntry { relative: e.relative, path: e.path, files });
-            }
-        }
-        snapshot
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::target::blob_models;
-
-    fn patterns() -> FilePatterns {
-        FilePatterns {
-            final_: "*.bin".into(),
-            partial: "*.partial".into(),
-            lock: Some("*.lock".into()),
-            lock_kind: LockKind::Flock,
-            quarantine: Some("quarantine/*".into()),
-            ignore: stress_cache_metadata::PatternList::Many(vec!["*.meta".into()]),
-            symlinks: SymlinkPolicy::Follow,
-        }
-    }
-
-    #[test]
-    fn classifies_complete_prefix_corrupted_unrelated() {
-        let models = blob_models();
-        let alpha = &models["alpha"].bytes;
-        assert_eq!(classify(alpha, &models), Content::Complete("alpha".into()));
-        assert_eq!(classify(&alpha[..1000], &models), Content::Prefix("alpha".into(), 1000));
-        assert_eq!(classify(&[], &models), Content::Empty);
-        let mut flipped = alpha.clone();
-        flipped[500] ^= 0xff;
-        assert_eq!(classify(&flipped, &models), Content::Corrupted("alpha".into()));
-        assert_eq!(classify(&crate::server::corrupt(alpha), &models), Content::ServedCorrupt("alpha".into()));
-        let mut longer = alpha.clone();
-        longer.extend_from_slice(b"trailing");
-        assert_eq!(classify(&longer, &models), Content::Corrupted("alpha".into()));
-        let mut truncated_flipped = alpha[..alpha.len() / 2].to_vec();
-        truncated_flipped[0] ^= 1;
-        assert_eq!(classify(&truncated_flipped, &models), Content::Corrupted("alpha".into()));
-        assert_eq!(classify(b"hello, not a model", &models), Content::Unrelated);
-    }
-
-    #[test]
-    fn snapshot_sorts_files_locks_and_quarantine() {
-        let models = blob_models();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::write(d.join("alpha-1.bin"), &models["alpha"].bytes).unwrap();
-        fs::write(d.join("beta-1.bin.77-1.partial"), &models["beta"].bytes[..10]).unwrap();
-        fs::write(d.join("alpha-1.bin.lock"), b"").unwrap();
-        fs::create_dir(d.join("quarantine")).unwrap();
-        fs::write(d.join("quarantine/alpha-1.bin.1700"), b"junk").unwrap();
-        let s = CacheSnapshot::take(d, &patterns(), &models);
-        assert_eq!(s.files.len(), 2);
-        assert_eq!(s.complete_copies("alpha").len(), 1);
-        assert!(s.finals()[0].relative == Path::new("alpha-1.bin"));
-        assert_eq!(s.partials()[0].content, Content::Prefix("beta".into(), 10));
-        assert_eq!(s.locks.len(), 1);
-        assert!(!s.locks[0].held);
-        assert_eq!(s.quarantined.len(), 1);
-    }
-
-    #[test]
-    fn sidecars_are_listed_not_read_and_a_symlinked_final_is_judged_by_its_target() {
-        let models = blob_models();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::write(d.join("alpha-1.bin.meta"), b"{}").unwrap();
-        fs::create_dir(d.join("blobs")).unwrap();
-        fs::write(d.join("blobs/aa"), &models["alpha"].bytes).unwrap();
-        std::os::unix::fs::symlink("blobs/aa", d.join("alpha-2.bin")).unwrap();
-        std::os::unix::fs::symlink("blobs/missing", d.join("beta-2.bin")).unwrap();
-        let s = CacheSnapshot::take(d, &patterns(), &models);
-        assert_eq!(s.ignored, vec![PathBuf::from("alpha-1.bin.meta")]);
-        let finals = s.finals();
-        assert_eq!(finals.len(), 1, "{finals:?}");
-        assert_eq!(finals[0].content, Content::Complete("alpha".into()));
-        assert_eq!(finals[0].link_target.as_deref(), Some(Path::new("blobs/aa")));
-        assert!(s.unreadable.iter().any(|u| u.contains("dangling symlink")), "{:?}", s.unreadable);
-    }
-
-    #[test]
-    fn lock_probe_sees_a_holder_in_another_process() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("m.lock");
-        fs::write(&lock, b"").unwrap();
-        assert!(!probe_lock(&lock, LockKind::Flock));
-        // flock(1) holds the lock while its child (cat) waits on stdin; closing stdin ends it.
-        let mut holder = std::process::Command::new("flock")
-            .arg(&lock)
-            .arg("cat")
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("flock(1)");
-        let me = std::process::id();
-        let files = crate::proc_locks::lock_file_ids(dir.path(), &FilePattern::new("*.lock"));
-        let mut held = false;
-        for _ in 0..20_000 {
-            let lines = crate::proc_locks::read_proc_locks().unwrap();
-            if !crate::proc_locks::holding(&lines, &[holder.id()], &files).is_empty() {
-                held = true;
-                break;
-            }
-            std::thread::yield_now();
-        }
-        assert!(held, "holder never took the lock ({me})");
-        assert!(probe_lock(&lock, LockKind::Flock));
-        drop(holder.stdin.take());
-        holder.wait().unwrap();
-        assert!(!probe_lock(&lock, LockKind::Flock));
-        assert!(probe_lock(&lock, LockKind::Exists));
-    }
-
-    #[test]
-    fn compiled_entries_against_a_reference() {
-        let patterns =
-            CompiledCache { entry: "*-*".into(), partial: ".*.tmp".into(), lock: Some("*.lock".into()) };
-        let make = |root: &Path, stamp: &str, graph: &[u8]| {
-            let e = root.join("abc-123");
-            fs::create_dir_all(&e).unwrap();
-            fs::write(e.join("graph.nnef"), graph).unwrap();
-            fs::write(e.join("manifest.toml"), format!("created = {stamp}")).unwrap();
-            fs::write(root.join("abc-123.lock"), b"").unwrap();
-        };
-        let (r1, r2, run) =
-            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        make(r1.path(), "1700000000001", b"graph bytes");
-        make(r2.path(), "1700000000002", b"graph bytes");
-        let reference = CompiledReference::from_snapshots(&[
-            CompiledSnapshot::take(r1.path(), &patterns, LockKind::Flock),
-            CompiledSnapshot::take(r2.path(), &patterns, LockKind::Flock),
-        ]);
-        assert_eq!(
-            reference.entries["abc-123"]["manifest.toml"].sha256, None,
-            "volatile file compared by length"
-        );
-        make(run.path(), "1700000000003", b"graph bytes");
-        fs::create_dir(run.path().join(".abc-123.9-1.tmp")).unwrap();
-        let s = CompiledSnapshot::take(run.path(), &patterns, LockKind::Flock);
-        assert_eq!(s.entries.len(), 1);
-        assert_eq!(s.partials.len(), 1);
-        assert_eq!(s.locks.len(), 1);
-        assert!(reference.is_complete(&s.entries[0]));
-        fs::write(run.path().join("abc-123/graph.nnef"), b"graph byt").unwrap();
-        assert!(
-            !reference
-                .is_complete(&CompiledSnapshot::take(run.path(), &patterns, LockKind::Flock).entries[0])
-        );
-        fs::remove_file(run.path().join("abc-123/graph.nnef")).unwrap();
-        assert!(
-            !reference
-                .is_complete(&CompiledSnapshot::take(run.path(), &patterns, LockKind::Flock).entries[0])
-        );
-    }
-}
+mod tests;

@@ -191,18 +191,7 @@ mod tests {
             started_unix_ms: 0,
             outcomes: BTreeMap::new(),
             invariants: vec![],
-            figures: Figures::default(),
-            process_runs: vec![],
-            kept_dir: None,
-            setup_errors: vec![],
-            not_applicable: None,
-            mutant_active: None,
-            findings: Vec::new(),
-            crash_states: None,
-            plan: None,
-            soak: None,
-            scale: None,
-            events: Vec::new(),
+            ..ScenarioRecord::default()
         };
         let path = write_record(&record, &dir.path().join("results")).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

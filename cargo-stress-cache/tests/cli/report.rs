@@ -41,17 +41,7 @@ fn record(scenario: &str, violated: &[&str], pps: f64, p95: f64) -> ScenarioReco
             cache_hit_ratio: Some(0.9375),
             mb_per_sec: 0.3,
         },
-        process_runs: vec![],
-        kept_dir: None,
-        setup_errors: vec![],
-        not_applicable: None,
-        mutant_active: None,
-        findings: Vec::new(),
-        crash_states: None,
-        plan: None,
-        soak: None,
-        scale: None,
-        events: Vec::new(),
+        ..ScenarioRecord::default()
     }
 }
 

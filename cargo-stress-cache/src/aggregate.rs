@@ -172,7 +172,6 @@ mod tests {
     use stress_cache_metadata::{Figures, InvariantResult};
 
     use super::*;
-    use crate::benchmarks::BenchmarkRow;
     use crate::errors::{EXIT_FAILED, EXIT_OK, exit_code_of};
     use crate::flakes::TestStability;
     use crate::junit::{self, Outcome};
@@ -305,16 +304,7 @@ mod tests {
 
     #[test]
     fn a_regression_fails_the_run_only_when_asked_to() {
-        let row = |pps: f64, p95: f64| BenchmarkRow {
-            scenario: "warm_hits".into(),
-            runs: 1,
-            processes_per_sec: pps,
-            latency_p50_ms: 10.0,
-            latency_p95_ms: p95,
-            cache_hit_ratio: Some(1.0),
-            bodies_per_model: BTreeMap::new(),
-            mb_per_sec: 0.0,
-        };
+        let row = crate::benchmarks::tests::warm_hits_row;
         let baseline = Aggregate { benchmarks: vec![row(100.0, 50.0)], ..Default::default() };
         let mut current = Aggregate { benchmarks: vec![row(85.0, 70.0)], ..Default::default() };
         compare_with(&mut current, &baseline, 20.0, false);

@@ -87,8 +87,22 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A `warm_hits` row with the two figures regressions are judged on (tests of the comparison).
+    pub(crate) fn warm_hits_row(pps: f64, p95: f64) -> BenchmarkRow {
+        BenchmarkRow {
+            scenario: "warm_hits".into(),
+            runs: 1,
+            processes_per_sec: pps,
+            latency_p50_ms: 10.0,
+            latency_p95_ms: p95,
+            cache_hit_ratio: Some(1.0),
+            bodies_per_model: BTreeMap::new(),
+            mb_per_sec: 0.0,
+        }
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
@@ -99,16 +113,7 @@ mod tests {
 
     #[test]
     fn only_changes_beyond_the_threshold_in_the_worse_direction_are_regressions() {
-        let row = |pps: f64, p95: f64| BenchmarkRow {
-            scenario: "warm_hits".into(),
-            runs: 1,
-            processes_per_sec: pps,
-            latency_p50_ms: 10.0,
-            latency_p95_ms: p95,
-            cache_hit_ratio: Some(1.0),
-            bodies_per_model: BTreeMap::new(),
-            mb_per_sec: 0.0,
-        };
+        let row = warm_hits_row;
         // -15% throughput is within 20%; +40% p95 latency is not; faster is never a regression.
         let found = regressions(&[row(85.0, 70.0)], &[row(100.0, 50.0)], 20.0);
         let metrics: Vec<&str> = found.iter().map(|r| r.metric.as_str()).collect();

@@ -6,6 +6,14 @@ fn sh(script: &str) -> FleetProcess {
     FleetProcess::new("sh", c)
 }
 
+/// A fleet of `first` (a script that stops itself) beside a sleeper, once the first is seen stopped.
+fn first_stopped(dir: &std::path::Path, first: &str) -> (Fleet, Vec<u32>) {
+    let fleet = Fleet::start(dir, vec![sh(first), sh("exec sleep 1000")], Duration::from_secs(30)).unwrap();
+    let pids = fleet.pids();
+    assert!(fleet.wait_until(|f| f.is_stopped(pids[0]), Duration::from_secs(10)), "never stopped");
+    (fleet, pids)
+}
+
 fn exists(pid: u32) -> bool {
     // SAFETY: signal 0 only probes.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
@@ -83,14 +91,7 @@ fn watchdog_kills_the_whole_group_of_a_hung_process() {
 #[test]
 fn stop_resume_and_drop_leaves_no_child() {
     let dir = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(
-        dir.path(),
-        vec![sh("kill -STOP $$; exit 7"), sh("exec sleep 1000")],
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let pids = fleet.pids();
-    assert!(fleet.wait_until(|f| f.is_stopped(pids[0]), Duration::from_secs(10)), "never stopped");
+    let (fleet, pids) = first_stopped(dir.path(), "kill -STOP $$; exit 7");
     assert_eq!(fleet.alive().len(), 2);
     fleet.resume(pids[0]).unwrap();
     assert!(fleet.wait_until(|f| f.alive() == vec![pids[1]], Duration::from_secs(10)));
@@ -105,14 +106,7 @@ fn stop_resume_and_drop_leaves_no_child() {
 #[test]
 fn stops_seen_and_signals_sent_are_recorded_once_each_on_their_process() {
     let dir = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::start(
-        dir.path(),
-        vec![sh("kill -STOP $$; exec sleep 1000"), sh("exec sleep 1000")],
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let pids = fleet.pids();
-    assert!(fleet.wait_until(|f| f.is_stopped(pids[0]), Duration::from_secs(10)), "never stopped");
+    let (mut fleet, pids) = first_stopped(dir.path(), "kill -STOP $$; exec sleep 1000");
     assert!(fleet.is_stopped(pids[0]), "polled again while stopped");
     fleet.resume(pids[0]).unwrap();
     fleet.kill(pids[0]);

@@ -14,6 +14,20 @@ fn first_stopped(dir: &std::path::Path, first: &str) -> (Fleet, Vec<u32>) {
     (fleet, pids)
 }
 
+/// A cache dir whose `m.onnx.lock` this process holds exclusively, and a `flock` command that will
+/// wait for it.
+fn lock_held_with_a_waiter() -> (tempfile::TempDir, std::path::PathBuf, std::fs::File, Command) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let lock = cache.join("m.onnx.lock");
+    let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
+    held.lock().unwrap();
+    let mut waiter = Command::new("flock");
+    waiter.arg(&lock).arg("true");
+    (dir, cache, held, waiter)
+}
+
 fn exists(pid: u32) -> bool {
     // SAFETY: signal 0 only probes.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
@@ -161,14 +175,7 @@ fn spawn_failure_is_an_outcome_not_a_hang() {
 
 #[test]
 fn lock_waiters_come_from_proc_locks() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    let lock = cache.join("m.onnx.lock");
-    let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
-    held.lock().unwrap();
-    let mut c = Command::new("flock");
-    c.arg(&lock).arg("true");
+    let (dir, cache, held, c) = lock_held_with_a_waiter();
     let mut fleet = Fleet::start(
         &dir.path().join("fleet"),
         vec![FleetProcess::new("waiter", c)],
@@ -187,14 +194,7 @@ fn lock_waiters_come_from_proc_locks() {
 /// `settled`: every live process is blocked on a cache lock, stopped, or accounted for elsewhere.
 #[test]
 fn settled_counts_lock_waiters_stopped_and_parked_elsewhere() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    let lock = cache.join("m.onnx.lock");
-    let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
-    held.lock().unwrap();
-    let mut waiter = Command::new("flock");
-    waiter.arg(&lock).arg("true");
+    let (dir, cache, held, waiter) = lock_held_with_a_waiter();
     let processes = vec![FleetProcess::new("waiter", waiter), sh("kill -STOP $$"), sh("exec sleep 1000")];
     let fleet = Fleet::start(&dir.path().join("fleet"), processes, Duration::from_secs(30)).unwrap();
     assert!(fleet.wait_until(|f| f.settled(&cache, &FilePattern::new("*.lock"), 1), Duration::from_secs(10)));

@@ -130,11 +130,12 @@ fn interrupt_a_running_tier(ws: &Path, manifest: &str, label: &str, stop: impl F
     let run_dir = ws.join("runs").join(label);
     let args = ["--manifest-path", manifest, "--run-dir", run_dir.to_str().context("utf8")?];
     let started = start_blocked(ws, &args, &run_dir.join("repeat-1").join("records"), label)?;
-    // The checker's self-check runs beside the scenarios. Its end is an event (nextest writes the
-    // profile's JUnit report as it finishes): waited for, so the signal stops the scenario alone.
-    let self_check_report = ws.join("target").join("nextest").join("stress-selfcheck").join("junit.xml");
+    // The checker's self-check runs beside the scenarios. Its end is an event: the CLI says that it saw
+    // the self-check's nextest exit, after which a signal no longer counts against the self-check.
+    // (Its JUnit report alone is too early: nextest writes it before it exits, and a signal in between
+    // rightly leaves the self-check unconfirmed.) Waited for, so the signal stops the scenario alone.
     let ended = wait_for("the self-check to end", std::time::Duration::from_secs(300), || {
-        self_check_report.is_file()
+        std::fs::read_to_string(&started.err).is_ok_and(|e| e.contains("nextest (self-check) exited"))
     });
     assert!(ended.is_ok(), "the self-check never ended: {ended:?}");
     // Something to clean up: the scenario's temp dir (and, where mounting is allowed, its tmpfs).

@@ -28,7 +28,7 @@ pub fn observe(
 ) -> Result<SpecCheckReport> {
     let out =
         env.spec_check_out.clone().ok_or_else(|| Error::Usage("check-spec needs a report path".into()))?;
-    let mut cmd = nextest::profile_command(cargo, PROFILE, env, output);
+    let mut cmd = nextest::profile_command(cargo, PROFILE, env, output, None);
     let (shown, waited) = nextest::run_interruptibly(&mut cmd, interrupt, "nextest (check-spec)")?;
     if let Some(signal) = waited.signal {
         return Err(Error::Interrupted {

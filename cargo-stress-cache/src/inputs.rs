@@ -14,8 +14,9 @@ use crate::rundir::{self, RunInfo};
 const MAX_DEPTH: usize = 8;
 
 /// Directories of a run dir that hold no results: the target's files of kept or leftover scenario
-/// temp dirs (which may contain anything, `junit.xml` included), the pinned binary, the self-check's.
-const NOT_RESULTS: [&str; 4] = ["kept", "tmp", "bin", "self-check"];
+/// temp dirs (which may contain anything, `junit.xml` included), the pinned binary, the self-check's,
+/// the suite's reused build.
+const NOT_RESULTS: [&str; 5] = ["kept", "tmp", "bin", "self-check", crate::built_suite::DIR];
 
 /// How `shrink` names the minimal run's record it saves beside the original (`<stem>.shrunk.json`): not
 /// a result of the run, so kept apart ([`Inputs::shrunk`]).

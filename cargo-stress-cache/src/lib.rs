@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod benchmarks;
+pub mod built_suite;
 pub mod checkspec;
 mod clean;
 pub mod cli;
@@ -390,7 +391,7 @@ fn list(cargo: Cargo, global: &GlobalOpts, filtersets: &[String]) -> Result<()> 
         retries: None,
     };
     let scenarios = match nextest::list(&cargo, Tier::Pr.nextest_profile(), &selection, None)? {
-        nextest::Listed::Scenarios(scenarios) => scenarios,
+        nextest::Listed::Scenarios(suite) => suite.scenarios,
         // Without an interrupt nothing can stop the listing but the listing's own exit.
         nextest::Listed::Stopped(_) => Vec::new(),
     };

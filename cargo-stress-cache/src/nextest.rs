@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nextest_metadata::{NextestExitCode, TestListSummary};
+use nextest_metadata::{BinaryListSummary, NextestExitCode, TestListSummary};
 use stress_cache_metadata::SuiteEnv;
 
+use crate::built_suite::BuiltSuite;
 use crate::cargo::{Cargo, display_command};
 use crate::errors::{Error, Result, one_line};
 use crate::interrupt::{Cause, Interrupt, Waited, signal_name};
@@ -33,21 +34,28 @@ pub fn check_available(cargo: &Cargo) -> Result<()> {
 
 /// `cargo nextest run -p stress-tests --profile <profile> --no-tests fail` with the suite environment
 /// `env`: the command of the runs whose tests the profile's `default-filter` selects (self-check,
-/// check-spec).
-pub fn profile_command(cargo: &Cargo, profile: &str, env: &SuiteEnv, output: Output) -> Command {
-    let mut cmd = cargo.command(&[
-        "nextest",
-        "run",
-        "--package",
-        SUITE_PACKAGE,
-        "--profile",
-        profile,
-        "--no-tests",
-        "fail",
-    ]);
-    output.apply(&mut cmd);
+/// check-spec). With `built`, the binaries an earlier listing built run, and cargo is not called.
+pub fn profile_command(
+    cargo: &Cargo,
+    profile: &str,
+    env: &SuiteEnv,
+    output: Output,
+    built: Option<&BuiltSuite>,
+) -> Command {
+    let mut cmd = run_command(cargo, profile, built);
+    cmd.args(["--no-tests", "fail"]);
+    output.apply(&mut cmd, built.is_none());
     env.apply(&mut cmd);
     cmd
+}
+
+/// `cargo nextest run --profile <profile>` of the suite: of the binaries `built` names, else of
+/// `--package stress-tests` (which cargo builds first).
+fn run_command(cargo: &Cargo, profile: &str, built: Option<&BuiltSuite>) -> Command {
+    match built {
+        Some(built) => built.run_command(cargo, profile),
+        None => cargo.command(&["nextest", "run", "--package", SUITE_PACKAGE, "--profile", profile]),
+    }
 }
 
 /// How much of nextest's own output a run shows on stderr.
@@ -73,9 +81,13 @@ impl Output {
         }
     }
 
-    fn apply(self, cmd: &mut Command) {
+    /// `building`: nextest runs cargo first (its output can be quietened; with reused binaries
+    /// there is none, and nextest refuses the flag).
+    fn apply(self, cmd: &mut Command, building: bool) {
         // Once the suite is built, cargo's "Finished" line of every later nextest call says nothing.
-        if self == Output::Quiet || (self == Output::Compact && SUITE_BUILT.load(Ordering::Relaxed)) {
+        if building
+            && (self == Output::Quiet || (self == Output::Compact && SUITE_BUILT.load(Ordering::Relaxed)))
+        {
             cmd.arg("--cargo-quiet");
         }
         if self != Output::Verbose {
@@ -152,19 +164,20 @@ pub fn junit_candidates(workspace_root: &Path, target_dir: &Path, profile: &str)
     candidates
 }
 
-/// `cargo nextest run -p stress-tests --profile <tier profile>` with the suite environment, and the
-/// JUnit paths it may write (stale ones removed).
+/// `cargo nextest run -p stress-tests --profile <tier profile>` with the suite environment (of the
+/// binaries `built` names, when given), and the JUnit paths it may write (stale ones removed).
 pub fn tier_command(
     cargo: &Cargo,
     workspace_root: &Path,
     target_dir: &Path,
     env: &SuiteEnv,
     selection: &Selection,
+    built: Option<&BuiltSuite>,
 ) -> Result<(Command, Vec<PathBuf>)> {
     let profile = env.tier_or_default().nextest_profile();
     let junit_paths = junit_candidates(workspace_root, target_dir, profile);
     remove_stale(&junit_paths)?;
-    let mut cmd = cargo.command(&["nextest", "run", "--package", SUITE_PACKAGE, "--profile", profile]);
+    let mut cmd = run_command(cargo, profile, built);
     for expr in &selection.filtersets {
         cmd.arg("-E").arg(expr);
     }
@@ -174,7 +187,7 @@ pub fn tier_command(
     if let Some(retries) = selection.retries {
         cmd.arg("--retries").arg(retries.to_string());
     }
-    selection.output.apply(&mut cmd);
+    selection.output.apply(&mut cmd, built.is_none());
     env.apply(&mut cmd);
     Ok((cmd, junit_paths))
 }
@@ -189,7 +202,7 @@ pub fn run_tier(
     interrupt: &Interrupt,
     selected: Option<usize>,
 ) -> Result<RunOutcome> {
-    let (mut cmd, junit_paths) = tier_command(cargo, workspace_root, target_dir, env, selection)?;
+    let (mut cmd, junit_paths) = tier_command(cargo, workspace_root, target_dir, env, selection, None)?;
     let (shown, waited) = run_interruptibly(&mut cmd, interrupt, "nextest")?;
     tier_outcome(shown, &waited, junit_paths, selected)
 }
@@ -399,16 +412,31 @@ pub fn list(
             }
         }
     }
-    Ok(Listed::Scenarios(scenarios))
+    // Every binary of the suite package, those the profile's filter skips included (the self-check's).
+    let binaries = BinaryListSummary {
+        rust_binaries: summary.rust_suites.into_iter().map(|(id, suite)| (id, suite.binary)).collect(),
+        rust_build_meta: summary.rust_build_meta,
+    };
+    Ok(Listed::Scenarios(Box::new(Suite { scenarios, binaries })))
 }
 
 /// What [`list`] found.
 #[derive(Debug)]
 pub enum Listed {
-    /// The selected scenarios.
-    Scenarios(Vec<Scenario>),
+    /// The suite as listed.
+    Scenarios(Box<Suite>),
     /// A signal stopped the listing.
     Stopped(Cause),
+}
+
+/// The suite as [`list`] found it, built.
+#[derive(Debug)]
+pub struct Suite {
+    /// The selected scenarios.
+    pub scenarios: Vec<Scenario>,
+    /// Every test binary of the suite package, as `nextest list --list-type binaries-only` prints
+    /// them (for [`BuiltSuite`]).
+    pub binaries: BinaryListSummary,
 }
 
 #[cfg(test)]

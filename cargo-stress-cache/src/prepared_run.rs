@@ -54,7 +54,7 @@ impl PreparedRun {
     ) -> TierRun<'a> {
         TierRun {
             cargo: &setup.cargo,
-            workspace_root: setup.workspace.root(),
+            workspace: &setup.workspace,
             target_dir: &setup.target_dir,
             target_bin: &self.target_bin,
             target_spec: &self.spec,
@@ -67,7 +67,7 @@ impl PreparedRun {
             run_root: &self.dir,
             keep_dir: knobs.keep_dir.clone(),
             interrupt,
-            selected: std::cell::OnceCell::new(),
+            listed: std::cell::OnceCell::new(),
         }
     }
 }

@@ -121,7 +121,7 @@ impl<'a> Replayer<'a> {
             Some(self.interrupt),
         )?;
         match listed {
-            Listed::Scenarios(s) if !s.is_empty() => Ok(()),
+            Listed::Scenarios(s) if !s.scenarios.is_empty() => Ok(()),
             Listed::Scenarios(_) => Err(PlanMismatch::NoScenario {
                 scenario: scenario.to_string(),
                 test: plan_check::test_name(scenario),

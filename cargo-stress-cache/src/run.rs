@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::aggregate::Aggregate;
+use crate::built_suite::BuiltSuite;
 use crate::cargo::Cargo;
 use crate::cli::Tier;
 use crate::errors::{Error, Result};
@@ -22,13 +23,14 @@ use crate::nextest::{self, Listed, Selection};
 use crate::rundir::{self, RunInfo, RunState};
 use crate::selfcheck::{self, SelfCheck};
 use crate::tmpdir;
+use crate::workspace::Workspace;
 
 /// Everything a tier run needs besides its run directory.
 pub struct TierRun<'a> {
     /// Cargo.
     pub cargo: &'a Cargo,
-    /// Workspace root (for the JUnit location).
-    pub workspace_root: &'a Path,
+    /// The workspace (its root locates the JUnit reports; its metadata goes to the reused build).
+    pub workspace: &'a Workspace,
     /// Target dir.
     pub target_dir: &'a Path,
     /// The executable under test.
@@ -54,9 +56,18 @@ pub struct TierRun<'a> {
     pub keep_dir: Option<PathBuf>,
     /// The invocation's signal handling.
     pub interrupt: &'a Interrupt,
-    /// The number of scenarios selected, once listed: the same for every run of an invocation (the
-    /// mutants matrix runs the tier once per mutant).
-    pub selected: OnceCell<usize>,
+    /// The suite, once listed: the same for every run of an invocation (the mutants matrix runs the
+    /// tier once per mutant).
+    pub listed: OnceCell<Listing>,
+}
+
+/// The suite as an invocation's listing found it.
+#[derive(Debug)]
+pub struct Listing {
+    /// The number of scenarios selected.
+    pub selected: usize,
+    /// The binaries every nextest run of the invocation executes.
+    pub built: BuiltSuite,
 }
 
 /// What a tier run produced.
@@ -145,10 +156,11 @@ impl TierRun<'_> {
             repeats_complete,
             repeats: repeat,
         };
-        // Counted first (and the listing builds the suite, before two nextest runs would race to): the interruption line says how much of the run completed, and a JUnit report
-        // with fewer tests shows that nextest cancelled the run.
-        let selected = match self.selected.get() {
-            Some(&n) => n,
+        // Listed first: the listing builds the suite once, and every nextest run after it executes
+        // those binaries (`BuiltSuite`); the count lets the interruption line say how much of the run
+        // completed, and a JUnit report with fewer tests show that nextest cancelled the run.
+        let listing = match self.listed.get() {
+            Some(listing) => listing,
             None => {
                 match nextest::list(
                     self.cargo,
@@ -156,9 +168,11 @@ impl TierRun<'_> {
                     &self.selection,
                     Some(self.interrupt),
                 )? {
-                    Listed::Scenarios(scenarios) => {
-                        log::debug!("{label}: {} scenario tests selected", scenarios.len());
-                        *self.selected.get_or_init(|| scenarios.len())
+                    Listed::Scenarios(suite) => {
+                        log::debug!("{label}: {} scenario tests selected", suite.scenarios.len());
+                        let dir = rundir::subdir(self.run_root, crate::built_suite::DIR)?;
+                        let built = BuiltSuite::write(&dir, &suite.binaries, self.workspace)?;
+                        self.listed.get_or_init(|| Listing { selected: suite.scenarios.len(), built })
                     }
                     Listed::Stopped(cause) => {
                         return Ok(Some(stopped(cause, "listing the scenarios", 0, None, 0)));
@@ -166,16 +180,17 @@ impl TierRun<'_> {
                 }
             }
         };
+        let selected = listing.selected;
         // The checker's self-check runs beside the first repeat: it voids the verdict whenever it
         // fails, so it needs to end before the verdict, not before the scenarios start.
         let mut pending_check =
-            if self_check { Some(self.self_check_command(run_dir, label)?) } else { None };
+            if self_check { Some(self.self_check_command(run_dir, label, &listing.built)?) } else { None };
         // Later repeats of a nightly run leave out the tests that are their own repeats (soak, scale):
         // counted too, or their shorter JUnit report would read as a cancelled run.
         let later = self.selection.without_first_repeat_only();
         let later_selected = if self.tier == Tier::Nightly && repeat > 1 {
             match nextest::list(self.cargo, self.tier.nextest_profile(), &later, Some(self.interrupt))? {
-                Listed::Scenarios(scenarios) => scenarios.len(),
+                Listed::Scenarios(suite) => suite.scenarios.len(),
                 Listed::Stopped(cause) => {
                     return Ok(Some(stopped(cause, "listing the scenarios", 0, None, 0)));
                 }
@@ -207,8 +222,14 @@ impl TierRun<'_> {
             let later_repeat = n > 1 && self.tier == Tier::Nightly;
             let (selection, count) =
                 if later_repeat { (&later, later_selected) } else { (&self.selection, selected) };
-            let (mut cmd, junit_paths) =
-                nextest::tier_command(self.cargo, self.workspace_root, self.target_dir, &env, selection)?;
+            let (mut cmd, junit_paths) = nextest::tier_command(
+                self.cargo,
+                self.workspace.root(),
+                self.target_dir,
+                &env,
+                selection,
+                Some(&listing.built),
+            )?;
             let (outcome, check) = match pending_check.take() {
                 None => {
                     let outcome = nextest::run_interruptibly(&mut cmd, self.interrupt, "nextest").and_then(
@@ -288,7 +309,7 @@ impl TierRun<'_> {
     }
 
     /// The checker's self-check, to run into `run_dir/self-check/`.
-    fn self_check_command(&self, run_dir: &Path, label: &str) -> Result<PendingCheck> {
+    fn self_check_command(&self, run_dir: &Path, label: &str, built: &BuiltSuite) -> Result<PendingCheck> {
         let dir = rundir::subdir(run_dir, "self-check")?;
         let tmp_dir = tmpdir::create(&dir)?;
         // Not `records`: whatever the checker's tests write is not a scenario record of this run.
@@ -305,10 +326,11 @@ impl TierRun<'_> {
         );
         let (cmd, junit_paths) = selfcheck::command(
             self.cargo,
-            self.workspace_root,
+            self.workspace.root(),
             self.target_dir,
             &env,
             self.selection.output,
+            Some(built),
         )?;
         Ok(PendingCheck { cmd, junit_paths, dir, tmp_dir })
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 use nextest_metadata::NextestExitCode;
 pub use stress_cache_metadata::report::SelfCheck;
 
+use crate::built_suite::BuiltSuite;
 use crate::cargo::Cargo;
 use crate::errors::{Error, Result};
 use crate::interrupt::{Cause, signal_name};
@@ -38,10 +39,11 @@ pub fn command(
     target_dir: &Path,
     env: &SuiteEnv,
     output: nextest::Output,
+    built: Option<&BuiltSuite>,
 ) -> Result<(std::process::Command, Vec<std::path::PathBuf>)> {
     let junit_paths = nextest::junit_candidates(workspace_root, target_dir, PROFILE);
     nextest::remove_stale(&junit_paths)?;
-    let mut cmd = nextest::profile_command(cargo, PROFILE, env, output);
+    let mut cmd = nextest::profile_command(cargo, PROFILE, env, output, built);
     cmd.args(["--show-progress", "none"]);
     Ok((cmd, junit_paths))
 }

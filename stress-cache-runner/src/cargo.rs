@@ -85,6 +85,17 @@ impl Cargo {
         }
         cmd
     }
+
+    /// `cargo <subcommand...>` with `--color` only: for a subcommand that runs what an earlier call
+    /// built (`nextest run --binaries-metadata`), which refuses the build's options (`--target-dir`,
+    /// `--manifest-path`): the files it reads name the target dir and the workspace.
+    pub fn command_on_built(&self, subcommand: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        scrub_package_env(&mut cmd);
+        cmd.args(subcommand);
+        cmd.arg("--color").arg(self.color.as_str());
+        cmd
+    }
 }
 
 /// Removes the per-package variables cargo sets for a running test, bench or `cargo run` binary

@@ -66,6 +66,17 @@ impl Workspace {
         self.metadata.target_directory.as_std_path()
     }
 
+    /// Writes the metadata to `path` as `cargo metadata --format-version 1 --no-deps` prints it (what
+    /// nextest's `--cargo-metadata` reads instead of running cargo again).
+    pub fn write_metadata(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string(&self.metadata).map_err(|e| Error::Serialize {
+            what: "cargo metadata",
+            path: path.to_path_buf(),
+            message: one_line(&e.to_string()),
+        })?;
+        crate::rundir::write(path, &text)
+    }
+
     fn member(&self, name: &str) -> Option<&Package> {
         self.metadata.workspace_packages().into_iter().find(|p| p.name.as_str() == name)
     }

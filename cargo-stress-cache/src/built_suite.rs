@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nextest_metadata::BinaryListSummary;
-
-use crate::cargo::Cargo;
 use stress_cache_runner::RunnerError;
 
+use crate::cargo::Cargo;
 use crate::errors::{Result, one_line};
 use crate::workspace::Workspace;
 

@@ -158,7 +158,7 @@ impl TierRun<'_> {
         };
         // Listed first: the listing builds the suite once, and every nextest run after it executes
         // those binaries (`BuiltSuite`); the count lets the interruption line say how much of the run
-        // completed, and a JUnit report with fewer tests show that nextest cancelled the run.
+        // completed, and a JUnit report with fewer tests shows that nextest cancelled the run.
         let listing = match self.listed.get() {
             Some(listing) => listing,
             None => {

@@ -72,11 +72,7 @@ impl Cargo {
 
     /// `cargo <subcommand...>` with the shared options appended.
     pub fn command(&self, subcommand: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.program);
-        // Under `cargo run` (the workspace alias) or a test this process carries its package's variables.
-        scrub_package_env(&mut cmd);
-        cmd.args(subcommand);
-        cmd.arg("--color").arg(self.color.as_str());
+        let mut cmd = self.command_on_built(subcommand);
         if let Some(path) = &self.manifest_path {
             cmd.arg("--manifest-path").arg(path);
         }
@@ -91,6 +87,7 @@ impl Cargo {
     /// `--manifest-path`): the files it reads name the target dir and the workspace.
     pub fn command_on_built(&self, subcommand: &[&str]) -> Command {
         let mut cmd = Command::new(&self.program);
+        // Under `cargo run` (the workspace alias) or a test this process carries its package's variables.
         scrub_package_env(&mut cmd);
         cmd.args(subcommand);
         cmd.arg("--color").arg(self.color.as_str());

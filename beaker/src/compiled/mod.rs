@@ -209,7 +209,7 @@ fn load_entry(entry: &Path, model_sha256: &str) -> Result<ModelPlan> {
     if !unchecked && let Some(problem) = files_problem(entry, &manifest)? {
         return Err(invalid(problem));
     }
-    let typed: TypedModel = nnef().model_for_path(entry).map_err(|e| invalid(one_line(&e)))?;
+    let typed: TypedModel = nnef_reader().model_for_path(entry).map_err(|e| invalid(one_line(&e)))?;
     let plan = ModelPlan::from_typed(entry, typed)?;
     if plan.side() != manifest.side {
         return Err(invalid(format!("side {} but the manifest says {}", plan.side(), manifest.side)));
@@ -295,9 +295,33 @@ fn walk_tree(
     Ok(())
 }
 
-/// The NNEF framework that writes and reads entries (tract core ops + the ONNX extensions).
+/// The NNEF framework that writes entries (tract core ops + the ONNX extensions).
 fn nnef() -> tract_nnef::framework::Nnef {
     tract_nnef::nnef().with_onnx()
+}
+
+/// The NNEF framework that reads entries: [`nnef`] without its parsed copy of the NNEF stdlib
+/// (`Nnef::stdlib`), which only writing consults. tract's default framework parses the 18 KB stdlib
+/// twice, once for that field and once more inside its `tract_nnef` registry; with the graph itself
+/// under 2 KB, that parsing was about a tenth of a warm hit. Should a later tract read through the
+/// field, entries fail to load and are rebuilt, which the compiled-cache tests see as misses.
+fn nnef_reader() -> tract_nnef::framework::Nnef {
+    use tract_nnef::resource::{
+        DatLoader, GraphNnefLoader, GraphQuantLoader, ResourceLoader, TypedModelLoader,
+    };
+    tract_nnef::framework::Nnef {
+        stdlib: Vec::new(),
+        registries: vec![tract_nnef::ops::tract_nnef(), tract_nnef::ops::tract_core()],
+        resource_loaders: vec![
+            GraphNnefLoader.into_boxed(),
+            DatLoader.into_boxed(),
+            GraphQuantLoader.into_boxed(),
+            TypedModelLoader::new(false).into_boxed(),
+        ],
+        allow_extended_identifier_syntax: false,
+        extern_all_constants: false,
+    }
+    .with_onnx()
 }
 
 /// Builds the entry for `model` under the exclusive lock (see the module docs).

@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nextest_metadata::BinaryListSummary;
-use stress_cache_runner::RunnerError;
 
 use crate::cargo::Cargo;
-use crate::errors::{Result, one_line};
+use crate::errors::Result;
 use crate::workspace::Workspace;
 
 /// The subdirectory of a run dir that holds the files ([`BuiltSuite::write`]).
@@ -33,12 +32,7 @@ impl BuiltSuite {
     /// `workspace`, whose root holds `.config/nextest.toml`).
     pub fn write(dir: &Path, binaries: &BinaryListSummary, workspace: &Workspace) -> Result<BuiltSuite> {
         let binaries_metadata = dir.join("binaries-metadata.json");
-        let text = serde_json::to_string(binaries).map_err(|e| RunnerError::Serialize {
-            what: "nextest binaries metadata",
-            path: binaries_metadata.clone(),
-            message: one_line(&e.to_string()),
-        })?;
-        crate::rundir::write(&binaries_metadata, &text)?;
+        crate::rundir::write_json(&binaries_metadata, "nextest binaries metadata", binaries)?;
         let cargo_metadata = dir.join("cargo-metadata.json");
         workspace.write_metadata(&cargo_metadata)?;
         Ok(BuiltSuite { binaries_metadata, cargo_metadata })

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-pub use stress_cache_runner::rundir::{create, subdir, utc_timestamp, write, write_spec};
+pub use stress_cache_runner::rundir::{create, subdir, utc_timestamp, write, write_json, write_spec};
 
 use crate::errors::{Error, Result, one_line};
 use crate::interrupt::Interruption;

@@ -67,6 +67,17 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::io("cannot write", path, source))
 }
 
+/// Writes `value` to `path` as compact JSON (a file for machines: nextest's reuse-build files);
+/// `what` names it in the error.
+pub fn write_json(path: &Path, what: &'static str, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string(value).map_err(|e| Error::Serialize {
+        what,
+        path: path.to_path_buf(),
+        message: one_line(&e.to_string()),
+    })?;
+    write(path, &text)
+}
+
 /// `YYYYMMDDTHHMMSSZ` (UTC) of `time`.
 pub fn utc_timestamp(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -69,12 +69,7 @@ impl Workspace {
     /// Writes the metadata to `path` as `cargo metadata --format-version 1 --no-deps` prints it (what
     /// nextest's `--cargo-metadata` reads instead of running cargo again).
     pub fn write_metadata(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string(&self.metadata).map_err(|e| Error::Serialize {
-            what: "cargo metadata",
-            path: path.to_path_buf(),
-            message: one_line(&e.to_string()),
-        })?;
-        crate::rundir::write(path, &text)
+        crate::rundir::write_json(path, "cargo metadata", &self.metadata)
     }
 
     fn member(&self, name: &str) -> Option<&Package> {
